@@ -1,0 +1,70 @@
+"""runlog: event-sourced run logs for LLM and agent pipelines.
+
+Record runs as immutable start/stream/end events in an append-only store (SQLite by
+default, PostgreSQL for teams), follow them live from other processes, replay them
+byte for byte, and fold them into LangChain-compatible run-log views.
+
+    >>> import runlog
+    >>> store = runlog.open(":memory:")
+    >>> with store.run("hello", inputs={"q": "hi"}) as run:
+    ...     run.stream("Hel")
+    ...     run.stream("lo")
+    ...     run.end(outputs="Hello")
+    >>> [e.kind for e in store.events()]
+    ['start', 'stream', 'stream', 'end']
+
+This module declares the public API; everything else is importable from its module
+but not promised to stay where it is.
+"""
+
+from __future__ import annotations
+
+from runlog.api import Store, VerifyReport, open
+from runlog.codec import Opaque
+from runlog.errors import (
+    AppendOnlyError,
+    CorruptStoreError,
+    EncodingError,
+    ImportConflictError,
+    NotARunlogStoreError,
+    RunlogError,
+    RunStateError,
+    SchemaVersionError,
+    StoreError,
+    StoreNotFoundError,
+    UnknownRunError,
+    WriteError,
+)
+from runlog.events import ErrorInfo, Event, RunInfo
+from runlog.filters import ANY, Filter
+from runlog.recorder import Run, RunScope, current_run, trace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ANY",
+    "AppendOnlyError",
+    "CorruptStoreError",
+    "EncodingError",
+    "ErrorInfo",
+    "Event",
+    "Filter",
+    "ImportConflictError",
+    "NotARunlogStoreError",
+    "Opaque",
+    "Run",
+    "RunInfo",
+    "RunScope",
+    "RunStateError",
+    "RunlogError",
+    "SchemaVersionError",
+    "Store",
+    "StoreError",
+    "StoreNotFoundError",
+    "UnknownRunError",
+    "VerifyReport",
+    "WriteError",
+    "current_run",
+    "open",
+    "trace",
+]

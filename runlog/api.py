@@ -1,0 +1,367 @@
+"""The :class:`Store` users open: recording, reading, replaying and verifying one log.
+
+``runlog.open()`` returns a Store. It ties one backend (where events live), one
+writer (how they get there) and the recorder (how code produces them) together, and
+offers the read side: events, runs, replay, verification and the live tail. It is the
+only module that knows every layer; each method is a few lines over them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import anyio.to_thread
+
+from runlog.errors import RunlogError, StoreError, UnknownRunError
+from runlog.events import Event, RunInfo, chain_digest
+from runlog.filters import Filter
+from runlog.recorder import Recorder, Run, RunScope, trace
+from runlog.store import open_backend
+from runlog.store.base import Backend, EventQuery, RunQuery
+from runlog.store.writer import Writer
+
+__all__ = ["DEFAULT_DB", "Store", "VerifyReport", "default_location", "open"]
+
+DEFAULT_DB = "runlog.db"
+F = TypeVar("F", bound=Callable[..., Any])
+View = Literal["raw", "log", "events"]
+
+
+def default_location() -> str:
+    """``$RUNLOG_DB`` if set, else ``./runlog.db``."""
+    return os.environ.get("RUNLOG_DB") or DEFAULT_DB
+
+
+def open(  # noqa: A001 - mirrors builtins.open / sqlite3.connect on purpose
+    target: str | os.PathLike[str] | None = None,
+    *,
+    create: bool = True,
+    durable: bool = False,
+    lease_seconds: float = 10.0,
+    end_timeout: float = 30.0,
+) -> Store:
+    """Open (or create) a run log.
+
+    Args:
+        target: a file path (SQLite, the default), ``sqlite:///path``, ``:memory:``, or a
+            SQLAlchemy PostgreSQL URL. Defaults to ``$RUNLOG_DB``, else ``./runlog.db``.
+        create: create the store if it does not exist (``False`` for read-only tools).
+        durable: fsync every commit (``synchronous=FULL``): acknowledged events survive
+            a power cut, at the cost of ~0.3 ms per commit.
+        lease_seconds: how long after this process's last heartbeat its open runs are
+            shown as *abandoned* by other processes.
+        end_timeout: how long the end of a root run waits for its commit.
+    """
+    backend = open_backend(target if target is not None else default_location(),
+                           create=create, durable=durable)
+    return Store(backend, lease_seconds=lease_seconds, end_timeout=end_timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """What ``verify`` found: counts, and the first broken link if any."""
+
+    events: int
+    runs: int
+    ok: bool
+    first_error: str | None = None
+    first_bad_seq: int | None = None
+
+
+class Store:
+    """One open run log (see :func:`open`). Thread-safe; use one per process and file."""
+
+    def __init__(self, backend: Backend, *, lease_seconds: float = 10.0,
+                 heartbeat_seconds: float | None = None, end_timeout: float = 30.0,
+                 max_batch: int = 1000) -> None:
+        self.backend = backend
+        self.writer = Writer(backend, lease_seconds=lease_seconds,
+                             heartbeat_seconds=heartbeat_seconds, max_batch=max_batch)
+        self.recorder = Recorder(self.writer, owner=self, end_timeout=end_timeout)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<runlog.Store {self.backend.location}>"
+
+    @property
+    def location(self) -> str:
+        return self.backend.location
+
+    # -- recording -------------------------------------------------------------------
+    def run(self, name: str, run_type: str = "chain", **kwargs: Any) -> RunScope:
+        """A scope recording one run: ``with store.run("rag") as run: ...``.
+
+        Keyword arguments: ``inputs``, ``tags``, ``metadata``, ``run_id``, ``parent``
+        (defaults to the current run of this store, making the new run its child),
+        ``time``, ``inherit``. Inside the block, ``run.stream(chunk)`` records output
+        chunks, ``run.child(...)`` opens child scopes, ``run.end(outputs)`` ends it.
+        """
+        return self.recorder.scope(name, run_type, **kwargs)
+
+    def arun(self, name: str, run_type: str = "chain", **kwargs: Any) -> RunScope:
+        """The same scope for ``async with``; its exit awaits the commit of a root run."""
+        return self.recorder.scope(name, run_type, **kwargs)
+
+    def start_run(self, name: str, run_type: str = "chain", **kwargs: Any) -> Run:
+        """Start a run without a scope (end it with ``run.end()``)."""
+        return self.recorder.start(name, run_type, **kwargs)
+
+    def trace(self, name: str | None = None, run_type: str = "chain", *,
+              tags: Sequence[str] | None = None,
+              metadata: Mapping[str, Any] | None = None) -> Callable[[F], F]:
+        """Decorator recording each call as a run (root here, or child of the current run)."""
+        return trace(name, run_type, tags=tags, metadata=metadata,  # type: ignore[return-value]
+                     recorder=self.recorder)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every event recorded so far is committed.
+
+        Raises:
+            WriteError: the writer cannot commit (disk full, ...); events stay queued.
+        """
+        self.writer.flush(timeout)
+
+    async def aflush(self, timeout: float | None = None) -> None:
+        """``flush`` without blocking the event loop."""
+        await anyio.to_thread.run_sync(self.writer.flush, timeout)
+
+    # -- reading ---------------------------------------------------------------------
+    def resolve_run_id(self, run_id: str) -> str:
+        """The full id of a run given its id or a unique prefix (>= 8 characters)."""
+        run_id = str(run_id).strip()
+        if self.backend.get_run(run_id) is not None:
+            return run_id
+        if len(run_id) >= 8:
+            found = self.backend.run_ids_with_prefix(run_id, limit=2)
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise RunlogError(f"run id prefix {run_id!r} is ambiguous; give more of it")
+        raise UnknownRunError(run_id, self.backend.location)
+
+    def run_info(self, run_id: str) -> RunInfo:
+        """Status, timing and identity of one run (id or unique prefix)."""
+        info = self.backend.get_run(self.resolve_run_id(run_id))
+        if info is None:  # pragma: no cover - resolve_run_id checked it
+            raise UnknownRunError(run_id, self.backend.location)
+        return info
+
+    def runs(
+        self,
+        *,
+        trace_id: str | None = None,
+        roots_only: bool = False,
+        status: str | None = None,
+        name: str | None = None,
+        filter: Filter | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> list[RunInfo]:
+        """List runs with name, type, status (running/ok/error/abandoned), times, counts."""
+        return self.backend.find_runs(RunQuery(
+            trace_id=trace_id, roots_only=roots_only, status=status, name=name, filter=filter,
+            limit=limit, newest_first=newest_first))
+
+    def trace_runs(self, trace_id: str) -> list[RunInfo]:
+        """Every run of one trace, in start order."""
+        return self.backend.trace_runs(trace_id)
+
+    def subtree_ids(self, run_id: str) -> tuple[str, frozenset[str]]:
+        """The trace id of a run and the ids of the run and all its descendants."""
+        info = self.run_info(run_id)
+        runs = self.backend.trace_runs(info.trace_id)
+        if info.parent_id is None:
+            return info.trace_id, frozenset(r.run_id for r in runs)
+        children: dict[str | None, list[str]] = {}
+        for r in runs:
+            children.setdefault(r.parent_id, []).append(r.run_id)
+        found, todo = {info.run_id}, [info.run_id]
+        while todo:
+            for c in children.get(todo.pop(), ()):
+                if c not in found:
+                    found.add(c)
+                    todo.append(c)
+        return info.trace_id, frozenset(found)
+
+    def _query(self, run_id: str | None, trace_id: str | None, after: int,
+               filter: Filter | None, until: int | None, page_size: int,
+               descendants: bool, digests: bool = False) -> EventQuery:
+        run_ids: frozenset[str] | None = None
+        if run_id is not None:
+            tid, subtree = self.subtree_ids(run_id)
+            full = self.resolve_run_id(run_id)
+            run_ids = subtree if descendants else frozenset({full})
+            if trace_id is not None and trace_id != tid:
+                run_ids = frozenset()
+            trace_id = tid
+            if descendants and full == tid:
+                run_ids = None  # the whole trace: the index alone answers it
+        if filter is not None and filter.is_empty:
+            filter = None
+        return EventQuery(after=after, limit=page_size, trace_id=trace_id, run_ids=run_ids,
+                          filter=filter, until=until, digests=digests)
+
+    def _iter(self, q: EventQuery) -> Iterator[Event]:
+        read = self.backend.read
+        f = q.filter
+        while True:
+            page, high = read(q)
+            for e in page:
+                if f is None or f.matches(e):
+                    yield e
+            if len(page) < q.limit:  # everything up to the page's snapshot was read
+                return
+            q = EventQuery(after=high, limit=q.limit, trace_id=q.trace_id, run_ids=q.run_ids,
+                           filter=q.filter, until=q.until, digests=q.digests)
+
+    def events(
+        self,
+        run_id: str | None = None,
+        trace_id: str | None = None,
+        after: int = 0,
+        filter: Filter | None = None,
+        *,
+        until: int | None = None,
+        descendants: bool = False,
+        page_size: int = 1000,
+    ) -> Iterator[Event]:
+        """Committed events in global (``seq``) order.
+
+        Args:
+            run_id: only this run's events (with ``descendants=True``, its subtree's).
+            trace_id: only this trace's events.
+            after: a cursor: yield events with ``seq > after``.
+            filter: keep only events of runs passing this :class:`~runlog.Filter`.
+            until: stop after this seq (default: what is committed when each page is read).
+
+        Events are read a page at a time in short transactions, so a slow consumer never
+        holds the database; the iterator ends at the last event committed when it
+        reaches the end (use ``tail`` to keep following).
+        """
+        q = self._query(run_id, trace_id, after, filter, until, page_size, descendants)
+        if q.run_ids is not None and not q.run_ids:
+            return iter(())
+        return self._iter(q)
+
+    async def aevents(self, run_id: str | None = None, trace_id: str | None = None,
+                      after: int = 0, filter: Filter | None = None, *,
+                      until: int | None = None, descendants: bool = False,
+                      page_size: int = 1000) -> AsyncIterator[Event]:
+        """``events`` for async code: each page is read in a worker thread."""
+        q = await anyio.to_thread.run_sync(
+            lambda: self._query(run_id, trace_id, after, filter, until, page_size, descendants))
+        if q.run_ids is not None and not q.run_ids:
+            return
+        f = q.filter
+        while True:
+            page, high = await anyio.to_thread.run_sync(self.backend.read, q)
+            for e in page:
+                if f is None or f.matches(e):
+                    yield e
+            if len(page) < q.limit:
+                return
+            q = EventQuery(after=high, limit=q.limit, trace_id=q.trace_id, run_ids=q.run_ids,
+                           filter=q.filter, until=q.until, digests=q.digests)
+
+    def last_seq(self) -> int:
+        """The highest committed seq: a cursor that means "from now on"."""
+        return self.backend.last_seq()
+
+    def replay(self, run_id: str, view: View = "raw", *, filter: Filter | None = None,
+               **view_options: Any) -> Iterator[Any]:
+        """Replay a recorded run (and its descendants).
+
+        ``view="raw"`` yields the stored :class:`Event` objects, whose ``raw`` bytes are
+        exactly what was written and what a live reader saw.
+        """
+        if view == "raw":
+            if view_options:
+                raise TypeError(f"view 'raw' takes no options, got {sorted(view_options)}")
+            return self.events(run_id, filter=filter, descendants=True)
+        from_views = _views()
+        if view not in from_views:
+            raise ValueError(f"unknown view {view!r}; choose raw, log or events")
+        return from_views[view](self.events(run_id, descendants=True), filter=filter,
+                                **view_options)
+
+    # -- integrity -------------------------------------------------------------------
+    def verify(self, *, trace_id: str | None = None) -> VerifyReport:
+        """Recompute every run's hash chain (and check seq has no gaps).
+
+        Returns the first broken link: an event whose bytes no longer hash to the stored
+        digest chained to its run's previous event.
+        """
+        last: dict[str, bytes | None] = {}
+        count = 0
+        expected_seq = None
+        q = EventQuery(after=0, limit=5000, trace_id=trace_id, digests=True)
+        for e in self._iter(q):
+            count += 1
+            if trace_id is None:
+                if expected_seq is not None and e.seq != expected_seq:
+                    return VerifyReport(count, len(last), False,
+                                        f"seq jumps from {expected_seq - 1} to {e.seq}", e.seq)
+                expected_seq = e.seq + 1
+            try:
+                run_id = e.run_id
+            except RunlogError as err:
+                return VerifyReport(count, len(last), False, f"seq {e.seq}: {err}", e.seq)
+            want = chain_digest(last.get(run_id), e.raw)
+            if want != e.digest:
+                return VerifyReport(
+                    count, len(last), False,
+                    f"seq {e.seq} (run {run_id}): stored bytes do not match the hash chain",
+                    e.seq)
+            last[run_id] = want
+        return VerifyReport(count, len(last), True)
+
+    # -- lifecycle -------------------------------------------------------------------
+    def close(self) -> None:
+        """Commit what is queued, end this process's lease and release the backend."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.writer.close()
+        finally:
+            self.backend.close()
+
+    async def aclose(self) -> None:
+        await anyio.to_thread.run_sync(self.close)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    @property
+    def health(self) -> dict[str, Any]:
+        """Writer counters: queued events, failed commits, the last error."""
+        return {
+            "pending": self.writer.pending(),
+            "failures": self.writer.failures,
+            "last_error": str(self.writer.last_error) if self.writer.last_error else None,
+            "commit_failures_at_end": self.recorder.commit_failures,
+        }
+
+
+def _views() -> dict[str, Callable[..., Iterator[Any]]]:
+    """The derived views, registered by :mod:`runlog.reducers` when it is present."""
+    try:
+        from runlog.reducers import VIEWS
+    except ImportError:  # pragma: no cover - reducers ship with the package
+        raise StoreError("the log/events views need runlog.reducers") from None
+    return VIEWS

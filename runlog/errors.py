@@ -1,0 +1,78 @@
+"""Every error runlog raises on purpose derives from :class:`RunlogError`.
+
+The tree::
+
+    RunlogError
+    ├── EncodingError          a value the codec cannot store losslessly (also a TypeError)
+    ├── StoreError             anything about the store itself
+    │   ├── StoreNotFoundError     no store at that path/URL (and create=False)
+    │   ├── NotARunlogStoreError   the file/database exists but holds something else
+    │   ├── CorruptStoreError      the file is damaged or not a database at all
+    │   ├── SchemaVersionError     written by a newer runlog; upgrade, or `runlog migrate`
+    │   ├── AppendOnlyError        something tried to update or delete a committed event
+    │   └── WriteError             the background writer could not commit (disk full, ...)
+    ├── UnknownRunError        no run with that id (also a LookupError)
+    ├── RunStateError          misuse of a run handle (stream after end, end twice)
+    └── ImportConflictError    an import would duplicate events already in the store
+
+Messages say what happened, why it matters and what to do, because most of them
+reach a person through the CLI as one line.
+"""
+
+from __future__ import annotations
+
+
+class RunlogError(Exception):
+    """Base class of every error raised by runlog on purpose."""
+
+
+class EncodingError(RunlogError, TypeError):
+    """A value cannot be stored without changing it, and no encoder is registered for it."""
+
+
+class StoreError(RunlogError):
+    """The store cannot be opened, read or written."""
+
+
+class StoreNotFoundError(StoreError):
+    """No runlog store exists at the given location."""
+
+
+class NotARunlogStoreError(StoreError):
+    """The location holds a database that runlog did not create."""
+
+
+class CorruptStoreError(StoreError):
+    """The file is not a readable database (damaged, truncated or another format)."""
+
+
+class SchemaVersionError(StoreError):
+    """The store was written with a schema this version of runlog does not know."""
+
+
+class AppendOnlyError(StoreError):
+    """A committed event was about to be updated or deleted; the log is append-only."""
+
+
+class WriteError(StoreError):
+    """The background writer failed to commit; the events stay queued and are retried."""
+
+
+class UnknownRunError(RunlogError, LookupError):
+    """No run with the given id exists in the store."""
+
+    def __init__(self, run_id: str, where: str = "") -> None:
+        self.run_id = run_id
+        place = f" in {where}" if where else ""
+        super().__init__(
+            f"no run {run_id}{place}; list the runs with `runlog runs` "
+            "(a prefix of at least 8 characters of the id is enough)"
+        )
+
+
+class RunStateError(RunlogError):
+    """A run handle was used in a way its state does not allow (e.g. stream after end)."""
+
+
+class ImportConflictError(RunlogError):
+    """Importing would write events whose runs are already in the store."""

@@ -1,0 +1,231 @@
+"""The contract every storage backend fulfils, and the records that cross it.
+
+A backend stores envelopes (see :mod:`runlog.events`) and the derived ``runs`` table;
+it never encodes values and never builds envelopes. That keeps the byte-exactness
+argument in one place: the bytes a recorder made are the bytes every read returns.
+
+Guarantees a backend must give (the contract suite in ``tests/store_contract.py``
+checks them against every backend):
+
+* ``append`` commits a whole batch or nothing, assigns ``seq`` gap-free in commit
+  order, and never changes or removes a committed row;
+* ``read`` returns committed events in ``seq`` order, in short transactions (a paused
+  reader never holds the database), together with a high-water mark: every event
+  with ``seq <= high_water`` that matches the query has been returned, so a cursor can
+  move past filtered-out events without skipping anything;
+* a run's status is ``running`` while its writer's lease is fresh, ``abandoned`` once
+  the lease expired (or the writer closed) with the run still open.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from runlog import codec
+from runlog.errors import EncodingError
+from runlog.events import ErrorInfo, Event, RunInfo, chain_digest
+
+if TYPE_CHECKING:
+    from runlog.filters import Filter
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Backend",
+    "EventQuery",
+    "Pending",
+    "RunQuery",
+    "WriterInfo",
+    "pending_from_raw",
+]
+
+SCHEMA_VERSION = 1
+
+
+class Pending(NamedTuple):
+    """One event on its way to the store: the envelope bytes plus indexed columns.
+
+    ``run_row`` is set on start events (``(parent_id, tags_json, metadata_json)``) and
+    on end events (``(status, error_json_or_None, event_count)``) so the backend can
+    maintain the ``runs`` table in the same transaction.
+    """
+
+    run_id: str
+    trace_id: str
+    kind: str
+    name: str
+    run_type: str
+    time_us: int
+    raw: bytes
+    digest: bytes
+    run_row: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriterInfo:
+    """Identity and lease of one process's writer, as readers see it."""
+
+    writer_id: str
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    lease_us: int = 10_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """What to read: events after a cursor, optionally restricted."""
+
+    after: int = 0
+    limit: int = 1000
+    trace_id: str | None = None
+    run_ids: frozenset[str] | None = None
+    filter: Filter | None = None
+    until: int | None = None
+    digests: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    """What runs to list (``store.runs``)."""
+
+    trace_id: str | None = None
+    roots_only: bool = False
+    status: str | None = None
+    name: str | None = None
+    filter: Filter | None = None
+    limit: int | None = None
+    newest_first: bool = True
+
+
+class Backend(ABC):
+    """Storage for envelopes and the derived runs table (see the module docstring)."""
+
+    url: str
+    location: str
+    """Human-readable place (a path or a URL without password) for messages."""
+
+    @abstractmethod
+    def append(self, batch: Sequence[Pending], writer: WriterInfo, heartbeat_us: int) -> int:
+        """Commit ``batch`` atomically, refresh the writer's heartbeat, return the last seq."""
+
+    @abstractmethod
+    def heartbeat(self, writer: WriterInfo, now_us: int, *, closing: bool = False) -> None:
+        """Refresh (or, when closing, end) the writer's lease."""
+
+    @abstractmethod
+    def read(self, q: EventQuery) -> tuple[list[Event], int]:
+        """One page of events after ``q.after`` and the high-water mark (module docstring)."""
+
+    @abstractmethod
+    def last_seq(self) -> int:
+        """The highest committed seq (0 for an empty store)."""
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunInfo | None:
+        """The run with this exact id, or None."""
+
+    @abstractmethod
+    def find_runs(self, q: RunQuery) -> list[RunInfo]:
+        """Runs matching ``q``, newest first unless asked otherwise."""
+
+    @abstractmethod
+    def run_ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        """Run ids starting with ``prefix`` (for ids typed by a person)."""
+
+    @abstractmethod
+    def trace_runs(self, trace_id: str) -> list[RunInfo]:
+        """Every run of one trace, in start order."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections; the backend is unusable afterwards."""
+
+    def is_transient(self, error: BaseException) -> bool:
+        """True for errors the writer should retry silently (another writer holds a lock)."""
+        return False
+
+    def wait_hint(self) -> str | None:
+        """A file whose change signals new commits (for tailers), if the backend has one."""
+        return None
+
+
+def pending_from_raw(raw: bytes, previous: bytes | None, event_count: int = 0) -> Pending:
+    """Rebuild the write record of an envelope read elsewhere (import, copy).
+
+    ``previous`` is the digest of the run's preceding event; the digest of ``raw`` is
+    recomputed, so a copied run verifies exactly like the original.
+    """
+    try:
+        env = codec.loads_plain(raw)
+        kind = env["kind"]
+        run_id, trace_id = env["run_id"], env["trace_id"]
+        name, run_type = env["name"], env["run_type"]
+        time_us = env["time"]
+    except Exception as e:
+        raise EncodingError(f"not a runlog envelope: {raw[:80]!r}") from e
+    if kind not in ("start", "stream", "end") or not isinstance(time_us, int):
+        raise EncodingError(f"not a runlog envelope: {raw[:80]!r}")
+    run_row: tuple[Any, ...] | None = None
+    if kind == "start":
+        run_row = (
+            env.get("parent_id"),
+            codec.dumps_plain(env.get("tags", [])),
+            codec.dumps_plain(env.get("metadata", {})),
+        )
+    elif kind == "end":
+        err = env.get("error")
+        status = "error" if err is not None else "ok"
+        run_row = (status, codec.dumps_plain(err) if err is not None else None, event_count)
+    return Pending(
+        run_id=run_id,
+        trace_id=trace_id,
+        kind=kind,
+        name=name,
+        run_type=run_type,
+        time_us=time_us,
+        raw=raw,
+        digest=chain_digest(previous, raw),
+        run_row=run_row,
+    )
+
+
+def run_info_from_row(
+    *,
+    run_id: str,
+    trace_id: str,
+    parent_id: str | None,
+    name: str,
+    run_type: str,
+    tags: str | bytes | None,
+    metadata: str | bytes | None,
+    start_seq: int,
+    start_time: int,
+    end_seq: int | None,
+    end_time: int | None,
+    status: str,
+    error: str | bytes | None,
+    event_count: int,
+) -> RunInfo:
+    """Map one ``runs`` row (shared by the SQL backends and the memory backend)."""
+    from runlog.events import micros_to_datetime
+
+    return RunInfo(
+        run_id=run_id,
+        trace_id=trace_id,
+        parent_id=parent_id,
+        name=name,
+        run_type=run_type,
+        status=status,  # type: ignore[arg-type]
+        start_time=micros_to_datetime(start_time),
+        end_time=micros_to_datetime(end_time) if end_time is not None else None,
+        event_count=event_count,
+        tags=tuple(codec.loads_plain(tags)) if tags else (),
+        metadata=codec.untag(codec.loads_plain(metadata)) if metadata else {},
+        error=ErrorInfo.from_dict(codec.untag(codec.loads_plain(error))) if error else None,
+        start_seq=start_seq,
+        end_seq=end_seq,
+    )

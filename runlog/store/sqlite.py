@@ -1,0 +1,453 @@
+"""The embedded default: one SQLite file beside the user's code.
+
+Design (figures in ``../shared/perf-baselines.md``, reasoning in ``docs/storage.md``):
+
+* WAL journal, ``synchronous=NORMAL`` (``FULL`` in durable mode), so readers never block
+  the writer and a commit costs no fsync unless asked for;
+* the hot path talks to the DB-API connection directly and binds the envelope as
+  ``str`` (TEXT), which CPython's sqlite3 binds ~1.8x faster than ``bytes``; reads use
+  ``text_factory=bytes`` so the stored UTF-8 comes back as the very bytes written;
+* ``seq`` is the rowid, assigned explicitly as ``max(seq) + i`` inside a
+  ``BEGIN IMMEDIATE`` transaction: SQLite has one writer at a time, so seq order is
+  commit order and there are no gaps (a rolled-back batch takes no numbers);
+* several processes may write one file: ``SQLITE_BUSY`` is retried by the writer
+  thread (busy timeout plus backoff), never shown to the user;
+* reads run in short transactions, one page at a time, so a paused iterator or a tailer
+  left open for hours never pins the WAL (checkpoints can proceed between pages).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from runlog.errors import (
+    AppendOnlyError,
+    CorruptStoreError,
+    NotARunlogStoreError,
+    SchemaVersionError,
+    StoreError,
+    StoreNotFoundError,
+)
+from runlog.events import Event, RunInfo, now_micros
+from runlog.filters import Filter
+from runlog.store import schema
+from runlog.store.base import (
+    SCHEMA_VERSION,
+    Backend,
+    EventQuery,
+    Pending,
+    RunQuery,
+    WriterInfo,
+    run_info_from_row,
+)
+
+__all__ = ["Busy", "SQLiteBackend"]
+
+BUSY_TIMEOUT_MS = 5000
+
+
+class Busy(Exception):
+    """Another process holds the write lock; the writer retries (internal)."""
+
+
+_INSERT_EVENT = (
+    "INSERT INTO events (seq, trace_id, run_id, kind, name, run_type, time, raw, digest) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_RUN = (
+    "INSERT INTO runs (run_id, trace_id, parent_id, name, run_type, tags, metadata, "
+    "start_seq, start_time, status, event_count, writer_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 0, ?) ON CONFLICT(run_id) DO NOTHING"
+)
+_END_RUN = (
+    "UPDATE runs SET end_seq = ?, end_time = ?, status = ?, error = ?, event_count = ? "
+    "WHERE run_id = ? AND end_seq IS NULL"
+)
+_HEARTBEAT = (
+    "INSERT INTO writers (writer_id, host, pid, started_at, heartbeat_at, lease_us, closed) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(writer_id) DO UPDATE SET "
+    "heartbeat_at = excluded.heartbeat_at, closed = excluded.closed"
+)
+_RUN_COLUMNS = (
+    "r.run_id, r.trace_id, r.parent_id, r.name, r.run_type, r.tags, r.metadata, r.start_seq, "
+    "r.start_time, r.end_seq, r.end_time, r.status, r.error, r.event_count"
+)
+# A run is abandoned when it is open and its writer is gone: lease expired, closed,
+# or unknown (an imported run that never ended).
+_STATUS = (
+    "CASE WHEN r.status != 'running' THEN r.status "
+    "WHEN w.writer_id IS NULL OR w.closed != 0 OR w.heartbeat_at + w.lease_us < :now "
+    "THEN 'abandoned' ELSE 'running' END"
+)
+_SELECT_RUNS = (
+    f"SELECT {_RUN_COLUMNS}, {_STATUS} AS live_status, "
+    "CASE WHEN r.end_seq IS NULL THEN (SELECT count(*) FROM events e "
+    "WHERE e.trace_id = r.trace_id AND e.run_id = r.run_id) END AS live_count "
+    "FROM runs r LEFT JOIN writers w ON w.writer_id = r.writer_id"
+)
+
+
+def _ddl() -> list[str]:
+    dialect = sqlite_dialect.dialect()  # type: ignore[no-untyped-call]
+    out: list[str] = []
+    for table in schema.metadata.sorted_tables:
+        out.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            out.append(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))
+    out.extend(schema.APPEND_ONLY_TRIGGERS["sqlite"])
+    return out
+
+
+class SQLiteBackend(Backend):
+    """Events in one SQLite file (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True,
+                 durable: bool = False) -> None:
+        self.path = Path(path)
+        self.location = str(self.path)
+        self.url = f"sqlite:///{self.path}"
+        self.durable = durable
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._wlock = threading.Lock()
+        self._closed = False
+        if not self.path.exists():
+            if not create:
+                raise StoreNotFoundError(
+                    f"no runlog store at {self.path}; record a run first (e.g. `runlog demo`) "
+                    "or pass --db with the right path"
+                )
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._wconn = self._connect()
+        self._wconn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        self._check_or_create(create)
+
+    # -- connections -----------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except sqlite3.DatabaseError as e:
+            raise self._corrupt(e) from e
+        with self._conns_lock:
+            self._conns.append(conn)
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreError(f"the store {self.path} is closed")
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _corrupt(self, e: BaseException) -> StoreError:
+        return CorruptStoreError(
+            f"{self.path} is not a runlog store: it is not a SQLite database, or it is "
+            f"damaged ({e}). Check the --db path; restore a damaged store from a backup "
+            "or a `runlog export` file."
+        )
+
+    def _check_or_create(self, create: bool) -> None:
+        conn = self._wconn
+        try:
+            names = {r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as e:
+            raise self._corrupt(e) from e
+        if "meta" in names:
+            self._check_version()
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                self._set_wal()
+            return
+        if names - {"sqlite_sequence"}:
+            raise NotARunlogStoreError(
+                f"{self.path} is a SQLite database but not a runlog store (it has tables "
+                f"{', '.join(sorted(names))}); pick another file for runlog"
+            )
+        if not create:
+            raise StoreNotFoundError(f"{self.path} is empty: no runlog store there")
+        self._set_wal()
+        with self._write_txn() as c:
+            for stmt in _ddl():
+                c.execute(stmt)
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?), "
+                "('created_at', ?) ON CONFLICT(key) DO NOTHING",
+                (str(SCHEMA_VERSION), str(now_micros())),
+            )
+
+    def _set_wal(self) -> None:
+        for _ in range(100):
+            try:
+                self._wconn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise
+                time.sleep(0.05)
+
+    def _check_version(self) -> None:
+        row = self._wconn.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{self.path} uses runlog schema {version}, newer than this runlog "
+                f"understands ({SCHEMA_VERSION}); upgrade runlog-engine"
+            )
+
+    @contextmanager
+    def _write_txn(self) -> Iterator[sqlite3.Connection]:
+        c = self._wconn
+        try:
+            c.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e) or "busy" in str(e):
+                raise Busy(str(e)) from e
+            raise
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        try:
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
+    # -- writing ---------------------------------------------------------------
+    def append(self, batch: Sequence[Pending], writer: WriterInfo, heartbeat_us: int) -> int:
+        with self._wlock, self._write_txn() as c:
+            base = c.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+            rows = []
+            starts = []
+            ends = []
+            seq = base
+            for p in batch:
+                seq += 1
+                rows.append((seq, p.trace_id, p.run_id, p.kind, p.name, p.run_type,
+                             p.time_us, p.raw.decode(), p.digest.hex()))
+                if p.run_row is not None:
+                    if p.kind == "start":
+                        parent_id, tags, metadata = p.run_row
+                        starts.append((p.run_id, p.trace_id, parent_id, p.name, p.run_type,
+                                       tags.decode(), metadata.decode(), seq, p.time_us,
+                                       writer.writer_id))
+                    elif p.kind == "end":
+                        status, error, count = p.run_row
+                        ends.append((seq, p.time_us, status,
+                                     error.decode() if error is not None else None,
+                                     count, p.run_id))
+            try:
+                c.executemany(_INSERT_EVENT, rows)
+            except sqlite3.IntegrityError as e:
+                raise AppendOnlyError(f"could not append to {self.path}: {e}") from e
+            if starts:
+                c.executemany(_INSERT_RUN, starts)
+            if ends:
+                c.executemany(_END_RUN, ends)
+            c.execute(_HEARTBEAT, (writer.writer_id, writer.host, writer.pid, heartbeat_us,
+                                   heartbeat_us, writer.lease_us, 0))
+            return int(seq)
+
+    def heartbeat(self, writer: WriterInfo, now_us: int, *, closing: bool = False) -> None:
+        with self._wlock, self._write_txn() as c:
+            c.execute(_HEARTBEAT, (writer.writer_id, writer.host, writer.pid, now_us, now_us,
+                                   writer.lease_us, 1 if closing else 0))
+
+    # -- reading ---------------------------------------------------------------
+    @contextmanager
+    def _read_txn(self, *, raw_bytes: bool) -> Iterator[sqlite3.Connection]:
+        conn = self._reader()
+        conn.text_factory = bytes if raw_bytes else str
+        try:
+            conn.execute("BEGIN")
+        except sqlite3.DatabaseError as e:
+            raise self._corrupt(e) from e
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def read(self, q: EventQuery) -> tuple[list[Event], int]:
+        where = ["seq > ?"]
+        params: list[Any] = [q.after]
+        if q.until is not None:
+            where.append("seq <= ?")
+            params.append(q.until)
+        if q.trace_id is not None:
+            where.append("trace_id = ?")
+            params.append(q.trace_id)
+        if q.run_ids is not None:
+            if not q.run_ids:
+                return [], max(q.after, self.last_seq())
+            where.append(f"run_id IN ({','.join('?' * len(q.run_ids))})")
+            params.extend(sorted(q.run_ids))
+        if q.filter is not None and not q.filter.is_empty:
+            sql, fparams = filter_sql(q.filter)
+            where.append(sql)
+            params.extend(fparams)
+        cols = "seq, raw, digest" if q.digests else "seq, raw"
+        sql = f"SELECT {cols} FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+        params.append(q.limit)
+        with self._read_txn(raw_bytes=True) as conn:
+            high = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+            rows = conn.execute(sql, params).fetchall()
+        if q.digests:
+            events = [Event(r[0], r[1], bytes.fromhex(r[2].decode())) for r in rows]
+        else:
+            events = [Event(r[0], r[1]) for r in rows]
+        if len(rows) >= q.limit:
+            high = rows[-1][0]
+        if q.until is not None:
+            high = min(high, q.until)
+        return events, max(high, q.after)
+
+    def last_seq(self) -> int:
+        with self._read_txn(raw_bytes=False) as conn:
+            return int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+
+    def _runs(self, where: str, params: dict[str, Any], tail: str = "") -> list[RunInfo]:
+        params = {**params, "now": now_micros()}
+        sql = f"{_SELECT_RUNS} {('WHERE ' + where) if where else ''} {tail}"
+        with self._read_txn(raw_bytes=False) as conn:
+            rows = conn.execute(sql, params).fetchall()
+        out = []
+        for r in rows:
+            out.append(run_info_from_row(
+                run_id=r[0], trace_id=r[1], parent_id=r[2], name=r[3], run_type=r[4],
+                tags=r[5], metadata=r[6], start_seq=r[7], start_time=r[8], end_seq=r[9],
+                end_time=r[10], status=r[14], error=r[12],
+                event_count=r[13] if r[15] is None else r[15],
+            ))
+        return out
+
+    def get_run(self, run_id: str) -> RunInfo | None:
+        found = self._runs("r.run_id = :run_id", {"run_id": run_id})
+        return found[0] if found else None
+
+    def find_runs(self, q: RunQuery) -> list[RunInfo]:
+        where, params = [], {}
+        if q.trace_id is not None:
+            where.append("r.trace_id = :trace_id")
+            params["trace_id"] = q.trace_id
+        if q.roots_only:
+            where.append("r.parent_id IS NULL")
+        if q.name is not None:
+            where.append("r.name = :name")
+            params["name"] = q.name
+        if q.status is not None:
+            where.append(f"({_STATUS}) = :status")
+            params["status"] = q.status
+        order = "DESC" if q.newest_first else "ASC"
+        found = self._runs(" AND ".join(where), params, f"ORDER BY r.start_seq {order}")
+        if q.filter is not None and not q.filter.is_empty:
+            f = q.filter
+            found = [r for r in found if f.matches_run(r.name, r.run_type, r.tags, r.metadata)]
+        return found[: q.limit] if q.limit is not None else found
+
+    def run_ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        with self._read_txn(raw_bytes=False) as conn:
+            rows = conn.execute(
+                "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? ORDER BY run_id "
+                "LIMIT ?", (prefix, prefix + "\uffff", limit)).fetchall()
+        return [r[0] for r in rows]
+
+    def trace_runs(self, trace_id: str) -> list[RunInfo]:
+        return self._runs("r.trace_id = :trace_id", {"trace_id": trace_id},
+                          "ORDER BY r.start_seq")
+
+    def is_transient(self, error: BaseException) -> bool:
+        if isinstance(error, Busy):
+            return True
+        text = str(error)
+        return isinstance(error, sqlite3.OperationalError) and (
+            "locked" in text or "busy" in text)
+
+    def wait_hint(self) -> str | None:
+        return f"{self.path}-wal"
+
+    def checkpoint(self) -> None:
+        """Fold the WAL back into the database file (``PRAGMA wal_checkpoint(TRUNCATE)``)."""
+        with self._wlock:
+            self._wconn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        self._closed = True
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            try:
+                c.close()
+            except sqlite3.Error:
+                pass
+
+
+def filter_sql(f: Filter) -> tuple[str, list[Any]]:
+    """The part of a filter SQLite can evaluate, as a *superset* of the exact predicate.
+
+    Names and types are columns; tags come from the envelope with ``json_each`` (they
+    are always plain JSON strings, :func:`runlog.events.envelope_header` refuses
+    anything else). A metadata include is narrowed to "the key exists"; metadata
+    excludes are left to the exact Python predicate, which the store always applies
+    afterwards, so SQL never drops an event the filter would keep.
+    """
+    params: list[Any] = []
+
+    def in_list(expr: str, values: tuple[str, ...]) -> str:
+        if not values:
+            return "0"
+        params.extend(values)
+        return f"{expr} IN ({','.join('?' * len(values))})"
+
+    def tags_any(values: tuple[str, ...]) -> str:
+        if not values:
+            return "0"
+        params.extend(values)
+        return ("EXISTS (SELECT 1 FROM json_each(events.raw, '$.tags') t WHERE t.value IN "
+                f"({','.join('?' * len(values))}))")
+
+    clauses: list[str] = []
+    if f.has_includes:
+        ors = []
+        if f.include_names is not None:
+            ors.append(in_list("name", f.include_names))
+        if f.include_types is not None:
+            ors.append(in_list("run_type", f.include_types))
+        if f.include_tags is not None:
+            ors.append(tags_any(f.include_tags))
+        if f.include_metadata is not None:
+            keys = tuple(f.include_metadata)
+            if keys:
+                params.extend(keys)
+                ors.append("EXISTS (SELECT 1 FROM json_each(events.raw, '$.metadata') m "
+                           f"WHERE m.key IN ({','.join('?' * len(keys))}))")
+            else:
+                ors.append("0")
+        clauses.append("(" + " OR ".join(ors) + ")")
+    if f.exclude_names:
+        clauses.append("NOT " + in_list("name", f.exclude_names))
+    if f.exclude_types:
+        clauses.append("NOT " + in_list("run_type", f.exclude_types))
+    if f.exclude_tags:
+        clauses.append("NOT " + tags_any(f.exclude_tags))
+    return ("(" + " AND ".join(clauses) + ")" if clauses else "1"), params

@@ -1,0 +1,261 @@
+"""One background writer per store and process, with group commit.
+
+Recording a chunk puts a :class:`~runlog.store.base.Pending` on a queue and returns:
+no disk I/O, no lock wait, no await. The writer thread takes everything queued (up to
+``max_batch``) and commits it in one transaction, so under load the batch grows by
+itself and the commit cost is shared (``../shared/perf-baselines.md``: >=100 events
+per commit reaches the bulk rate), while an idle store commits a lone event at once.
+
+What *acknowledged* means: an event is acknowledged when :meth:`Writer.flush` (or the
+end of a root run, which flushes) has returned after it was recorded. Acknowledged
+events are committed; with ``durable=True`` they are also fsynced. A ``kill -9`` loses
+only events that were not acknowledged yet: those still on the queue or in the batch
+being committed.
+
+Failures: a busy database (another process writing) is retried silently. Any other
+failure (disk full, I/O error) keeps the batch, is logged, counted in
+:attr:`Writer.failures`, retried with backoff, and makes :meth:`flush` raise
+:class:`~runlog.errors.WriteError` while it lasts; recording itself never raises.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+
+from runlog.errors import WriteError
+from runlog.events import now_micros
+from runlog.ids import new_run_id
+from runlog.store.base import Backend, Pending, WriterInfo
+
+__all__ = ["Writer"]
+
+log = logging.getLogger("runlog")
+
+
+@dataclass
+class _Flush:
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+_STOP = object()
+_live: weakref.WeakSet[Writer] = weakref.WeakSet()
+
+
+class Writer:
+    """The group-commit writer thread of one store in one process."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        lease_seconds: float = 10.0,
+        heartbeat_seconds: float | None = None,
+        max_batch: int = 1000,
+        max_pending: int = 1_000_000,
+    ) -> None:
+        self.backend = backend
+        self.lease_us = int(lease_seconds * 1_000_000)
+        self.heartbeat_seconds = heartbeat_seconds or max(lease_seconds / 4, 0.05)
+        self.max_batch = max_batch
+        self.max_pending = max_pending
+        self.failures = 0
+        self.last_error: BaseException | None = None
+        self.committed_seq = 0
+        self._start_lock = threading.Lock()
+        self._reset()
+        _live.add(self)
+
+    def _reset(self) -> None:
+        self.info = WriterInfo(writer_id=new_run_id(), pid=os.getpid(), lease_us=self.lease_us)
+        self._q: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._puts = 0
+
+    # -- producer side -----------------------------------------------------------
+    def put(self, item: Pending) -> None:
+        """Queue one event; never blocks on I/O (see ``max_pending`` for backpressure)."""
+        if self._thread is None:
+            self._start()
+        self._q.put(item)
+        self._puts += 1
+        if self._puts & 0x3FF == 0 and self._q.qsize() > self.max_pending:
+            self._backpressure()
+
+    def _backpressure(self) -> None:
+        # The writer is far behind (a slow disk or a locked database): slow the producer
+        # down rather than grow memory without bound.
+        while self._q.qsize() > self.max_pending // 2 and not self._closed:
+            time.sleep(0.001)
+
+    def pending(self) -> int:
+        """Events queued but not committed yet (approximate)."""
+        return self._q.qsize()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Return once everything queued before this call is committed.
+
+        Raises:
+            WriteError: the writer cannot commit right now (the events stay queued), or
+                ``timeout`` passed first.
+        """
+        if self._thread is None:
+            return
+        marker = _Flush()
+        self._q.put(marker)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not marker.done.wait(0.05):
+            if self.last_error is not None:  # failing now: say so instead of hanging
+                self._raise_write_error(self.last_error)
+            if deadline is not None and time.monotonic() > deadline:
+                raise WriteError(
+                    f"events not committed to {self.backend.location} within {timeout} s "
+                    f"({self.pending()} queued); the writer is still retrying"
+                )
+        if marker.error is not None:
+            self._raise_write_error(marker.error)
+
+    def _raise_write_error(self, error: BaseException) -> None:
+        raise WriteError(
+            f"could not commit to {self.backend.location}: {error}. The events stay "
+            "queued and are retried; free the disk or fix the store, then flush again"
+        ) from error
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Commit what is queued, end the lease and stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        thread = self._thread
+        if thread is None:
+            return
+        self._q.put(_STOP)
+        thread.join(timeout)
+
+    # -- writer thread -----------------------------------------------------------
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is not None:
+                return
+            if self._closed:
+                raise WriteError(f"the store {self.backend.location} is closed")
+            t = threading.Thread(target=self._run, name="runlog-writer", daemon=True)
+            self._thread = t
+            t.start()
+
+    def _run(self) -> None:
+        q = self._q
+        last_beat = 0.0
+        stopping = False
+        while not stopping:
+            try:
+                item = q.get(timeout=self.heartbeat_seconds)
+            except queue.Empty:
+                self._beat()
+                last_beat = time.monotonic()
+                continue
+            batch: list[Pending] = []
+            markers: list[_Flush] = []
+            while True:
+                if item is _STOP:
+                    stopping = True
+                elif isinstance(item, _Flush):
+                    markers.append(item)
+                else:
+                    batch.append(item)  # type: ignore[arg-type]
+                if len(batch) >= self.max_batch or stopping:
+                    break
+                try:
+                    item = q.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._commit(batch, markers)
+                last_beat = time.monotonic()
+            for m in markers:
+                m.done.set()
+            if not batch and time.monotonic() - last_beat > self.heartbeat_seconds:
+                self._beat()
+                last_beat = time.monotonic()
+        self._drain_and_close()
+
+    def _commit(self, batch: list[Pending], markers: list[_Flush]) -> None:
+        delay = 0.001
+        while True:
+            try:
+                self.committed_seq = self.backend.append(batch, self.info, now_micros())
+                if self.last_error is not None:
+                    log.warning("runlog: writing to %s works again", self.backend.location)
+                self.last_error = None
+                return
+            except Exception as e:
+                if self.backend.is_transient(e):
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+                    continue
+                self.failures += 1
+                if self.last_error is None:
+                    log.error("runlog: cannot commit %d events to %s: %s (retrying)",
+                              len(batch), self.backend.location, e)
+                self.last_error = e
+                for m in markers:  # tell waiting flushes now; the events stay pending
+                    m.error = e
+                    m.done.set()
+                markers.clear()
+                if self._closed and self.failures > 50:
+                    log.error("runlog: giving up on %d events for %s after %d failures",
+                              len(batch), self.backend.location, self.failures)
+                    return
+                time.sleep(min(delay, 1.0))
+                delay = min(delay * 2, 1.0)
+
+    def _beat(self, closing: bool = False) -> None:
+        try:
+            self.backend.heartbeat(self.info, now_micros(), closing=closing)
+        except Exception as e:
+            if not self.backend.is_transient(e):
+                log.debug("runlog: heartbeat failed: %s", e)
+
+    def _drain_and_close(self) -> None:
+        leftovers: list[Pending] = []
+        markers: list[_Flush] = []
+        while True:
+            try:
+                item = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Flush):
+                markers.append(item)
+            elif item is not _STOP:
+                leftovers.append(item)  # type: ignore[arg-type]
+        for start in range(0, len(leftovers), self.max_batch):
+            self._commit(leftovers[start : start + self.max_batch], markers)
+        for m in markers:
+            m.done.set()
+        self._beat(closing=True)
+
+
+def _flush_all_at_exit() -> None:
+    for w in list(_live):
+        try:
+            w.close(timeout=10)
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+
+def _after_fork_in_child() -> None:
+    # Threads do not survive fork: the child gets a fresh writer identity and queue.
+    for w in list(_live):
+        w._reset()
+
+
+atexit.register(_flush_all_at_exit)
+os.register_at_fork(after_in_child=_after_fork_in_child)
