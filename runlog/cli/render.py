@@ -1,0 +1,99 @@
+"""How runs and events look to a person: one place for colours, trees and JSON lines."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from runlog.events import Event, RunInfo
+
+STATUS_STYLE = {"ok": "green", "error": "bold red", "running": "yellow", "abandoned": "magenta"}
+
+
+def event_json_line(event: Event) -> bytes:
+    """An event as one JSON line: the stored envelope with its ``seq`` put first.
+
+    Built from the stored bytes by concatenation (never re-serialised), so what a live
+    tailer prints and what ``runlog replay`` prints afterwards are the same bytes.
+    """
+    return b'{"seq":' + str(event.seq).encode() + b"," + event.raw[1:] + b"\n"
+
+
+def short(value: Any, limit: int = 120) -> str:
+    """A one-line preview of a value for tables and trees."""
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = orjson.dumps(value, default=repr).decode()
+        except TypeError:
+            text = repr(value)
+    text = text.replace("\n", "⏎")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fmt_time(t: dt.datetime | None) -> str:
+    return t.astimezone().strftime("%Y-%m-%d %H:%M:%S") if t else ""
+
+
+def fmt_duration(d: dt.timedelta | None) -> str:
+    if d is None:
+        return ""
+    s = d.total_seconds()
+    return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def status_text(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def runs_table(runs: Iterable[RunInfo]) -> Table:
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for col in ("run id", "name", "type", "status", "started", "duration", "events", "tags"):
+        table.add_column(col, overflow="fold")
+    for r in runs:
+        table.add_row(r.run_id, escape(r.name), r.run_type, status_text(r.status),
+                      fmt_time(r.start_time), fmt_duration(r.duration), str(r.event_count),
+                      escape(", ".join(r.tags)))
+    return table
+
+
+def run_tree(runs: list[RunInfo], root_id: str, outputs: dict[str, Any] | None = None,
+             streamed: dict[str, str] | None = None) -> Tree:
+    """The runs of one trace as a tree: type, status, duration, output preview, error."""
+    by_parent: dict[str | None, list[RunInfo]] = {}
+    by_id = {r.run_id: r for r in runs}
+    for r in runs:
+        by_parent.setdefault(r.parent_id, []).append(r)
+
+    def label(r: RunInfo) -> str:
+        text = (f"[bold]{escape(r.name)}[/] [dim]{r.run_type}[/] {status_text(r.status)} "
+                f"[dim]{fmt_duration(r.duration)}[/]")
+        if streamed and streamed.get(r.run_id):
+            text += f"\n[cyan]streamed:[/] {escape(short(streamed[r.run_id]))}"
+        if outputs is not None and r.run_id in outputs and outputs[r.run_id] is not None:
+            text += f"\n[dim]output:[/] {escape(short(outputs[r.run_id]))}"
+        if r.error is not None:
+            text += f"\n[red]{escape(r.error.type)}: {escape(short(r.error.message))}[/]"
+        return text
+
+    root = by_id[root_id]
+    tree = Tree(label(root))
+
+    def grow(node: Tree, run_id: str) -> None:
+        for child in by_parent.get(run_id, []):
+            grow(node.add(label(child)), child.run_id)
+
+    grow(tree, root_id)
+    return tree
+
+
+def console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)

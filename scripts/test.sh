@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): lint, types, layering, then the test suite.
+# Run it inside the virtual environment that has `pip install -e ".[dev]"` etc.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "== ruff";        ruff check runlog tests benchmarks adapters
+echo "== mypy";        mypy
+echo "== layers";      lint-imports
+echo "== pytest"
+set +e
+python -m pytest "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests: that is a failure here" >&2
+  exit 1
+fi
+exit "$status"

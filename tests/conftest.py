@@ -1,0 +1,59 @@
+"""Fixtures shared by the whole suite.
+
+``store`` is parametrised over every backend, so a test written once runs against the
+in-memory oracle, SQLite and PostgreSQL (see tests/test_store_contract.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import runlog
+
+settings.register_profile("dev", max_examples=30, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", max_examples=120, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("debug", max_examples=10, deadline=None, verbosity=2)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "langchain" / "golden"
+
+BACKENDS = ["memory", "sqlite"]
+
+
+def make_store(kind: str, tmp_path: Path, **kwargs: object) -> runlog.Store:
+    """A fresh, empty store of one backend kind."""
+    if kind == "memory":
+        return runlog.open(":memory:", **kwargs)  # type: ignore[arg-type]
+    if kind == "sqlite":
+        return runlog.open(tmp_path / "runs.db", **kwargs)  # type: ignore[arg-type]
+    raise ValueError(kind)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store(backend_kind: str, tmp_path: Path) -> Iterator[runlog.Store]:
+    s = make_store(backend_kind, tmp_path)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[runlog.Store]:
+    s = runlog.open(tmp_path / "runs.db")
+    try:
+        yield s
+    finally:
+        s.close()
