@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = [
     "SCHEMA_VERSION",
     "Backend",
+    "ChangeWaiter",
+    "PollingWaiter",
     "EventQuery",
     "Pending",
     "RunQuery",
@@ -101,6 +103,44 @@ class RunQuery:
     newest_first: bool = True
 
 
+class ChangeWaiter(ABC):
+    """Wakes a tailer when new events may have been committed, by any process.
+
+    A wake-up is only a hint: the tailer always re-reads from its cursor, so a spurious
+    wake costs one empty query and a lost one costs at most ``timeout`` of latency.
+    Backends provide the cheapest signal they have (inotify on SQLite's WAL,
+    LISTEN/NOTIFY on PostgreSQL); :class:`PollingWaiter` is the fallback.
+    """
+
+    @abstractmethod
+    def wait(self, timeout: float) -> None:
+        """Block until a commit may have happened, or ``timeout`` seconds passed."""
+
+    @abstractmethod
+    async def await_change(self, timeout: float) -> None:
+        """``wait`` for async code (asyncio or trio); never blocks the event loop."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the waiter holds (file descriptors, connections)."""
+
+
+class PollingWaiter(ChangeWaiter):
+    """No notification at all: sleep for the poll interval."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+
+    def wait(self, timeout: float) -> None:
+        import time
+
+        time.sleep(min(timeout, self.interval))
+
+    async def await_change(self, timeout: float) -> None:
+        import anyio
+
+        await anyio.sleep(min(timeout, self.interval))
+
+
 class Backend(ABC):
     """Storage for envelopes and the derived runs table (see the module docstring)."""
 
@@ -151,6 +191,10 @@ class Backend(ABC):
     def wait_hint(self) -> str | None:
         """A file whose change signals new commits (for tailers), if the backend has one."""
         return None
+
+    def change_waiter(self) -> ChangeWaiter:
+        """A new waiter for one tailer (each tailer owns and closes its own)."""
+        return PollingWaiter()
 
 
 def pending_from_raw(raw: bytes, previous: bytes | None, event_count: int = 0) -> Pending:
