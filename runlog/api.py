@@ -36,7 +36,7 @@ def default_location() -> str:
     return os.environ.get("RUNLOG_DB") or DEFAULT_DB
 
 
-def open(  # noqa: A001 - mirrors builtins.open / sqlite3.connect on purpose
+def open(
     target: str | os.PathLike[str] | None = None,
     *,
     create: bool = True,
@@ -364,4 +364,5 @@ def _views() -> dict[str, Callable[..., Iterator[Any]]]:
         from runlog.reducers import VIEWS
     except ImportError:  # pragma: no cover - reducers ship with the package
         raise StoreError("the log/events views need runlog.reducers") from None
-    return VIEWS
+    views: dict[str, Callable[..., Iterator[Any]]] = VIEWS
+    return views

@@ -7,7 +7,7 @@ recorded can be inspected with ``runlog show --db PATH``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,13 +30,15 @@ def runlog_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sto
         store.close()
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     if report.when == "call" and report.failed:
         for key, value in item.user_properties:
             if key == "runlog_db":
                 report.sections.append(
                     ("runlog", f"runs recorded by this test are kept in {value}\n"
                                f"inspect them with: runlog runs --all --db {value}"))
+    return report

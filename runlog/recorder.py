@@ -175,11 +175,11 @@ class Run:
         metadata: dict[str, Any],
     ) -> None:
         self._recorder = recorder
-        self.id = run_id
-        self.parent_id = parent.id if parent is not None else None
-        self.trace_id = parent.trace_id if parent is not None else run_id
-        self.name = name
-        self.run_type = run_type
+        self.id: str = run_id
+        self.parent_id: str | None = parent.id if parent is not None else None
+        self.trace_id: str = parent.trace_id if parent is not None else run_id
+        self.name: str = name
+        self.run_type: str = run_type
         self.tags: tuple[str, ...] = tuple(tags)
         self.metadata: Mapping[str, Any] = metadata
         self._fields = encode_run_fields(name, run_type, tags, metadata)
@@ -417,7 +417,7 @@ def trace(
     """
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
-        run_name = name or getattr(fn, "__name__", "function")
+        run_name: str = name or str(getattr(fn, "__name__", "function"))
         try:
             sig: inspect.Signature | None = inspect.signature(fn)
         except (TypeError, ValueError):

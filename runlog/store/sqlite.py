@@ -98,7 +98,7 @@ _SELECT_RUNS = (
 
 
 def _ddl() -> list[str]:
-    dialect = sqlite_dialect.dialect()  # type: ignore[no-untyped-call]
+    dialect = sqlite_dialect.dialect()
     out: list[str] = []
     for table in schema.metadata.sorted_tables:
         out.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
