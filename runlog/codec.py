@@ -280,7 +280,7 @@ def _find_class(qualname: str) -> type | None:
     return obj if isinstance(obj, type) else None
 
 
-def _untag_one(tag: str, p: Any) -> Any:  # noqa: PLR0911 - one branch per tag
+def _untag_one(tag: str, p: Any) -> Any:
     decoder = _registry_by_tag.get(tag)
     if decoder is not None:
         return decoder(untag(p))

@@ -230,7 +230,7 @@ class Event:
     field is a read-only property (assigning one raises ``AttributeError``).
     """
 
-    __slots__ = ("_env", "_seq", "_raw", "_digest", "_data")
+    __slots__ = ("_data", "_digest", "_env", "_raw", "_seq")
 
     def __init__(self, seq: int, raw: bytes, digest: bytes | None = None) -> None:
         self._seq = seq
