@@ -131,16 +131,24 @@ class Store:
 
     # -- reading ---------------------------------------------------------------------
     def resolve_run_id(self, run_id: str) -> str:
-        """The full id of a run given its id or a unique prefix (>= 8 characters)."""
+        """The full id of a run given its id or a unique prefix or suffix (>= 8 characters).
+
+        Run ids are UUIDv7: the first 12 hex digits are the start time, so runs started
+        in the same millisecond share a prefix; the random tail (``runlog runs`` shows
+        the whole id) is the part a person can copy.
+        """
         run_id = str(run_id).strip()
         if self.backend.get_run(run_id) is not None:
             return run_id
         if len(run_id) >= 8:
             found = self.backend.run_ids_with_prefix(run_id, limit=2)
+            if not found:
+                found = self.backend.run_ids_with_suffix(run_id, limit=2)
             if len(found) == 1:
                 return found[0]
             if len(found) > 1:
-                raise RunlogError(f"run id prefix {run_id!r} is ambiguous; give more of it")
+                raise RunlogError(
+                    f"run id {run_id!r} matches several runs; give more of the id")
         raise UnknownRunError(run_id, self.backend.location)
 
     def run_info(self, run_id: str) -> RunInfo:

@@ -104,8 +104,8 @@ def demo(db: str, delay: float) -> None:
         out.print(
             "\n[bold]Try next:[/]\n"
             f"  runlog runs --db {db}\n"
-            f"  runlog show {root_id[:13]} --db {db}\n"
-            f"  runlog replay {root_id[:13]} --db {db}\n"
+            f"  runlog show {root_id} --db {db}\n"
+            f"  runlog replay {root_id} --db {db}\n"
             f"  runlog verify --db {db}"
         )
     finally:
@@ -176,7 +176,7 @@ def _print_tree(store: Store, run_id: str) -> None:
 def show(run_id: str, db: str, as_json: bool) -> None:
     """Show one run and its descendants as a tree with timings, statuses and outputs.
 
-    RUN_ID may be a unique prefix (8+ characters) of the id.
+    RUN_ID may be a unique prefix or suffix (8+ characters) of the id.
     """
     with open_store(db) as store:
         if as_json:

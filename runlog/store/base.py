@@ -177,6 +177,10 @@ class Backend(ABC):
         """Run ids starting with ``prefix`` (for ids typed by a person)."""
 
     @abstractmethod
+    def run_ids_with_suffix(self, suffix: str, limit: int = 2) -> list[str]:
+        """Run ids ending with ``suffix`` (the random part of a UUIDv7)."""
+
+    @abstractmethod
     def trace_runs(self, trace_id: str) -> list[RunInfo]:
         """Every run of one trace, in start order."""
 

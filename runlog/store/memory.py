@@ -150,6 +150,10 @@ class MemoryBackend(Backend):
         with self._lock:
             return sorted(r for r in self._runs if r.startswith(prefix))[:limit]
 
+    def run_ids_with_suffix(self, suffix: str, limit: int = 2) -> list[str]:
+        with self._lock:
+            return sorted(r for r in self._runs if r.endswith(suffix))[:limit]
+
     def trace_runs(self, trace_id: str) -> list[RunInfo]:
         return self.find_runs(RunQuery(trace_id=trace_id, newest_first=False))
 

@@ -372,6 +372,13 @@ class SQLiteBackend(Backend):
                 "LIMIT ?", (prefix, prefix + "\uffff", limit)).fetchall()
         return [r[0] for r in rows]
 
+    def run_ids_with_suffix(self, suffix: str, limit: int = 2) -> list[str]:
+        with self._read_txn(raw_bytes=False) as conn:
+            rows = conn.execute(
+                "SELECT run_id FROM runs WHERE substr(run_id, -?) = ? ORDER BY run_id LIMIT ?",
+                (len(suffix), suffix, limit)).fetchall()
+        return [r[0] for r in rows]
+
     def trace_runs(self, trace_id: str) -> list[RunInfo]:
         return self._runs("r.trace_id = :trace_id", {"trace_id": trace_id},
                           "ORDER BY r.start_seq")
