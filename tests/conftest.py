@@ -57,3 +57,9 @@ def sqlite_store(tmp_path: Path) -> Iterator[runlog.Store]:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Async tests run on asyncio and on trio."""
+    return str(request.param)
