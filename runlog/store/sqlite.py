@@ -130,8 +130,17 @@ class SQLiteBackend(Backend):
                 )
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._wconn = self._connect()
-        self._wconn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        self._check_or_create(create)
+        try:
+            self._wconn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._check_or_create(create)
+        except sqlite3.DatabaseError as e:
+            self.close()
+            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+                raise StoreError(f"{self.path} stayed locked while opening: {e}") from e
+            raise self._corrupt(e) from e
+        except BaseException:
+            self.close()
+            raise
 
     # -- connections -----------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
