@@ -236,6 +236,7 @@ class Store:
         until: int | None = None,
         descendants: bool = False,
         page_size: int = 1000,
+        digests: bool = False,
     ) -> Iterator[Event]:
         """Committed events in global (``seq``) order.
 
@@ -245,12 +246,15 @@ class Store:
             after: a cursor: yield events with ``seq > after``.
             filter: keep only events of runs passing this :class:`~runlog.Filter`.
             until: stop after this seq (default: what is committed when each page is read).
+            digests: also read each event's hash-chain digest (``Event.digest``), which
+                lossless exports carry so a file can be verified on its own.
 
         Events are read a page at a time in short transactions, so a slow consumer never
         holds the database; the iterator ends at the last event committed when it
         reaches the end (use ``tail`` to keep following).
         """
-        q = self._query(run_id, trace_id, after, filter, until, page_size, descendants)
+        q = self._query(run_id, trace_id, after, filter, until, page_size, descendants,
+                        digests)
         if q.run_ids is not None and not q.run_ids:
             return iter(())
         return self._iter(q)
