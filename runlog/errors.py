@@ -13,7 +13,8 @@ The tree::
     │   └── WriteError             the background writer could not commit (disk full, ...)
     ├── UnknownRunError        no run with that id (also a LookupError)
     ├── RunStateError          misuse of a run handle (stream after end, end twice)
-    └── ImportConflictError    an import would duplicate events already in the store
+    ├── ImportConflictError    an import would duplicate events already in the store
+    └── ExportFileError        an export file is truncated, edited or not an export (also a ValueError)
 
 Messages say what happened, why it matters and what to do, because most of them
 reach a person through the CLI as one line.
@@ -76,3 +77,7 @@ class RunStateError(RunlogError):
 
 class ImportConflictError(RunlogError):
     """Importing would write events whose runs are already in the store."""
+
+
+class ExportFileError(RunlogError, ValueError):
+    """An export file cannot be imported or verified: truncated, edited, or not an export."""
