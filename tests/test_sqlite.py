@@ -189,3 +189,46 @@ def test_killed_writer_keeps_acknowledged_events_and_its_run_turns_abandoned(
         while store.run_info(run_id).status == "running" and time.monotonic() < deadline:
             time.sleep(0.1)
         assert store.run_info(run_id).status == "abandoned"
+
+
+def _record_in_child(store: runlog.Store, name: str) -> None:
+    with store.run(name) as run:
+        run.stream("from the child")
+
+
+@pytest.mark.slow
+def test_a_forked_child_records_through_its_own_connections(tmp_path: Path) -> None:
+    import multiprocessing
+
+    store = runlog.open(tmp_path / "runs.db")
+    with store.run("parent-before"):
+        pass
+    proc = multiprocessing.get_context("fork").Process(target=_record_in_child,
+                                                       args=(store, "child"))
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 0
+    with store.run("parent-after"):
+        pass
+    assert sorted(r.name for r in store.runs()) == ["child", "parent-after", "parent-before"]
+    assert store.verify().ok
+    store.close()
+
+
+def test_events_recorded_without_close_are_committed_at_exit(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    script = textwrap.dedent("""
+        import sys, runlog
+        store = runlog.open(sys.argv[1])
+        run = store.start_run("no-close")
+        for i in range(1000):
+            run.stream(i)
+        run.end("done")   # a root's end waits anyway; the atexit flush covers the rest
+        store.start_run("left-open").stream("x")
+    """)
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=60)
+    with runlog.open(path) as store:
+        runs = {r.name: r for r in store.runs()}
+        assert runs["no-close"].event_count == 1002
+        assert runs["left-open"].status == "abandoned"  # its writer closed at exit
+        assert runs["left-open"].event_count == 2

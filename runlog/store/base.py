@@ -196,6 +196,12 @@ class Backend(ABC):
         """A file whose change signals new commits (for tailers), if the backend has one."""
         return None
 
+    def after_fork(self) -> None:  # noqa: B027 - optional hook
+        """Called in a forked child: drop connections inherited from the parent.
+
+        Database connections must not cross ``fork()``; the child opens its own.
+        """
+
     def change_waiter(self) -> ChangeWaiter:
         """A new waiter for one tailer (each tailer owns and closes its own)."""
         return PollingWaiter()

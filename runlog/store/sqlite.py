@@ -407,6 +407,15 @@ class SQLiteBackend(Backend):
         with self._wlock:
             self._wconn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
+    def after_fork(self) -> None:
+        # Never use (or close) the parent's connections in the child: forget them.
+        self._local = threading.local()
+        self._conns = []
+        self._conns_lock = threading.Lock()
+        self._wlock = threading.Lock()
+        self._wconn = self._connect()
+        self._wconn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
+
     def close(self) -> None:
         self._closed = True
         with self._conns_lock:

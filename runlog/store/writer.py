@@ -254,6 +254,10 @@ def _flush_all_at_exit() -> None:
 def _after_fork_in_child() -> None:
     # Threads do not survive fork: the child gets a fresh writer identity and queue.
     for w in list(_live):
+        try:
+            w.backend.after_fork()
+        except Exception as e:  # pragma: no cover - reported on first use instead
+            log.debug("runlog: reopening %s after fork failed: %s", w.backend.location, e)
         w._reset()
 
 
