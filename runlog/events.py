@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from time import time_ns as _time_ns
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
@@ -76,9 +77,7 @@ _GENESIS = b"runlog-chain-v1"
 
 def now_micros() -> int:
     """The current UTC time in integer microseconds, the resolution events keep."""
-    import time
-
-    return time.time_ns() // 1000
+    return _time_ns() // 1000
 
 
 def micros_to_datetime(us: int) -> dt.datetime:

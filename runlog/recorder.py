@@ -55,6 +55,7 @@ _current: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
     "runlog_current_run", default=None
 )
 _AUTO: Any = object()
+_new_pending = tuple.__new__
 _NO_INPUTS: Any = object()
 
 
@@ -218,10 +219,11 @@ class Run:
                 self._ended = True
                 run_row = (*cast(tuple[Any, ...], run_row), self._count)
             self._digest = digest = chain_digest(self._digest, raw)
-            self._recorder.writer.put(Pending(
+            # tuple.__new__ skips NamedTuple's Python-level __new__ on the hot path
+            self._recorder.writer.put(_new_pending(Pending, (
                 self.id, self.trace_id, kind, self.name, self.run_type, time_us, raw, digest,
                 run_row,
-            ))
+            )))
 
     def _emit_start(self, inputs: bytes, time_us: int) -> None:
         raw = make_envelope("start", self._header, time_us, inputs)
