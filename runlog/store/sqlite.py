@@ -18,12 +18,14 @@ Design (figures in ``../shared/perf-baselines.md``, reasoning in ``docs/storage.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,15 @@ _INSERT_EVENT = (
     "INSERT INTO events (seq, trace_id, run_id, kind, name, run_type, time, raw, digest) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_ROWS_PER_INSERT = 1000  # 9 columns x 1000 rows stays under SQLite's 32766 variables
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(rows: int) -> str:
+    """A multi-row INSERT for ``rows`` events (cached per row count)."""
+    return _INSERT_EVENT + ", (?, ?, ?, ?, ?, ?, ?, ?, ?)" * (rows - 1)
+
+
 _INSERT_RUN = (
     "INSERT INTO runs (run_id, trace_id, parent_id, name, run_type, tags, metadata, "
     "start_seq, start_time, status, event_count, writer_id) "
@@ -267,7 +278,13 @@ class SQLiteBackend(Backend):
                                      error.decode() if error is not None else None,
                                      count, p.run_id))
             try:
-                c.executemany(_INSERT_EVENT, rows)
+                # One multi-row INSERT per batch, not executemany: the statement runs in a
+                # single sqlite3_step, so the writer thread releases the GIL once for the
+                # whole batch instead of once per row, and a busy producer thread no
+                # longer starves it (see docs/storage.md, "The write path").
+                for start in range(0, len(rows), _ROWS_PER_INSERT):
+                    part = rows[start:start + _ROWS_PER_INSERT]
+                    c.execute(_insert_sql(len(part)), list(chain.from_iterable(part)))
             except sqlite3.IntegrityError as e:
                 raise AppendOnlyError(f"could not append to {self.path}: {e}") from e
             if starts:
