@@ -85,12 +85,11 @@ class MemoryBackend(Backend):
     def read(self, q: EventQuery) -> tuple[list[Event], int]:
         with self._lock:
             high = len(self._rows)
-            rows = self._rows[q.after :] if q.after >= 0 else self._rows
-        until = q.until if q.until is not None else high
+            rows = self._rows  # append-only: indices below `high` never change
+        until = min(q.until, high) if q.until is not None else high
         out: list[Event] = []
-        for r in rows:
-            if r.seq > until:
-                break
+        for i in range(max(q.after, 0), until):
+            r = rows[i]
             if q.trace_id is not None and r.trace_id != q.trace_id:
                 continue
             if q.run_ids is not None and r.run_id not in q.run_ids:
@@ -101,7 +100,7 @@ class MemoryBackend(Backend):
             out.append(e)
             if len(out) >= q.limit:
                 return out, r.seq
-        return out, max(min(high, until), q.after)
+        return out, max(until, q.after)
 
     def last_seq(self) -> int:
         with self._lock:
