@@ -25,6 +25,7 @@ from runlog.errors import (
     AppendOnlyError,
     CorruptStoreError,
     EncodingError,
+    ExportFileError,
     ImportConflictError,
     NotARunlogStoreError,
     RunlogError,
@@ -36,6 +37,7 @@ from runlog.errors import (
     WriteError,
 )
 from runlog.events import ErrorInfo, Event, RunInfo
+from runlog.exporters import export, import_jsonl
 from runlog.filters import ANY, Filter
 from runlog.recorder import Run, RunScope, current_run, trace
 
@@ -48,6 +50,7 @@ __all__ = [
     "EncodingError",
     "ErrorInfo",
     "Event",
+    "ExportFileError",
     "Filter",
     "ImportConflictError",
     "NotARunlogStoreError",
@@ -65,6 +68,8 @@ __all__ = [
     "VerifyReport",
     "WriteError",
     "current_run",
+    "export",
+    "import_jsonl",
     "open",
     "trace",
 ]

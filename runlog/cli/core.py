@@ -232,10 +232,22 @@ def replay(run_id: str, db: str, filter: Filter | None, raw: bool, view: str, no
 @cli.command()
 @db_option
 @click.option("--trace", "trace_id", help="Only this trace.")
-def verify(db: str, trace_id: str | None) -> None:
-    """Recompute every run's hash chain and report the first broken link."""
-    with open_store(db) as store:
-        report = store.verify(trace_id=trace_id)
+@click.option("--file", "file", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Check this JSONL export file on its own instead of the store.")
+def verify(db: str, trace_id: str | None, file: str | None) -> None:
+    """Recompute every run's hash chain and report the first broken link.
+
+    With --file, check an export made by `runlog export --format jsonl`: every line's
+    hash chain, run boundaries, and the trailer (a truncated file is reported).
+    """
+    from runlog.exporters import FileReport, verify_jsonl
+
+    report: runlog.VerifyReport | FileReport
+    if file is not None:
+        report = verify_jsonl(file)
+    else:
+        with open_store(db) as store:
+            report = store.verify(trace_id=trace_id)
     if report.ok:
         console().print(f"[green]ok[/]: {report.events} events in {report.runs} runs verify")
         return

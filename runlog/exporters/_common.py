@@ -1,0 +1,188 @@
+"""What every exporter shares: the store it reads, the selection, the output, progress.
+
+The exporters sit below :mod:`runlog.api` in the layering contract, so they do not
+import :class:`runlog.Store`; they read through :class:`StoreLike`, the few methods of
+the store they need. Every exporter reads the store page by page (``Store.events``) and
+writes as it goes, so memory does not grow with the number of events exported.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from runlog import codec
+from runlog.events import Event, RunInfo
+from runlog.filters import Filter
+from runlog.store.base import Backend
+
+__all__ = [
+    "ExportResult",
+    "Output",
+    "Progress",
+    "Selection",
+    "StoreLike",
+    "open_output",
+]
+
+Progress = Callable[[int], None]
+"""Called with the number of events handled since the previous call (for progress bars)."""
+
+Output = str | os.PathLike[str] | IO[bytes]
+"""Where an export goes: a path, ``"-"`` for standard output, or a binary file object."""
+
+
+class StoreLike(Protocol):
+    """The part of :class:`runlog.Store` the exporters use (see the module docstring)."""
+
+    @property
+    def backend(self) -> Backend: ...
+
+    @property
+    def location(self) -> str: ...
+
+    def events(
+        self,
+        run_id: str | None = None,
+        trace_id: str | None = None,
+        after: int = 0,
+        filter: Filter | None = None,
+        *,
+        until: int | None = None,
+        descendants: bool = False,
+        page_size: int = 1000,
+        digests: bool = False,
+    ) -> Iterator[Event]: ...
+
+    def runs(
+        self,
+        *,
+        trace_id: str | None = None,
+        roots_only: bool = False,
+        status: str | None = None,
+        name: str | None = None,
+        filter: Filter | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> list[RunInfo]: ...
+
+    def resolve_run_id(self, run_id: str) -> str: ...
+
+    def subtree_ids(self, run_id: str) -> tuple[str, frozenset[str]]: ...
+
+    def last_seq(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which events an export covers.
+
+    ``run_id`` selects the run *and its descendants* (exporting a run means its whole
+    subtree); ``trace_id`` a whole trace; ``filter`` keeps runs passing a
+    :class:`~runlog.Filter`. They combine (all must hold). Every selection keeps or drops
+    whole runs (a filter looks only at a run's name, type, tags and metadata, which every
+    event of the run carries), so each exported run is a complete prefix of its hash chain.
+    The export reads up to the last event committed when it starts (``until``), so a
+    store that keeps growing still gives a consistent file.
+    """
+
+    run_id: str | None = None
+    trace_id: str | None = None
+    filter: Filter | None = None
+    until: int | None = None
+
+    def pinned(self, store: StoreLike) -> Selection:
+        """This selection with ids resolved and ``until`` fixed to the store's last seq."""
+        run_id = store.resolve_run_id(self.run_id) if self.run_id is not None else None
+        f = self.filter if self.filter is not None and not self.filter.is_empty else None
+        until = self.until if self.until is not None else store.last_seq()
+        return Selection(run_id=run_id, trace_id=self.trace_id, filter=f, until=until)
+
+    def events(self, store: StoreLike, *, digests: bool = False,
+               page_size: int = 2000) -> Iterator[Event]:
+        """The selected events in ``seq`` order, read a page at a time."""
+        return store.events(self.run_id, self.trace_id, filter=self.filter, until=self.until,
+                            descendants=True, page_size=page_size, digests=digests)
+
+    def count(self, store: StoreLike) -> int | None:
+        """How many events the export will hold (for a progress bar); None if unknown.
+
+        Counted from the runs table, so it can overshoot by the events of runs still
+        being written; a progress bar only needs the order of magnitude.
+        """
+        if self.run_id is None and self.trace_id is None and self.filter is None:
+            return self.until
+        if self.run_id is not None:
+            trace_id, ids = store.subtree_ids(self.run_id)
+            runs = [r for r in store.runs(trace_id=trace_id) if r.run_id in ids]
+        else:
+            runs = store.runs(trace_id=self.trace_id, filter=self.filter)
+        if self.filter is not None:
+            runs = [r for r in runs
+                    if self.filter.matches_run(r.name, r.run_type, r.tags, r.metadata)]
+        return sum(r.event_count for r in runs)
+
+
+@dataclass(slots=True)
+class ExportResult:
+    """What an export wrote: the number of events and runs, and the files."""
+
+    format: str
+    events: int = 0
+    runs: int = 0
+    files: list[str] = field(default_factory=list)
+    bytes_written: int = 0
+
+
+def is_stream(out: Output) -> bool:
+    """True when ``out`` is a file object or ``"-"`` (no file names to split into)."""
+    return not isinstance(out, str | os.PathLike) or str(out) == "-"
+
+
+@contextmanager
+def open_output(out: Output) -> Iterator[tuple[IO[bytes], str]]:
+    """A binary writable for ``out`` and a name for messages.
+
+    A path is written to ``<path>.partial`` and renamed into place at the end, so an
+    interrupted export never leaves a truncated file under the final name. A file object
+    is written to and left open; ``"-"`` is standard output.
+    """
+    if not isinstance(out, str | os.PathLike):
+        yield out, getattr(out, "name", "<stream>")
+        out.flush()
+        return
+    if str(out) == "-":
+        yield sys.stdout.buffer, "<stdout>"
+        sys.stdout.buffer.flush()
+        return
+    path = Path(out)
+    partial = path.with_name(path.name + ".partial")
+    fp = partial.open("wb", buffering=1 << 20)
+    try:
+        yield fp, str(path)
+    except BaseException:
+        fp.close()
+        partial.unlink(missing_ok=True)
+        raise
+    fp.close()
+    os.replace(partial, path)
+
+
+def trimmed_json(value: Any, limit: int) -> str:
+    """A plain JSON value (as parsed from an envelope) as compact text, cut to ``limit``.
+
+    Used for the human-facing formats (Chrome, OTLP), where inputs and outputs are
+    previews: tagged values (``{"$rl:bytes": ...}``) are shown as stored, strings as
+    themselves, and a cut value ends with ``…`` and its full size, so a cut is never
+    silent. ``limit`` counts UTF-8 bytes.
+    """
+    text = value.encode() if isinstance(value, str) else codec.dumps_plain(value)
+    if len(text) <= limit:
+        return text.decode()
+    cut = text[: max(limit - 24, 0)].decode("utf-8", "ignore")
+    return f"{cut}… ({len(text)} bytes)"

@@ -1,0 +1,514 @@
+"""Lossless JSONL: export events with their stored bytes, verify a file, import it.
+
+The file (``docs/exports.md``)::
+
+    {"runlog_export":1,"format":"jsonl","chain":"blake2b-128"}
+    {"digest":"<32 hex>","event":<the envelope, byte for byte as stored>}
+    ...
+    {"runlog_export_end":{"events":N,"digest":"<32 hex>"}}
+
+Each event line is built by concatenation around the stored bytes, never by
+re-serialising the envelope, so the bytes a recorder made are the bytes in the file and
+the bytes an import writes. ``digest`` is the event's hash-chain digest
+(:func:`runlog.events.chain_digest`): it makes a file checkable on its own
+(:func:`verify_jsonl`) and lets an import recognise events a store already has. The
+last line is a trailer with the event count and a digest over every event digest in
+line order, so a truncated file, or lines of two runs swapped, are detected.
+
+What varies and what does not: the file holds nothing local to one store (no ``seq``,
+no path, no export time). Order is the line order, which is ``seq`` order in the store
+exported from. So exporting, importing into a store, and exporting the same selection
+again gives the same file byte for byte; the target store gives the events new ``seq``
+numbers in the same relative order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from runlog import codec
+from runlog.errors import EncodingError, ExportFileError, ImportConflictError, StoreError
+from runlog.events import chain_digest
+from runlog.exporters._common import (
+    ExportResult,
+    Output,
+    Progress,
+    Selection,
+    StoreLike,
+    open_output,
+)
+from runlog.ids import new_run_id
+from runlog.store.base import EventQuery, Pending, WriterInfo, pending_from_raw
+
+__all__ = [
+    "FORMAT_VERSION",
+    "HEADER",
+    "FileReport",
+    "ImportResult",
+    "export_jsonl",
+    "import_jsonl",
+    "verify_jsonl",
+]
+
+FORMAT_VERSION = 1
+HEADER = b'{"runlog_export":1,"format":"jsonl","chain":"blake2b-128"}\n'
+_PREFIX = b'{"digest":"'
+_MID = b'","event":'
+_RAW_AT = len(_PREFIX) + 32 + len(_MID)
+_TRAILER_KEY = b'{"runlog_export_end":'
+_START = b'{"kind":"start",'
+
+
+def _trailer(events: int, order: bytes) -> bytes:
+    return (_TRAILER_KEY + b'{"events":' + str(events).encode() + b',"digest":"'
+            + order.hex().encode() + b'"}}\n')
+
+
+def _order_hash() -> Any:
+    """The file-level digest: BLAKE2b-128 over every event digest in line order.
+
+    Per-run chains cannot see two runs' lines swapped; this one can, and it makes the
+    trailer commit to the whole file.
+    """
+    return hashlib.blake2b(b"runlog-export-v1", digest_size=16)
+
+
+# ----------------------------------------------------------------------- export
+
+
+def export_jsonl(store: StoreLike, out: Output, selection: Selection | None = None, *,
+                 progress: Progress | None = None, page_size: int = 5000) -> ExportResult:
+    """Write the selected events to ``out`` as lossless JSONL (module docstring).
+
+    Streams: one page of events is in memory at a time, whatever the export's size.
+    """
+    sel = (selection or Selection()).pinned(store)
+    result = ExportResult("jsonl")
+    prefix, mid, end = _PREFIX, _MID, b"}\n"
+    with open_output(out) as (fp, name):
+        fp.write(HEADER)
+        written = len(HEADER)
+        parts: list[bytes] = []
+        n = runs = 0
+        order = _order_hash()
+        for e in sel.events(store, digests=True, page_size=page_size):
+            raw = e.raw
+            digest = e.digest
+            if digest is None:  # pragma: no cover - every backend returns digests on request
+                raise ExportFileError(f"{store.location} returned an event without its digest")
+            order.update(digest)
+            parts += (prefix, digest.hex().encode(), mid, raw, end)
+            if raw.startswith(_START):
+                runs += 1
+            n += 1
+            if len(parts) >= 5 * page_size:
+                chunk = b"".join(parts)
+                fp.write(chunk)
+                written += len(chunk)
+                parts.clear()
+                if progress is not None:
+                    progress(page_size)
+        chunk = b"".join(parts) + _trailer(n, order.digest())
+        fp.write(chunk)
+        written += len(chunk)
+        if progress is not None and n % page_size:
+            progress(n % page_size)
+        result.files.append(name)
+    result.events, result.runs, result.bytes_written = n, runs, written
+    return result
+
+
+# ----------------------------------------------------------------------- reading
+
+
+@dataclass(slots=True)
+class _RunState:
+    """What a reader tracks per run: the chain so far, and (import) the store's copy."""
+
+    trace_id: str
+    digest: bytes
+    count: int = 1
+    ended: bool = False
+    store_count: int = 0
+    """Events of this run already in the target store (import; 0 for a new run)."""
+    store_digest: bytes | None = None
+    """The store's digest at position ``min(store_count, count)`` once compared."""
+    store_match: bool | None = None
+    """Import: whether the store's events are a prefix of the file's (or vice versa)."""
+
+
+def _iter_lines(fp: IO[bytes], name: str) -> Iterator[tuple[int, bytes, bytes]]:
+    """``(line number, digest, raw envelope)`` per event line; checks header and trailer."""
+    first = fp.readline()
+    try:
+        head = codec.loads_plain(first)
+        version = head["runlog_export"]
+    except Exception:
+        raise ExportFileError(
+            f"{name} is not a runlog JSONL export (its first line is not the "
+            "runlog_export header); make one with `runlog export --format jsonl`") from None
+    if version != FORMAT_VERSION:
+        raise ExportFileError(
+            f"{name} is a runlog export of format {version!r}, which this runlog does not "
+            f"read (it reads {FORMAT_VERSION}); upgrade runlog-engine")
+    lineno = 1
+    count = 0
+    order = _order_hash()
+    prefix, mid = _PREFIX, _MID
+    for line in fp:
+        lineno += 1
+        if line.startswith(prefix) and line[_RAW_AT - len(mid):_RAW_AT] == mid:
+            body = line.rstrip(b"\r\n")
+            if not body.endswith(b"}}"):
+                raise ExportFileError(f"{name}, line {lineno}: the event line is cut short")
+            try:
+                digest = bytes.fromhex(body[len(prefix):len(prefix) + 32].decode())
+            except ValueError:
+                raise ExportFileError(
+                    f"{name}, line {lineno}: the digest is not 32 hex digits") from None
+            count += 1
+            order.update(digest)
+            yield lineno, digest, body[_RAW_AT:-1]
+            continue
+        if line.startswith(_TRAILER_KEY):
+            try:
+                end = codec.loads_plain(line)["runlog_export_end"]
+                said, said_order = end["events"], end["digest"]
+            except Exception:
+                raise ExportFileError(f"{name}, line {lineno}: damaged trailer") from None
+            if said != count:
+                raise ExportFileError(
+                    f"{name}: the trailer announces {said} events but the file holds {count}; "
+                    "lines were removed or added")
+            if said_order != order.hexdigest():
+                raise ExportFileError(
+                    f"{name}: the events are not in the order they were exported in (the "
+                    "trailer's digest differs); lines were moved or replaced")
+            if fp.readline().strip():
+                raise ExportFileError(f"{name}: text after the trailer (line {lineno + 1})")
+            return
+        raise ExportFileError(
+            f"{name}, line {lineno}: not an event line of a runlog export (was the file "
+            "edited or reformatted?)")
+    raise ExportFileError(
+        f"{name} ends without its trailer line after {count} events: the file is truncated "
+        "(an interrupted copy or export); export it again")
+
+
+def _envelope_ids(raw: bytes, name: str, lineno: int) -> tuple[str, str, str]:
+    """``(kind, run_id, trace_id)`` of an envelope, or a clear error."""
+    try:
+        env = codec.loads_plain(raw)
+        kind, run_id, trace_id = env["kind"], env["run_id"], env["trace_id"]
+    except Exception:
+        raise ExportFileError(
+            f"{name}, line {lineno}: the event is not a runlog envelope") from None
+    if kind not in ("start", "stream", "end") or not isinstance(run_id, str) \
+            or not isinstance(trace_id, str):
+        raise ExportFileError(f"{name}, line {lineno}: the event is not a runlog envelope")
+    return kind, run_id, trace_id
+
+
+def _check_line(runs: dict[str, _RunState], digest: bytes, raw: bytes, name: str,
+                lineno: int) -> tuple[str, _RunState, bool]:
+    """Advance one run's chain by one line; return ``(run_id, state, is_new_run)``."""
+    kind, run_id, trace_id = _envelope_ids(raw, name, lineno)
+    state = runs.get(run_id)
+    if state is None:
+        if kind != "start":
+            raise ExportFileError(
+                f"{name}, line {lineno}: run {run_id}'s first event is a {kind} event, "
+                "not its start; exports hold whole runs, so the file was edited")
+        if chain_digest(None, raw) != digest:
+            raise ExportFileError(
+                f"{name}, line {lineno} (run {run_id}): the event's bytes do not match its "
+                "hash-chain digest; the line was edited")
+        state = runs[run_id] = _RunState(trace_id, digest, ended=False)
+        return run_id, state, True
+    if state.ended or kind == "start":
+        what = "starts again" if kind == "start" else "has an event after its end"
+        raise ExportFileError(
+            f"{name}, line {lineno}: run {run_id} {what}; two exports were concatenated "
+            "or the file was edited (import the files one by one)")
+    if chain_digest(state.digest, raw) != digest:
+        raise ExportFileError(
+            f"{name}, line {lineno} (run {run_id}): the event's bytes do not match the "
+            "hash chain; the line was edited, or lines were reordered")
+    state.digest = digest
+    state.count += 1
+    state.ended = kind == "end"
+    return run_id, state, False
+
+
+@contextmanager
+def _open_source(source: str | os.PathLike[str] | IO[bytes],
+                 seekable: bool = False) -> Iterator[tuple[IO[bytes], str]]:
+    """A binary reader for ``source`` (a path, ``"-"`` for stdin, or a file object).
+
+    With ``seekable=True`` a stream that cannot seek (a pipe) is first copied to a
+    temporary file, because an import reads the file twice (check, then write).
+    """
+    import sys
+
+    if isinstance(source, str | os.PathLike) and str(source) != "-":
+        path = Path(source)
+        try:
+            fp = path.open("rb", buffering=1 << 20)
+        except FileNotFoundError:
+            raise ExportFileError(f"no export file at {path}") from None
+        with fp:
+            yield fp, str(path)
+        return
+    if isinstance(source, str | os.PathLike):
+        stream: IO[bytes] = sys.stdin.buffer
+        name = "<stdin>"
+    else:
+        stream, name = source, getattr(source, "name", "<stream>")
+    if not seekable or (stream.seekable() and stream.tell() == 0):
+        yield stream, str(name)
+        return
+    with tempfile.TemporaryFile() as tmp:
+        shutil.copyfileobj(stream, tmp, 1 << 20)
+        tmp.seek(0)
+        yield tmp, str(name)
+
+
+# ----------------------------------------------------------------------- verify
+
+
+@dataclass(frozen=True, slots=True)
+class FileReport:
+    """What :func:`verify_jsonl` found in an export file."""
+
+    events: int
+    runs: int
+    ok: bool
+    first_error: str | None = None
+
+
+def verify_jsonl(source: str | os.PathLike[str] | IO[bytes]) -> FileReport:
+    """Check an export file on its own: header, every line's hash chain, the trailer.
+
+    Every event's bytes must hash to its digest chained to the previous event of the
+    same run (from the genesis value for a run's start), each run must start with its
+    start event and have nothing after its end, and the trailer's count must match, so
+    an edited, reordered, removed, added or truncated line is reported.
+    """
+    runs: dict[str, _RunState] = {}
+    events = 0
+    try:
+        with _open_source(source) as (fp, name):
+            for lineno, digest, raw in _iter_lines(fp, name):
+                _check_line(runs, digest, raw, name, lineno)
+                events += 1
+    except ExportFileError as e:
+        return FileReport(events, len(runs), False, str(e))
+    return FileReport(events, len(runs), True)
+
+
+# ----------------------------------------------------------------------- import
+
+
+@dataclass(slots=True)
+class ImportResult:
+    """What :func:`import_jsonl` did."""
+
+    events: int = 0
+    """Events written to the store."""
+    runs: int = 0
+    """Runs started in the store by this import."""
+    skipped_events: int = 0
+    """Events the store already had (``on_conflict="skip"``)."""
+    skipped_runs: list[str] = field(default_factory=list)
+    """Runs the store already had in full or in part (``on_conflict="skip"``)."""
+    first_seq: int | None = None
+    last_seq: int | None = None
+
+
+OnConflict = Literal["error", "skip"]
+
+
+def import_jsonl(store: StoreLike, source: str | os.PathLike[str] | IO[bytes], *,
+                 on_conflict: OnConflict = "error", batch_size: int = 2000,
+                 progress: Progress | None = None) -> ImportResult:
+    """Append the events of a JSONL export to ``store``, keeping run ids, order and bytes.
+
+    The file is read twice. The first pass checks it completely (as
+    :func:`verify_jsonl` does) and looks up which of its runs the store already has;
+    nothing is written unless the whole file is sound and the conflicts are resolved.
+    The second pass appends through the backend's ``append`` in batches of
+    ``batch_size`` events (one transaction each), recomputing every digest, so the
+    imported runs verify exactly like the originals.
+
+    Args:
+        on_conflict: what to do with runs the store already has.
+            ``"error"`` (default): refuse the whole import with
+            :class:`~runlog.ImportConflictError` before writing anything.
+            ``"skip"``: deduplicate. A run the store has is skipped when the store's
+            events are the file's events, or a prefix of them; the rest of the run
+            (say, a run that was still streaming when first exported) is appended. A
+            run id whose events differ from the file's is still an error.
+        progress: called with the number of events handled, for progress bars.
+
+    Raises:
+        ExportFileError: the file is truncated, edited or not an export.
+        ImportConflictError: runs of the file are already in the store (see above).
+
+    An import is not one transaction: if it is interrupted, the batches committed so
+    far stay, and running it again with ``on_conflict="skip"`` completes it. Two
+    imports of the same file running *at the same time* are not detected.
+    """
+    if on_conflict not in ("error", "skip"):
+        raise ValueError(f"on_conflict must be 'error' or 'skip', not {on_conflict!r}")
+    with _open_source(source, seekable=True) as (fp, name):
+        start_at = fp.tell()
+        runs = _check_pass(store, fp, name, on_conflict)
+        fp.seek(start_at)
+        return _write_pass(store, fp, name, runs, batch_size, progress)
+
+
+def _store_digests(store: StoreLike, trace_id: str, run_id: str) -> Iterator[bytes]:
+    """The digests of one run's events in the store, in order."""
+    q = EventQuery(after=0, limit=5000, trace_id=trace_id, run_ids=frozenset({run_id}),
+                   digests=True)
+    while True:
+        page, high = store.backend.read(q)
+        for e in page:
+            if e.digest is not None:
+                yield e.digest
+        if len(page) < q.limit:
+            return
+        q = EventQuery(after=high, limit=q.limit, trace_id=trace_id, run_ids=q.run_ids,
+                       digests=True)
+
+
+def _store_chain(store: StoreLike, trace_id: str, run_id: str,
+                 at: int) -> tuple[int, bytes | None]:
+    """How many events the store has for a run, and its digest at position ``at``."""
+    count, found = 0, None
+    for d in _store_digests(store, trace_id, run_id):
+        count += 1
+        if count == at:
+            found = d
+    return count, found
+
+
+def _check_pass(store: StoreLike, fp: IO[bytes], name: str,
+                on_conflict: OnConflict) -> dict[str, _RunState]:
+    """Verify the whole file and compare its runs with the store's (no writes)."""
+    runs: dict[str, _RunState] = {}
+    empty_store = store.last_seq() == 0
+    known: dict[str, dict[str, int]] = {}  # trace id -> {run id: event count} in the store
+    for lineno, digest, raw in _iter_lines(fp, name):
+        run_id, state, new = _check_line(runs, digest, raw, name, lineno)
+        if new and not empty_store:
+            in_trace = known.get(state.trace_id)
+            if in_trace is None:
+                in_trace = known[state.trace_id] = {
+                    r.run_id: r.event_count for r in store.runs(trace_id=state.trace_id)}
+            if run_id in in_trace:
+                state.store_count, _ = _store_chain(store, state.trace_id, run_id, 0)
+        if state.store_count and state.count == state.store_count:
+            state.store_digest = digest  # compared with the store's last digest below
+    conflicts = [rid for rid, s in runs.items() if s.store_count]
+    if not conflicts:
+        return runs
+    if on_conflict == "error":
+        shown = ", ".join(conflicts[:3]) + (" ..." if len(conflicts) > 3 else "")
+        raise ImportConflictError(
+            f"{len(conflicts)} of the {len(runs)} runs in {name} are already in "
+            f"{store.location} ({shown}); nothing was imported. Was this file imported "
+            "before? Pass --skip-existing (on_conflict='skip') to import only what the "
+            "store lacks")
+    for rid in conflicts:
+        s = runs[rid]
+        at = min(s.store_count, s.count)
+        count, store_digest = _store_chain(store, s.trace_id, rid, at)
+        mine = s.store_digest if s.store_count <= s.count else None
+        if mine is None:  # the store has more of this run than the file: compare at the end
+            mine = s.digest
+        s.store_match = count == s.store_count and store_digest == mine
+        if not s.store_match:
+            raise ImportConflictError(
+                f"run {rid} is in {store.location} with events that differ from those in "
+                f"{name}; nothing was imported. Two different runs share this id: import "
+                "into another store")
+    return runs
+
+
+def _write_pass(store: StoreLike, fp: IO[bytes], name: str, runs: dict[str, _RunState],
+                batch_size: int, progress: Progress | None) -> ImportResult:
+    """Append every event the store lacks, in file order, in batches."""
+    backend = store.backend
+    writer = WriterInfo(writer_id=new_run_id())
+    result = ImportResult()
+    result.skipped_runs = [rid for rid, s in runs.items() if s.store_count]
+    seen: dict[str, tuple[bytes | None, int]] = {}
+    batch: list[Pending] = []
+
+    def commit() -> None:
+        last = _append(store, batch, writer, result)
+        if result.first_seq is None:
+            result.first_seq = last - len(batch) + 1
+        result.last_seq = last
+        result.events += len(batch)
+        if progress is not None:
+            progress(len(batch))
+        batch.clear()
+
+    try:
+        for _lineno, digest, raw in _iter_lines(fp, name):
+            run_id = _envelope_ids(raw, name, _lineno)[1]
+            prev, count = seen.get(run_id, (None, 0))
+            count += 1
+            seen[run_id] = (digest, count)
+            if count <= runs[run_id].store_count:
+                result.skipped_events += 1
+                continue
+            try:
+                pending = pending_from_raw(raw, prev, count)
+            except EncodingError as e:
+                raise ExportFileError(f"{name}, line {_lineno}: {e}") from None
+            if pending.kind == "start":
+                result.runs += 1
+            batch.append(pending)
+            if len(batch) >= batch_size:
+                commit()
+        if batch:
+            commit()
+    finally:
+        if result.events:
+            try:
+                backend.heartbeat(writer, time.time_ns() // 1000, closing=True)
+            except Exception:  # the lease expires by itself; only an open run's label waits
+                pass
+    return result
+
+
+def _append(store: StoreLike, batch: list[Pending], writer: WriterInfo,
+            result: ImportResult) -> int:
+    """``backend.append`` with the writer's patience for a busy database."""
+    backend = store.backend
+    delay = 0.001
+    while True:
+        try:
+            return backend.append(batch, writer, time.time_ns() // 1000)
+        except Exception as e:
+            if not backend.is_transient(e):
+                if result.events:
+                    raise StoreError(
+                        f"could not append to {store.location}: {e}. {result.events} events "
+                        "were imported before this; run the import again with "
+                        "--skip-existing (on_conflict='skip') to finish it") from e
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
