@@ -9,11 +9,21 @@ writer is this process, so a run is abandoned only once the store is closed.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from runlog.events import Event, RunInfo
-from runlog.store.base import Backend, EventQuery, Pending, RunQuery, WriterInfo, run_info_from_row
+from runlog.store.base import (
+    Backend,
+    ChangeWaiter,
+    EventQuery,
+    Pending,
+    RunQuery,
+    WriterInfo,
+    run_info_from_row,
+)
+from runlog.store.waiters import VersionWaiter
 
 __all__ = ["MemoryBackend"]
 
@@ -56,6 +66,7 @@ class MemoryBackend(Backend):
         self._runs: dict[str, _RunRow] = {}
         self._counts: dict[str, int] = {}
         self._closed_writers: set[str] = set()
+        self._waiters: weakref.WeakSet[VersionWaiter] = weakref.WeakSet()
 
     def append(self, batch: Sequence[Pending], writer: WriterInfo, heartbeat_us: int) -> int:
         with self._lock:
@@ -75,7 +86,10 @@ class MemoryBackend(Backend):
                         run.status, run.error, run.event_count = p.run_row
                         run.end_seq, run.end_time = seq, p.time_us
             self._closed_writers.discard(writer.writer_id)
-            return seq
+            waiters = list(self._waiters)
+        for w in waiters:  # in-process tails wake at once (runlog.tail)
+            w.notify()
+        return seq
 
     def heartbeat(self, writer: WriterInfo, now_us: int, *, closing: bool = False) -> None:
         with self._lock:
@@ -155,6 +169,12 @@ class MemoryBackend(Backend):
 
     def trace_runs(self, trace_id: str) -> list[RunInfo]:
         return self.find_runs(RunQuery(trace_id=trace_id, newest_first=False))
+
+    def change_waiter(self) -> ChangeWaiter:
+        """A waiter notified by every append of this process (the only writer)."""
+        w = VersionWaiter(on_close=self._waiters.discard)
+        self._waiters.add(w)
+        return w
 
     def close(self) -> None:
         pass

@@ -46,6 +46,7 @@ from runlog.store import schema
 from runlog.store.base import (
     SCHEMA_VERSION,
     Backend,
+    ChangeWaiter,
     EventQuery,
     Pending,
     RunQuery,
@@ -418,6 +419,12 @@ class SQLiteBackend(Backend):
 
     def wait_hint(self) -> str | None:
         return f"{self.path}-wal"
+
+    def change_waiter(self) -> ChangeWaiter:
+        """inotify on the file and its ``-wal`` (polling where inotify is unavailable)."""
+        from runlog.store.waiters import sqlite_change_waiter
+
+        return sqlite_change_waiter(self.path)
 
     def checkpoint(self) -> None:
         """Fold the WAL back into the database file (``PRAGMA wal_checkpoint(TRUNCATE)``)."""
