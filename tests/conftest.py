@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import pg_support
 import pytest
 from hypothesis import HealthCheck, Verbosity, settings
 
@@ -24,7 +25,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "langchain" / "golden"
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "postgres"]
 
 
 def make_store(kind: str, tmp_path: Path, **kwargs: object) -> runlog.Store:
@@ -33,7 +34,13 @@ def make_store(kind: str, tmp_path: Path, **kwargs: object) -> runlog.Store:
         return runlog.open(":memory:", **kwargs)  # type: ignore[arg-type]
     if kind == "sqlite":
         return runlog.open(tmp_path / "runs.db", **kwargs)  # type: ignore[arg-type]
+    if kind == "postgres":  # a schema of its own per tmp_path (tests/pg_support.py)
+        return runlog.open(pg_support.store_url(str(tmp_path)), **kwargs)  # type: ignore[arg-type]
     raise ValueError(kind)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    pg_support.cleanup()  # drop this run's PostgreSQL schemas
 
 
 @pytest.fixture(params=BACKENDS)

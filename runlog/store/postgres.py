@@ -1,0 +1,821 @@
+"""PostgreSQL: one log shared by many processes on many hosts.
+
+``runlog.open("postgresql+psycopg://user@host/db")`` (or ``postgresql://``; add
+``?schema=NAME`` to keep the store in its own schema) gives the same contract as the
+SQLite backend. How, and why (figures and query plans in ``docs/postgres.md``):
+
+* **seq is gap-free and commit-ordered.** A ``bigserial`` is not: sequence values are
+  handed out before commit, so two concurrent transactions can commit 8 before 7 (a
+  tailer that already saw 8 then skips 7 forever), and a rolled-back batch burns its
+  numbers (gaps). Here every append takes the single row of ``seq_counter`` with
+  ``UPDATE ... SET last = last + n RETURNING``: the row lock is held until commit, so
+  the next writer's UPDATE waits, and (READ COMMITTED re-reads a row it waited for)
+  continues from the committed value. Appends are therefore serialised on that row,
+  commit in seq order, and a rollback returns its numbers. PostgreSQL makes a commit
+  visible before it releases the transaction's locks, so once a reader sees seq N,
+  every seq below N is already visible to it too.
+* **One round trip per batch.** The whole append (counter, events, the runs
+  projection, the writer's heartbeat and the ``pg_notify`` wake-up) is a single
+  statement of data-modifying CTEs over ``unnest``-ed arrays, run in autocommit mode:
+  one statement is one transaction, so the batch commits whole or not at all and the
+  counter row is held for the shortest possible time. ``COPY`` is kept as an
+  alternative (``insert="copy"``) for measurement; it needs three round trips.
+* **Bytes.** ``events.raw`` is TEXT holding the envelope's UTF-8 as written. Envelopes
+  never contain a NUL byte (JSON escapes U+0000 as ``\\u0000``), which is the one
+  thing TEXT cannot hold, so the bytes read back are the bytes written.
+* **Filters in SQL.** Names and run types are indexed columns of ``events``; tags and
+  metadata are JSONB copies (``runs.tags_j``/``runs.metadata_j``, GIN-indexed) of
+  each run's own tags and metadata, kept in the runs projection, joined by run id.
+  SQL narrows to a superset and the store always applies the exact predicate after,
+  so SQL never drops an event the filter keeps. A run whose tags or metadata contain
+  ``\\u0000`` (which JSONB refuses) gets NULL there and is left to the exact predicate.
+* **Leases on the server's clock.** Heartbeats and lease checks use the database
+  server's ``clock_timestamp()``, not the writer's clock, so hosts with skewed clocks
+  agree on which runs are abandoned.
+* **Live tail.** The append statement calls ``pg_notify`` with the last seq;
+  :class:`PgNotifyWaiter` LISTENs on a dedicated connection. A notification is only a
+  wake-up: the tailer re-reads from its cursor, so a lost NOTIFY or a dropped
+  connection costs latency, never events.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql as pgsql
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from runlog.errors import (
+    AppendOnlyError,
+    NotARunlogStoreError,
+    SchemaVersionError,
+    StoreError,
+    StoreNotFoundError,
+)
+from runlog.events import Event, RunInfo, now_micros
+from runlog.filters import ANY, Filter
+from runlog.store import schema
+from runlog.store.base import (
+    SCHEMA_VERSION,
+    Backend,
+    ChangeWaiter,
+    EventQuery,
+    Pending,
+    RunQuery,
+    WriterInfo,
+    run_info_from_row,
+)
+
+__all__ = ["PgNotifyWaiter", "PostgresBackend", "parse_url", "pg_extras_ddl"]
+
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+# The database server's clock, in microseconds since the epoch (leases, heartbeats).
+NOW_US = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+
+
+def parse_url(url: str) -> tuple[str, str | None]:
+    """Normalise a PostgreSQL URL for SQLAlchemy and take runlog's ``schema=`` out of it.
+
+    ``postgres://`` and ``postgresql://`` select psycopg 3 (SQLAlchemy's default would
+    be psycopg2, which runlog does not depend on). Returns the URL to connect with and
+    the schema name (None: the connection's default ``search_path``).
+    """
+    try:
+        u = make_url(url)
+    except ArgumentError as e:
+        raise StoreError(f"{url!r} is not a valid database URL: {e}") from e
+    backend, _, driver = u.drivername.partition("+")
+    if backend not in ("postgresql", "postgres"):
+        raise StoreError(f"{url!r} is not a PostgreSQL URL")
+    if driver not in ("", "psycopg"):
+        raise StoreError(
+            f"runlog talks to PostgreSQL through psycopg 3; use postgresql+psycopg:// "
+            f"instead of {u.drivername}://"
+        )
+    u = u.set(drivername="postgresql+psycopg")
+    schema_name = u.query.get("schema")
+    if isinstance(schema_name, tuple):
+        raise StoreError(f"give ?schema= once in {url!r}")
+    if schema_name is not None:
+        if not _SCHEMA_NAME.match(schema_name):
+            raise StoreError(
+                f"schema name {schema_name!r} in {url!r} must be a plain identifier "
+                "(letters, digits, underscore; not starting with a digit)"
+            )
+        u = u.difference_update_query(["schema"])
+    return u.render_as_string(hide_password=False), schema_name
+
+
+def pg_extras_ddl() -> list[str]:
+    """PostgreSQL-only DDL on top of the shared tables (idempotent).
+
+    The counter row that serialises seq assignment, the JSONB filter columns of the
+    runs projection with their GIN indexes, the indexes filters and id lookups use,
+    and the append-only triggers.
+    """
+    return [
+        "CREATE TABLE IF NOT EXISTS seq_counter ("
+        " id integer PRIMARY KEY CHECK (id = 1), last bigint NOT NULL)",
+        "INSERT INTO seq_counter (id, last) "
+        "SELECT 1, coalesce(max(seq), 0) FROM events ON CONFLICT (id) DO NOTHING",
+        "ALTER TABLE runs ADD COLUMN IF NOT EXISTS tags_j jsonb, "
+        "ADD COLUMN IF NOT EXISTS metadata_j jsonb",
+        "CREATE INDEX IF NOT EXISTS runs_tags_gin ON runs USING gin (tags_j)",
+        "CREATE INDEX IF NOT EXISTS runs_metadata_gin ON runs USING gin (metadata_j)",
+        "CREATE INDEX IF NOT EXISTS runs_id_pattern ON runs (run_id text_pattern_ops)",
+        "CREATE INDEX IF NOT EXISTS runs_id_reverse ON runs (reverse(run_id) text_pattern_ops)",
+        "CREATE INDEX IF NOT EXISTS events_run_seq ON events (run_id, seq)",
+        "CREATE INDEX IF NOT EXISTS events_name_seq ON events (name, seq)",
+        "CREATE INDEX IF NOT EXISTS events_type_seq ON events (run_type, seq)",
+        *schema.APPEND_ONLY_TRIGGERS["postgresql"],
+    ]
+
+
+# One statement per batch (see the module docstring). Runs started in this batch are
+# inserted complete (their end folded in by Python), because sibling CTEs cannot see
+# each other's rows; ends of runs started earlier update the projection.
+_TAKE_SEQS = (
+    "s AS (UPDATE seq_counter SET last = last + %(n)s WHERE id = 1 "
+    "RETURNING last - %(n)s AS base)"
+)
+_GIVEN_SEQS = "s AS (SELECT %(base)s::int8 AS base)"
+_INSERT_EVENTS = """, ev AS (
+  INSERT INTO events (seq, trace_id, run_id, kind, name, run_type, time, raw, digest)
+  SELECT s.base + u.ord, u.trace_id, u.run_id, u.kind, u.name, u.run_type, u.time, u.raw,
+         u.digest
+  FROM s, unnest(%(trace)b::text[], %(run)b::text[], %(kind)b::text[], %(name)b::text[],
+                 %(rtype)b::text[], %(time)b::int8[], %(raw)b::text[], %(digest)b::text[])
+       WITH ORDINALITY AS u(trace_id, run_id, kind, name, run_type, time, raw, digest, ord)
+)"""
+_PROJECT = f""", st AS (
+  INSERT INTO runs (run_id, trace_id, parent_id, name, run_type, tags, metadata, tags_j,
+                    metadata_j, start_seq, start_time, end_seq, end_time, status, error,
+                    event_count, writer_id)
+  SELECT u.run_id, u.trace_id, u.parent_id, u.name, u.run_type, u.tags, u.metadata,
+         u.tags_j::jsonb, u.metadata_j::jsonb, s.base + u.pos, u.time, s.base + u.end_pos,
+         u.end_time, u.status, u.error, u.count, %(writer)s
+  FROM s, unnest(%(s_run)b::text[], %(s_trace)b::text[], %(s_parent)b::text[],
+                 %(s_name)b::text[], %(s_rtype)b::text[], %(s_tags)b::text[],
+                 %(s_meta)b::text[], %(s_tags_j)b::text[], %(s_meta_j)b::text[],
+                 %(s_pos)b::int8[], %(s_time)b::int8[], %(s_end_pos)b::int8[],
+                 %(s_end_time)b::int8[], %(s_status)b::text[], %(s_error)b::text[],
+                 %(s_count)b::int8[])
+       AS u(run_id, trace_id, parent_id, name, run_type, tags, metadata, tags_j, metadata_j,
+            pos, time, end_pos, end_time, status, error, count)
+  ON CONFLICT (run_id) DO NOTHING
+), en AS (
+  UPDATE runs r SET end_seq = s.base + u.pos, end_time = u.time, status = u.status,
+         error = u.error, event_count = u.count
+  FROM s, unnest(%(e_run)b::text[], %(e_pos)b::int8[], %(e_time)b::int8[],
+                 %(e_status)b::text[], %(e_error)b::text[], %(e_count)b::int8[])
+       AS u(run_id, pos, time, status, error, count)
+  WHERE r.run_id = u.run_id AND r.end_seq IS NULL
+), hb AS (
+  INSERT INTO writers (writer_id, host, pid, started_at, heartbeat_at, lease_us, closed)
+  VALUES (%(writer)s, %(host)s, %(pid)s, {NOW_US}, {NOW_US}, %(lease)s, 0)
+  ON CONFLICT (writer_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, closed = 0
+)
+SELECT s.base + %(n)s, pg_notify(%(channel)s, (s.base + %(n)s)::text) FROM s
+"""
+_APPEND = "WITH " + _TAKE_SEQS + _INSERT_EVENTS + _PROJECT
+_APPEND_AFTER_COPY = "WITH " + _GIVEN_SEQS + _PROJECT
+_COPY_EVENTS = (
+    "COPY events (seq, trace_id, run_id, kind, name, run_type, time, raw, digest) FROM STDIN"
+)
+
+_HEARTBEAT = (
+    "INSERT INTO writers (writer_id, host, pid, started_at, heartbeat_at, lease_us, closed) "
+    f"VALUES (%s, %s, %s, {NOW_US}, {NOW_US}, %s, %s) ON CONFLICT (writer_id) DO UPDATE SET "
+    "heartbeat_at = excluded.heartbeat_at, closed = excluded.closed"
+)
+_RUN_COLUMNS = (
+    "r.run_id, r.trace_id, r.parent_id, r.name, r.run_type, r.tags, r.metadata, r.start_seq, "
+    "r.start_time, r.end_seq, r.end_time, r.status, r.error, r.event_count"
+)
+# As in SQLite: an open run is abandoned once its writer is gone (lease expired on the
+# server's clock, closed, or unknown).
+_STATUS = (
+    "CASE WHEN r.status != 'running' THEN r.status "
+    "WHEN w.writer_id IS NULL OR w.closed != 0 "
+    f"OR w.heartbeat_at + w.lease_us < {NOW_US} "
+    "THEN 'abandoned' ELSE 'running' END"
+)
+_SELECT_RUNS = (
+    f"SELECT {_RUN_COLUMNS}, {_STATUS} AS live_status, "
+    "CASE WHEN r.end_seq IS NULL THEN (SELECT count(*) FROM events e "
+    "WHERE e.trace_id = r.trace_id AND e.run_id = r.run_id) END AS live_count "
+    "FROM runs r LEFT JOIN writers w ON w.writer_id = r.writer_id"
+)
+
+
+def _jsonb_safe(doc: bytes) -> str | None:
+    """The JSON text for a JSONB filter column, or None when JSONB cannot hold it.
+
+    JSONB refuses ``\\u0000``; such a run's column stays NULL and the exact predicate
+    decides (a textual check: a false alarm only costs the index for that run).
+    """
+    return None if b"\\u0000" in doc else doc.decode()
+
+
+class _Batch:
+    """A batch laid out as the column arrays the append statement unnests."""
+
+    def __init__(self, batch: Sequence[Pending]) -> None:
+        self.n = len(batch)
+        self.trace = [p.trace_id for p in batch]
+        self.run = [p.run_id for p in batch]
+        self.kind = [p.kind for p in batch]
+        self.name = [p.name for p in batch]
+        self.rtype = [p.run_type for p in batch]
+        self.time = [p.time_us for p in batch]
+        self.raw = [p.raw.decode() for p in batch]
+        self.digest = [p.digest.hex() for p in batch]
+        starts: dict[str, list[Any]] = {}
+        ends: list[tuple[str, int, int, str, str | None, int]] = []
+        for pos, p in enumerate(batch, 1):
+            if p.run_row is None:
+                continue
+            if p.kind == "start":
+                parent_id, tags, metadata = p.run_row
+                starts.setdefault(p.run_id, [
+                    p.run_id, p.trace_id, parent_id, p.name, p.run_type, tags.decode(),
+                    metadata.decode(), _jsonb_safe(tags), _jsonb_safe(metadata), pos,
+                    p.time_us, None, None, "running", None, 0,
+                ])
+            elif p.kind == "end":
+                status, error, count = p.run_row
+                err = error.decode() if error is not None else None
+                row = starts.get(p.run_id)
+                if row is not None and row[11] is None:
+                    row[11:16] = [pos, p.time_us, status, err, count]
+                else:
+                    ends.append((p.run_id, pos, p.time_us, status, err, count))
+        cols = list(zip(*starts.values(), strict=True)) if starts else [()] * 16
+        self.starts = [list(c) for c in cols]
+        ecols = list(zip(*ends, strict=True)) if ends else [()] * 6
+        self.ends = [list(c) for c in ecols]
+
+    def params(self, writer: WriterInfo, channel: str) -> dict[str, Any]:
+        s, e = self.starts, self.ends
+        return {
+            "n": self.n, "trace": self.trace, "run": self.run, "kind": self.kind,
+            "name": self.name, "rtype": self.rtype, "time": self.time, "raw": self.raw,
+            "digest": self.digest,
+            "s_run": s[0], "s_trace": s[1], "s_parent": s[2], "s_name": s[3],
+            "s_rtype": s[4], "s_tags": s[5], "s_meta": s[6], "s_tags_j": s[7],
+            "s_meta_j": s[8], "s_pos": s[9], "s_time": s[10], "s_end_pos": s[11],
+            "s_end_time": s[12], "s_status": s[13], "s_error": s[14], "s_count": s[15],
+            "e_run": e[0], "e_pos": e[1], "e_time": e[2], "e_status": e[3],
+            "e_error": e[4], "e_count": e[5],
+            "writer": writer.writer_id, "host": writer.host, "pid": writer.pid,
+            "lease": writer.lease_us, "channel": channel,
+        }
+
+
+class PostgresBackend(Backend):
+    """Events in a PostgreSQL database (see the module docstring).
+
+    Args:
+        url: a SQLAlchemy PostgreSQL URL; ``?schema=NAME`` puts the store in that schema
+            (created when ``create`` is true).
+        create: create the schema and tables when absent.
+        durable: wait for the WAL flush on every commit (``synchronous_commit=on``);
+            otherwise commits use ``synchronous_commit=off`` like SQLite's NORMAL mode
+            (a server crash can lose the last few hundred milliseconds of
+            acknowledged events, never corrupt the log or break seq order).
+        insert: ``"unnest"`` (one statement per batch, the default) or ``"copy"``
+            (``COPY`` into ``events``; kept for the benchmark).
+        pool_size: pooled connections for readers (the writer has its own).
+    """
+
+    def __init__(self, url: str, *, create: bool = True, durable: bool = False,
+                 insert: str = "unnest", pool_size: int = 4) -> None:
+        if insert not in ("unnest", "copy"):
+            raise ValueError(f"insert must be 'unnest' or 'copy', not {insert!r}")
+        self.url = url
+        connect_url, self.schema = parse_url(url)
+        self.location = make_url(connect_url).render_as_string(hide_password=True) + (
+            f" (schema {self.schema})" if self.schema else "")
+        self.durable = durable
+        self.insert = insert
+        connect_args: dict[str, Any] = {"application_name": "runlog"}
+        options = [] if durable else ["-c synchronous_commit=off"]
+        if self.schema:
+            options.append(f"-c search_path={self.schema}")
+        if options:
+            connect_args["options"] = " ".join(options)
+        self.engine: Engine = create_engine(
+            connect_url, connect_args=connect_args, pool_size=pool_size, max_overflow=16,
+            pool_pre_ping=False,
+        )
+        event.listen(self.engine, "connect", _on_connect)
+        self._connect_kwargs = connect_args
+        self._wlock = threading.Lock()
+        self._wfairy: Any = None
+        self._closed = False
+        try:
+            self.channel = self._init_store(create)
+        except psycopg.OperationalError as e:
+            self.engine.dispose()
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {self.location}: {e}".strip()
+                + " -- is the server running and the URL right?") from e
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    # -- connections -----------------------------------------------------------
+    @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in autocommit mode (explicit transactions only)."""
+        if self._closed:
+            raise StoreError(f"the store {self.location} is closed")
+        fairy = self.engine.raw_connection()
+        try:
+            conn: psycopg.Connection[Any] = fairy.driver_connection  # type: ignore[assignment]
+            yield conn
+        except psycopg.OperationalError:
+            fairy.invalidate()
+            raise
+        finally:
+            fairy.close()
+
+    def _writer_conn(self) -> psycopg.Connection[Any]:
+        if self._wfairy is None:
+            if self._closed:
+                raise StoreError(f"the store {self.location} is closed")
+            self._wfairy = self.engine.raw_connection()
+        conn: psycopg.Connection[Any] = self._wfairy.driver_connection
+        return conn
+
+    def _drop_writer_conn(self) -> None:
+        if self._wfairy is not None:
+            try:
+                self._wfairy.invalidate()
+            finally:
+                self._wfairy = None
+
+    def _init_store(self, create: bool) -> str:
+        with self._conn() as conn:
+            if self.schema:
+                exists = conn.execute(
+                    "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
+                ).fetchone()
+                if not exists:
+                    if not create:
+                        raise StoreNotFoundError(
+                            f"no runlog store at {self.location}: schema {self.schema} "
+                            "does not exist; record a run first or check the URL")
+                    conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                        pgsql.Identifier(self.schema)))
+            row = conn.execute("SELECT current_schema()").fetchone()
+            current = row[0] if row else None
+            if current is None:
+                raise StoreError(
+                    f"{self.location}: no schema to create tables in (search_path is "
+                    "empty or names no existing schema); add ?schema=NAME to the URL")
+            with conn.transaction():
+                # Serialise concurrent first opens (several processes starting at once).
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || "
+                             "':runlog-ddl'))")
+                self._check_or_create(conn, create, current)
+            return f"runlog:{current}"
+
+    def _tables(self, conn: psycopg.Connection[Any]) -> set[str]:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema()").fetchall()
+        return {r[0] for r in rows}
+
+    def _check_or_create(self, conn: psycopg.Connection[Any], create: bool,
+                         current: str) -> None:
+        from runlog.store.migrations import create_schema_sql
+
+        names = self._tables(conn)
+        if "meta" in names and "events" in names:
+            row = conn.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{self.location} uses runlog schema {version}, newer than this "
+                    f"runlog understands ({SCHEMA_VERSION}); upgrade runlog-engine")
+            if version < SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{self.location} uses runlog schema {version}, older than this "
+                    f"runlog ({SCHEMA_VERSION}); run `runlog migrate --db URL` first")
+            return
+        clash = names & {"events", "runs", "writers", "meta", "seq_counter"}
+        if clash:
+            raise NotARunlogStoreError(
+                f"schema {current} at {self.location} has tables "
+                f"{', '.join(sorted(clash))} that are not a runlog store; give runlog its "
+                "own schema with ?schema=NAME in the URL")
+        if not create:
+            raise StoreNotFoundError(
+                f"no runlog store at {self.location} (schema {current} has no runlog "
+                "tables); record a run first or check the URL")
+        for stmt in create_schema_sql("postgresql"):
+            conn.execute(stmt)
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', %s), ('created_at', %s) "
+            "ON CONFLICT (key) DO NOTHING", (str(SCHEMA_VERSION), str(now_micros())))
+
+    # -- writing ---------------------------------------------------------------
+    def append(self, batch: Sequence[Pending], writer: WriterInfo, heartbeat_us: int) -> int:
+        """Commit ``batch`` in one statement (``heartbeat_us`` is ignored: server clock)."""
+        if not batch:
+            return self.last_seq()
+        b = _Batch(batch)
+        with self._wlock:
+            conn = self._writer_conn()
+            try:
+                if self.insert == "copy":
+                    return self._append_copy(conn, batch, b, writer)
+                row = conn.execute(_APPEND, b.params(writer, self.channel)).fetchone()
+            except psycopg.errors.UniqueViolation as e:
+                raise AppendOnlyError(f"could not append to {self.location}: {e}") from e
+            except psycopg.OperationalError:
+                self._drop_writer_conn()
+                raise
+        if row is None:
+            raise StoreError(f"{self.location}: the seq_counter row is missing; run "
+                             "`runlog migrate --db URL` to repair the schema")
+        return int(row[0])
+
+    def _append_copy(self, conn: psycopg.Connection[Any], batch: Sequence[Pending],
+                     b: _Batch, writer: WriterInfo) -> int:
+        """The COPY variant: counter, COPY, then projection + heartbeat + notify."""
+        params = b.params(writer, self.channel)
+        with conn.transaction():
+            row = conn.execute("UPDATE seq_counter SET last = last + %s WHERE id = 1 "
+                               "RETURNING last", (b.n,)).fetchone()
+            if row is None:
+                raise StoreError(f"{self.location}: the seq_counter row is missing")
+            last = int(row[0])
+            base = last - b.n
+            with conn.cursor().copy(_COPY_EVENTS) as cp:
+                for i in range(b.n):
+                    cp.write_row((base + i + 1, b.trace[i], b.run[i], b.kind[i], b.name[i],
+                                  b.rtype[i], b.time[i], b.raw[i], b.digest[i]))
+            conn.execute(_APPEND_AFTER_COPY, {**params, "base": base})
+        return last
+
+    def heartbeat(self, writer: WriterInfo, now_us: int, *, closing: bool = False) -> None:
+        """Refresh the lease on the server's clock (``now_us`` is ignored)."""
+        with self._wlock:
+            conn = self._writer_conn()
+            try:
+                conn.execute(_HEARTBEAT, (writer.writer_id, writer.host, writer.pid,
+                                          writer.lease_us, 1 if closing else 0))
+            except psycopg.OperationalError:
+                self._drop_writer_conn()
+                raise
+
+    # -- reading ---------------------------------------------------------------
+    def read(self, q: EventQuery) -> tuple[list[Event], int]:
+        where = ["seq > %s"]
+        params: list[Any] = [q.after]
+        if q.until is not None:
+            where.append("seq <= %s")
+            params.append(q.until)
+        if q.trace_id is not None:
+            where.append("trace_id = %s")
+            params.append(q.trace_id)
+        if q.run_ids is not None:
+            if not q.run_ids:
+                return [], max(q.after, self.last_seq())
+            where.append("run_id = ANY(%s)")
+            params.append(sorted(q.run_ids))
+        if q.filter is not None and not q.filter.is_empty:
+            fsql, fparams = filter_sql(q.filter)
+            where.append(fsql)
+            params.extend(fparams)
+        cols = "seq, raw, digest" if q.digests else "seq, raw"
+        query = f"SELECT {cols} FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT %s"
+        params.append(q.limit)
+        with self._conn() as conn:
+            # One snapshot for the page and the high-water mark, one network round trip.
+            with conn.pipeline():
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                page = conn.execute(query, params)
+                top = conn.execute("SELECT coalesce(max(seq), 0) FROM events")
+                conn.execute("COMMIT")
+            rows = page.fetchall()
+            hrow = top.fetchone()
+        high = int(hrow[0]) if hrow else 0
+        if q.digests:
+            events = [Event(r[0], r[1].encode(), bytes.fromhex(r[2])) for r in rows]
+        else:
+            events = [Event(r[0], r[1].encode()) for r in rows]
+        if len(rows) >= q.limit:
+            high = rows[-1][0]
+        if q.until is not None:
+            high = min(high, q.until)
+        return events, max(high, q.after)
+
+    def last_seq(self) -> int:
+        with self._conn() as conn:
+            row = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        return int(row[0]) if row else 0
+
+    def _runs(self, where: str, params: dict[str, Any], tail: str = "") -> list[RunInfo]:
+        query = f"{_SELECT_RUNS} {('WHERE ' + where) if where else ''} {tail}"
+        with self._conn() as conn:
+            rows = conn.execute(query, params).fetchall()
+        return [
+            run_info_from_row(
+                run_id=r[0], trace_id=r[1], parent_id=r[2], name=r[3], run_type=r[4],
+                tags=r[5], metadata=r[6], start_seq=r[7], start_time=r[8], end_seq=r[9],
+                end_time=r[10], status=r[14], error=r[12],
+                event_count=r[13] if r[15] is None else r[15],
+            )
+            for r in rows
+        ]
+
+    def get_run(self, run_id: str) -> RunInfo | None:
+        found = self._runs("r.run_id = %(run_id)s", {"run_id": run_id})
+        return found[0] if found else None
+
+    def find_runs(self, q: RunQuery) -> list[RunInfo]:
+        where: list[str] = []
+        params: dict[str, Any] = {}
+        if q.trace_id is not None:
+            where.append("r.trace_id = %(trace_id)s")
+            params["trace_id"] = q.trace_id
+        if q.roots_only:
+            where.append("r.parent_id IS NULL")
+        if q.name is not None:
+            where.append("r.name = %(name)s")
+            params["name"] = q.name
+        if q.status is not None:
+            where.append(f"({_STATUS}) = %(status)s")
+            params["status"] = q.status
+        f = q.filter if q.filter is not None and not q.filter.is_empty else None
+        if f is not None:
+            fsql, fparams = run_filter_sql(f, "r")
+            for i, value in enumerate(fparams):
+                params[f"f{i}"] = value
+            where.append(fsql.replace("%s", "%({})s").format(
+                *(f"f{i}" for i in range(len(fparams)))))
+        order = "DESC" if q.newest_first else "ASC"
+        tail = f"ORDER BY r.start_seq {order}"
+        if q.limit is not None and f is None:
+            tail += f" LIMIT {int(q.limit)}"
+        found = self._runs(" AND ".join(where), params, tail)
+        if f is not None:
+            found = [r for r in found if f.matches_run(r.name, r.run_type, r.tags, r.metadata)]
+        return found[: q.limit] if q.limit is not None else found
+
+    def run_ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT run_id FROM runs WHERE run_id LIKE %s ORDER BY run_id COLLATE \"C\" "
+                "LIMIT %s", (_like_escape(prefix) + "%", limit)).fetchall()
+        return [r[0] for r in rows]
+
+    def run_ids_with_suffix(self, suffix: str, limit: int = 2) -> list[str]:
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT run_id FROM runs WHERE reverse(run_id) LIKE %s "
+                "ORDER BY run_id COLLATE \"C\" LIMIT %s",
+                (_like_escape(suffix[::-1]) + "%", limit)).fetchall()
+        return [r[0] for r in rows]
+
+    def trace_runs(self, trace_id: str) -> list[RunInfo]:
+        return self._runs("r.trace_id = %(trace_id)s", {"trace_id": trace_id},
+                          "ORDER BY r.start_seq")
+
+    def is_transient(self, error: BaseException) -> bool:
+        return isinstance(error, (psycopg.errors.SerializationFailure,
+                                  psycopg.errors.DeadlockDetected,
+                                  psycopg.errors.LockNotAvailable))
+
+    def change_waiter(self) -> ChangeWaiter:
+        """A LISTEN connection of its own, woken by every append's ``pg_notify``."""
+        return PgNotifyWaiter(self)
+
+    def listen_connection(self) -> psycopg.Connection[Any]:
+        """A new autocommit connection (not pooled) with the store's connect options."""
+        connect_url, _ = parse_url(self.url)
+        u = make_url(connect_url)
+        kwargs: dict[str, Any] = {
+            "host": u.host, "port": u.port, "user": u.username, "password": u.password,
+            "dbname": u.database, **{k: v for k, v in u.query.items() if isinstance(v, str)},
+            **self._connect_kwargs,
+        }
+        return psycopg.connect(autocommit=True,
+                               **{k: v for k, v in kwargs.items() if v is not None})
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        with self._wlock:
+            self._closed = True
+            if self._wfairy is not None:
+                try:
+                    self._wfairy.close()
+                except Exception:
+                    pass
+                self._wfairy = None
+        self.engine.dispose()
+
+
+def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+    """Pooled connections run in autocommit: every transaction is explicit (or one
+    statement), so an idle pooled connection never sits inside a transaction."""
+    dbapi_conn.autocommit = True
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def run_filter_sql(f: Filter, runs_alias: str) -> tuple[str, list[Any]]:
+    """The filter as a predicate on one ``runs`` row (a superset of the exact one)."""
+    r = runs_alias
+    params: list[Any] = []
+    clauses: list[str] = []
+    if f.has_includes:
+        ors: list[str] = []
+        if f.include_names is not None:
+            ors.append(f"{r}.name = ANY(%s)")
+            params.append(list(f.include_names))
+        if f.include_types is not None:
+            ors.append(f"{r}.run_type = ANY(%s)")
+            params.append(list(f.include_types))
+        if f.include_tags is not None:
+            ors.append(f"({r}.tags_j ?| %s OR {r}.tags_j IS NULL)")
+            params.append(list(f.include_tags))
+        if f.include_metadata is not None:
+            keys = list(f.include_metadata)
+            if keys:
+                ors.append(f"({_metadata_include(f.include_metadata, r, params)} "
+                           f"OR {r}.metadata_j IS NULL)")
+        clauses.append("(" + (" OR ".join(ors) if ors else "false") + ")")
+    if f.exclude_names:
+        clauses.append(f"NOT ({r}.name = ANY(%s))")
+        params.append(list(f.exclude_names))
+    if f.exclude_types:
+        clauses.append(f"NOT ({r}.run_type = ANY(%s))")
+        params.append(list(f.exclude_types))
+    if f.exclude_tags:
+        clauses.append(f"({r}.tags_j IS NULL OR NOT ({r}.tags_j ?| %s))")
+        params.append(list(f.exclude_tags))
+    return ("(" + " AND ".join(clauses) + ")" if clauses else "true"), params
+
+
+def _metadata_include(wanted: Any, r: str, params: list[Any]) -> str:
+    """Metadata pairs as JSONB tests: key exists, narrowed by value for plain strings.
+
+    A plain ``str`` value is stored as a JSON string, so containment decides it; a value
+    that decodes to an equal object from a tag (a ``str`` enum member) is stored as a
+    JSON object, which the ``jsonb_typeof`` escape keeps. Other values (numbers compare
+    across int/float/bool in Python, not in JSONB) are narrowed to "the key exists".
+    """
+    ors: list[str] = []
+    for key, value in wanted.items():
+        params.append(key)
+        if value is not ANY and isinstance(value, str) and "\x00" not in value:
+            params.extend([{key: value}, key])
+            ors.append(f"({r}.metadata_j ? %s AND ({r}.metadata_j @> %s::jsonb "
+                       f"OR jsonb_typeof({r}.metadata_j -> %s) = 'object'))")
+        else:
+            ors.append(f"{r}.metadata_j ? %s")
+    return "(" + " OR ".join(ors) + ")"
+
+
+def filter_sql(f: Filter) -> tuple[str, list[Any]]:
+    """The filter as a predicate on ``events`` rows, a superset of the exact one.
+
+    Names and types test the event's own indexed columns; tags and metadata go through
+    the run's row in the runs projection (GIN indexes on its JSONB columns).
+    """
+    params: list[Any] = []
+    clauses: list[str] = []
+    if f.has_includes:
+        ors: list[str] = []
+        if f.include_names is not None:
+            ors.append("name = ANY(%s)")
+            params.append(list(f.include_names))
+        if f.include_types is not None:
+            ors.append("run_type = ANY(%s)")
+            params.append(list(f.include_types))
+        if f.include_tags is not None:
+            ors.append("run_id IN (SELECT r.run_id FROM runs r "
+                       "WHERE r.tags_j ?| %s OR r.tags_j IS NULL)")
+            params.append(list(f.include_tags))
+        if f.include_metadata:
+            inner: list[Any] = []
+            pred = _metadata_include(f.include_metadata, "r", inner)
+            ors.append(f"run_id IN (SELECT r.run_id FROM runs r WHERE {pred} "
+                       "OR r.metadata_j IS NULL)")
+            params.extend(inner)
+        clauses.append("(" + (" OR ".join(ors) if ors else "false") + ")")
+    if f.exclude_names:
+        clauses.append("NOT (name = ANY(%s))")
+        params.append(list(f.exclude_names))
+    if f.exclude_types:
+        clauses.append("NOT (run_type = ANY(%s))")
+        params.append(list(f.exclude_types))
+    if f.exclude_tags:
+        clauses.append("run_id NOT IN (SELECT r.run_id FROM runs r WHERE r.tags_j ?| %s)")
+        params.append(list(f.exclude_tags))
+    return ("(" + " AND ".join(clauses) + ")" if clauses else "true"), params
+
+
+class PgNotifyWaiter(ChangeWaiter):
+    """LISTEN/NOTIFY wake-ups with a polling fallback.
+
+    The LISTEN starts when the waiter is made, so a commit between a tailer's read and
+    its next ``wait`` is still queued on the connection and wakes it at once. If the
+    connection drops, ``wait`` returns immediately (events may have been committed
+    while nobody listened), polls while the server is unreachable, and listens again
+    once it is back: the tailer's cursor query, not the notification, is the truth.
+    """
+
+    def __init__(self, backend: PostgresBackend, poll_interval: float = 0.25) -> None:
+        self.backend = backend
+        self.poll_interval = poll_interval
+        self.notifications = 0
+        """How many wake-ups came from NOTIFY (for tests and diagnostics)."""
+        self.reconnects = 0
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._closed = False
+        self._listen()
+
+    def _listen(self) -> bool:
+        try:
+            conn = self.backend.listen_connection()
+            conn.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(self.backend.channel)))
+        except psycopg.OperationalError:
+            return False
+        self._conn = conn
+        return True
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    def wait(self, timeout: float) -> None:
+        with self._lock:
+            self._wait_locked(timeout)
+
+    def _wait_locked(self, timeout: float) -> None:
+        if self._closed:
+            time.sleep(min(timeout, self.poll_interval))
+            return
+        if self._conn is None:
+            if self._listen():
+                self.reconnects += 1
+                return  # commits may have happened while nobody listened
+            time.sleep(min(timeout, self.poll_interval))
+            return
+        try:
+            got = False
+            for _ in self._conn.notifies(timeout=max(timeout, 0.0), stop_after=1):
+                got = True
+            if got:
+                self.notifications += 1
+                # Drain what else is queued, so the next wait does not wake for commits
+                # the tailer's next read already covers.
+                for _ in self._conn.notifies(timeout=0, stop_after=10_000):
+                    pass
+        except psycopg.OperationalError:
+            self._drop()
+
+    async def await_change(self, timeout: float) -> None:
+        import anyio
+
+        # psycopg's async connection is asyncio-only; a worker thread serves asyncio and
+        # trio alike. Slices keep an abandoned (cancelled) wait short.
+        deadline = time.monotonic() + timeout
+        while True:
+            before = self.notifications + self.reconnects
+            left = deadline - time.monotonic()
+            await anyio.to_thread.run_sync(self.wait, min(max(left, 0.0), 0.5),
+                                           abandon_on_cancel=True)
+            if self.notifications + self.reconnects != before or self._conn is None:
+                return
+            if time.monotonic() >= deadline:
+                return
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            self._drop()
