@@ -23,6 +23,7 @@ from runlog.recorder import Recorder, Run, RunScope, trace
 from runlog.store import open_backend
 from runlog.store.base import Backend, EventQuery, RunQuery
 from runlog.store.writer import Writer
+from runlog.tail import ATail, Tail
 
 __all__ = ["DEFAULT_DB", "Store", "VerifyReport", "default_location", "open"]
 
@@ -282,6 +283,44 @@ class Store:
     def last_seq(self) -> int:
         """The highest committed seq: a cursor that means "from now on"."""
         return self.backend.last_seq()
+
+    def tail(self, after: int = 0, run_id: str | None = None, trace_id: str | None = None,
+             filter: Filter | None = None, view: View = "raw", until_end: bool = False,
+             idle_timeout: float | None = None, *, poll_interval: float = 0.1,
+             page_size: int = 1000, **view_options: Any) -> Tail:
+        """Follow committed events live, from any process (see :mod:`runlog.tail`).
+
+        Yields events with ``seq > after`` as they are committed (or, with
+        ``view="log"|"events"``, the view's items for one run), plus a
+        :class:`~runlog.tail.TailNotice` when a followed run's writer died. A run that
+        does not exist yet is waited for. ``until_end`` stops after the run's (or the
+        trace root's) end; ``idle_timeout`` stops after that many seconds without an
+        item. Resume with ``after=tail.cursor``: nothing is skipped or repeated.
+        """
+        from runlog.tail import open_tail
+
+        t = open_tail(self.backend, after=after, run_id=run_id, trace_id=trace_id,
+                      filter=filter, view=view, until_end=until_end,
+                      idle_timeout=idle_timeout, resolve=self.resolve_run_id,
+                      page_size=page_size, poll_interval=poll_interval,
+                      view_options=view_options)
+        assert isinstance(t, Tail)
+        return t
+
+    def atail(self, after: int = 0, run_id: str | None = None, trace_id: str | None = None,
+              filter: Filter | None = None, view: View = "raw", until_end: bool = False,
+              idle_timeout: float | None = None, *, poll_interval: float = 0.1,
+              page_size: int = 1000, **view_options: Any) -> ATail:
+        """``tail`` for async code (asyncio or trio): ``async with store.atail() as t``."""
+        from runlog.tail import open_tail
+
+        t = open_tail(self.backend, after=after, run_id=run_id, trace_id=trace_id,
+                      filter=filter, view=view, until_end=until_end,
+                      idle_timeout=idle_timeout, resolve=self.resolve_run_id,
+                      page_size=page_size, poll_interval=poll_interval,
+                      view_options=view_options, asynchronous=True)
+        assert isinstance(t, ATail)
+        return t
 
     def replay(self, run_id: str, view: View = "raw", *, filter: Filter | None = None,
                **view_options: Any) -> Iterator[Any]:
