@@ -40,6 +40,7 @@ from runlog.events import ErrorInfo, Event, RunInfo
 from runlog.exporters import export, import_jsonl
 from runlog.filters import ANY, Filter
 from runlog.recorder import Run, RunScope, current_run, trace
+from runlog.reducers import LogEntry, RunLog, RunLogPatch, RunState, fold
 
 __version__ = "0.1.0"
 
@@ -53,11 +54,15 @@ __all__ = [
     "ExportFileError",
     "Filter",
     "ImportConflictError",
+    "LogEntry",
     "NotARunlogStoreError",
     "Opaque",
     "Run",
     "RunInfo",
+    "RunLog",
+    "RunLogPatch",
     "RunScope",
+    "RunState",
     "RunStateError",
     "RunlogError",
     "SchemaVersionError",
@@ -69,6 +74,7 @@ __all__ = [
     "WriteError",
     "current_run",
     "export",
+    "fold",
     "import_jsonl",
     "open",
     "trace",

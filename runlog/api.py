@@ -84,6 +84,7 @@ class Store:
                              heartbeat_seconds=heartbeat_seconds, max_batch=max_batch)
         self.recorder = Recorder(self.writer, owner=self, end_timeout=end_timeout)
         self._closed = False
+        self._state_indexes: dict[Any, Any] = {}  # state_at: per-run fold indexes
 
     def __repr__(self) -> str:
         return f"<runlog.Store {self.backend.location}>"
@@ -338,6 +339,29 @@ class Store:
             raise ValueError(f"unknown view {view!r}; choose raw, log or events")
         return from_views[view](self.events(run_id, descendants=True), filter=filter,
                                 **view_options)
+
+    def state_at(self, run_id: str, seq: int | None = None, *, filter: Filter | None = None,
+                 with_streamed_output_list: bool = True) -> Any:
+        """The log view's ``RunState`` of a run as of ``seq`` (None: everything committed).
+
+        Folds the run's subtree with :mod:`runlog.reducers`; an index per run keeps a
+        cursor and periodic checkpoints, so asking again for a later (or an earlier)
+        seq reads only the events in between (``docs/views.md``).
+        """
+        from runlog.reducers import StateIndex
+
+        rid = self.resolve_run_id(run_id)
+        key = (rid, filter, with_streamed_output_list)
+        indexes = self._state_indexes
+        index = indexes.get(key)
+        if index is None:
+            if len(indexes) >= 64:
+                indexes.pop(next(iter(indexes)))
+            index = indexes[key] = StateIndex(
+                lambda after, until: self.events(rid, after=after, until=until,
+                                                 descendants=True),
+                filter=filter, with_streamed_output_list=with_streamed_output_list)
+        return index.state_at(seq)
 
     # -- integrity -------------------------------------------------------------------
     def verify(self, *, trace_id: str | None = None) -> VerifyReport:

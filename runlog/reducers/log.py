@@ -1,0 +1,274 @@
+"""The log view: stored events folded into LangChain ``astream_log`` patches.
+
+:class:`LogReducer` turns one event at a time into the ops LangChain's
+``LogStreamCallbackHandler`` (plus ``_astream_log_implementation`` for the root) would
+have sent for the same callback, so :func:`log_view` can consume an endless live
+iterator lazily and a replay, a tail and a fold all share one code path. The rules are
+those of ``/work/shared/langchain/spec.md`` section 2 (summarised in
+``docs/views.md``):
+
+* the first run seen is the root: one ``replace ""`` with a fresh ``RunState``; the
+  root is never filtered and never an entry of ``/logs``;
+* an included sub-run gets ``add /logs/<key>`` (``name``, ``name:2``, ... counted over
+  included runs only, keys not escaped), its output chunks ``add .../streamed_output/-``,
+  its model tokens two ops (``streamed_output_str`` and ``streamed_output``), and its end
+  (or error) ``final_output`` + ``end_time``;
+* root chunks go to ``/streamed_output/-`` and are accumulated with ``+`` (``TypeError``
+  resets the accumulator) into ``/final_output`` ops computed by
+  ``jsonpatch.JsonPatch.from_diff`` with a fast path for scalar leaves;
+* the view stops after the root's end event, as LangChain's stream closes there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, MutableSequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonpatch
+
+from runlog.events import Event, micros_to_datetime
+from runlog.filters import Filter
+from runlog.reducers.common import (
+    LLM_TYPES,
+    diff_key,
+    fresh,
+    log_final_output,
+    log_type,
+)
+from runlog.reducers.patch import apply_ops
+from runlog.reducers.types import LogEntry, OpsPrefix, RunLog, RunLogPatch, RunState
+
+__all__ = ["LogReducer", "fold", "log_view"]
+
+Op = dict[str, Any]
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _iso_ms(time_us: int) -> str:
+    return micros_to_datetime(time_us).isoformat(timespec="milliseconds")
+
+
+@dataclass(slots=True)
+class _Run:
+    name: str
+    run_type: str
+    key: str | None  # the /logs key when included
+    chunks: int = 0  # output chunks or tokens seen (root only)
+
+
+@dataclass(slots=True)
+class LogReducer:
+    """Feed events in seq order; :meth:`feed` returns the patches each one produces.
+
+    Args:
+        filter: which sub-runs get a ``/logs`` entry (the root is never filtered).
+        with_streamed_output_list: ``False`` leaves the root ``streamed_output`` empty.
+        diff_dumps: equality key for leaves in ``/final_output`` diffs; LangChain uses
+            its ``langchain_core.load.dumps``, the core the runlog codec (same result
+            for every value both can serialise).
+    """
+
+    filter: Filter | None = None
+    with_streamed_output_list: bool = True
+    diff_dumps: Callable[[Any], Any] = diff_key
+    root_id: str | None = None
+    done: bool = False
+    runs: dict[str, _Run] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    acc: Any = None
+    last_seq: int = 0
+
+    def feed(self, event: Event) -> list[RunLogPatch]:
+        """The patches ``event`` produces (often none)."""
+        self.last_seq = event.seq
+        if self.done:
+            return []
+        kind = event.kind
+        if kind == "start":
+            return self._start(event)
+        run = self.runs.get(event.run_id)
+        if run is None:
+            return []
+        if kind == "stream":
+            return self._stream(event, run)
+        return self._end(event, run)
+
+    # -- start ----------------------------------------------------------------------
+    def _start(self, e: Event) -> list[RunLogPatch]:
+        rid = e.run_id
+        out: list[RunLogPatch] = []
+        if self.root_id is None:
+            self.root_id = rid
+            self.runs[rid] = _Run(e.name, e.run_type, None)
+            state = RunState(id=rid, streamed_output=[], final_output=None, logs={},
+                             name=e.name, type=log_type(e.run_type))
+            return [RunLogPatch({"op": "replace", "path": "", "value": state})]
+        name, rtype = e.name, e.run_type
+        f = self.filter
+        if f is not None and not f.matches_run(name, log_type(rtype), e.tags, e.metadata):
+            self.runs[rid] = _Run(name, rtype, None)
+            return out
+        n = self.counters.get(name, 0) + 1
+        self.counters[name] = n
+        key = name if n == 1 else f"{name}:{n}"
+        self.runs[rid] = _Run(name, rtype, key)
+        entry = LogEntry(
+            id=rid, name=name, type=log_type(rtype), tags=list(e.tags),
+            metadata=e.metadata, start_time=_iso_ms(e.time_us), streamed_output=[],
+            streamed_output_str=[], final_output=None, end_time=None,
+        )
+        out.append(RunLogPatch({"op": "add", "path": f"/logs/{key}", "value": entry}))
+        return out
+
+    # -- stream ---------------------------------------------------------------------
+    def _stream(self, e: Event, run: _Run) -> list[RunLogPatch]:
+        channel = e.channel
+        if channel == "custom":
+            return []
+        is_root = e.run_id == self.root_id
+        if channel == "token":
+            data = e.data
+            token = data.get("token") if isinstance(data, dict) else data
+            chunk = data.get("chunk") if isinstance(data, dict) else None
+            if is_root:
+                if run.run_type not in LLM_TYPES:
+                    return []
+                # a model at the root: astream yields the message chunks (chat) or text
+                value = chunk if run.run_type == "chat_model" and chunk is not None else token
+                return [self._root_chunk(fresh(value), run)]
+            if run.key is None:
+                return []
+            value = chunk if run.run_type == "chat_model" and chunk is not None else token
+            return [RunLogPatch(
+                {"op": "add", "path": f"/logs/{run.key}/streamed_output_str/-",
+                 "value": token},
+                {"op": "add", "path": f"/logs/{run.key}/streamed_output/-", "value": value},
+            )]
+        if is_root:
+            return [self._root_chunk(fresh(e.data), run)]
+        if run.key is None:
+            return []
+        return [RunLogPatch({"op": "add", "path": f"/logs/{run.key}/streamed_output/-",
+                             "value": e.data})]
+
+    def _root_chunk(self, chunk: Any, run: _Run) -> RunLogPatch:
+        run.chunks += 1
+        prev = self.acc
+        if prev is None:
+            acc = chunk
+        else:
+            try:
+                acc = prev + chunk
+            except TypeError:
+                prev = None
+                acc = chunk
+        self.acc = acc
+        ops: list[Op] = []
+        if self.with_streamed_output_list:
+            ops.append({"op": "add", "path": "/streamed_output/-", "value": fresh(chunk)})
+        ops.extend(self._diff(prev, acc))
+        return RunLogPatch(*ops)
+
+    def _diff(self, prev: Any, acc: Any) -> list[Op]:
+        containers = (MutableMapping, MutableSequence)
+        if isinstance(prev, containers) or isinstance(acc, containers):
+            ops = jsonpatch.JsonPatch.from_diff(prev, acc, dumps=self.diff_dumps)
+            return [{**op, "path": f"/final_output{op['path']}"} for op in ops]
+        # Leaves: jsonpatch replaces the value unless dumps(prev) == dumps(acc). Values
+        # that compare unequal never dump equal, so dumps (O(size), which would make a
+        # growing string or message quadratic) is only needed to confirm an equality.
+        if type(prev) is type(acc) and isinstance(acc, _SCALARS):
+            equal = prev == acc
+        elif prev is None or acc is None or prev != acc:
+            equal = False
+        else:
+            equal = self.diff_dumps(prev) == self.diff_dumps(acc)
+        return [] if equal else [{"op": "replace", "path": "/final_output", "value": acc}]
+
+    # -- end ------------------------------------------------------------------------
+    def _end(self, e: Event, run: _Run) -> list[RunLogPatch]:
+        if e.run_id == self.root_id:
+            self.done = True
+            out: list[RunLogPatch] = []
+            # A root that never streamed (default astream = ainvoke: tools, retrievers,
+            # prompts) still yields its output once to astream_log's consumer.
+            if (run.chunks == 0 and e.error is None and e.data is not None
+                    and run.run_type not in LLM_TYPES):
+                out.append(self._root_chunk(fresh(e.data), run))
+            return out
+        if run.key is None:
+            return []
+        failed = e.error is not None
+        return [RunLogPatch(
+            {"op": "add", "path": f"/logs/{run.key}/final_output",
+             "value": log_final_output(run.run_type, e.data, failed)},
+            {"op": "add", "path": f"/logs/{run.key}/end_time", "value": _iso_ms(e.time_us)},
+        )]
+
+
+def log_view(
+    events: Iterable[Event],
+    *,
+    filter: Filter | None = None,
+    diff: bool = True,
+    with_streamed_output_list: bool = True,
+    keep_ops: bool = True,
+    diff_dumps: Callable[[Any], Any] | None = None,
+) -> Iterator[RunLogPatch]:
+    """Yield what LangChain's ``astream_log`` yielded for the recorded run.
+
+    Consumes ``events`` lazily (one event at a time, so a live tail can feed it) and
+    stops after the root's end event.
+
+    Args:
+        events: the run's events (and its descendants') in seq order.
+        filter: LangChain's include/exclude rules (+ metadata) for ``/logs`` entries.
+        diff: ``True`` yields :class:`RunLogPatch`; ``False`` yields a cumulative
+            :class:`RunLog` per patch. Those RunLogs share one state that is updated
+            in place (linear time); each is exact when yielded, copy it to keep it.
+        with_streamed_output_list: LangChain's option of the same name.
+        keep_ops: with ``diff=False``, keep every op so ``RunLog.ops`` is the cumulative
+            list LangChain gives; ``False`` keeps only the current patch's ops
+            (``RunLog.ops == RunLog.ops_added``) so memory stays that of the state.
+        diff_dumps: equality key for ``/final_output`` diffs (see :class:`LogReducer`).
+    """
+    red = LogReducer(filter=filter, with_streamed_output_list=with_streamed_output_list)
+    if diff_dumps is not None:
+        red.diff_dumps = diff_dumps
+    if diff:
+        for e in events:
+            yield from red.feed(e)
+            if red.done:
+                return
+        return
+    state: Any = None
+    journal: list[Op] = []
+    for e in events:
+        for p in red.feed(e):
+            state = apply_ops(state, p.ops)
+            if keep_ops:
+                journal.extend(p.ops)
+                yield RunLog._shared(OpsPrefix(journal, len(journal)), p.ops, state)
+            else:
+                yield RunLog._shared(OpsPrefix(p.ops, len(p.ops)), p.ops, state)
+        if red.done:
+            return
+
+
+def fold(events: Iterable[Event], *, filter: Filter | None = None,
+         with_streamed_output_list: bool = True) -> RunState | None:
+    """The final ``RunState`` of a run (what the last ``diff=False`` RunLog holds).
+
+    Linear in the events' size: patches are applied in place and never kept. Returns
+    ``None`` when ``events`` holds no start event.
+    """
+    red = LogReducer(filter=filter, with_streamed_output_list=with_streamed_output_list)
+    state: Any = None
+    for e in events:
+        for p in red.feed(e):
+            state = apply_ops(state, p.ops)
+        if red.done:
+            break
+    return state  # type: ignore[no-any-return]
+
