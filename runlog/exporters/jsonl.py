@@ -26,9 +26,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import time
+from binascii import a2b_hex, b2a_hex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -93,35 +96,33 @@ def export_jsonl(store: StoreLike, out: Output, selection: Selection | None = No
     """
     sel = (selection or Selection()).pinned(store)
     result = ExportResult("jsonl")
-    prefix, mid, end = _PREFIX, _MID, b"}\n"
+    n = runs = 0
+    order = _order_hash()
     with open_output(out) as (fp, name):
         fp.write(HEADER)
         written = len(HEADER)
-        parts: list[bytes] = []
-        n = runs = 0
-        order = _order_hash()
-        for e in sel.events(store, digests=True, page_size=page_size):
-            raw = e.raw
-            digest = e.digest
-            if digest is None:  # pragma: no cover - every backend returns digests on request
-                raise ExportFileError(f"{store.location} returned an event without its digest")
-            order.update(digest)
-            parts += (prefix, digest.hex().encode(), mid, raw, end)
-            if raw.startswith(_START):
-                runs += 1
-            n += 1
-            if len(parts) >= 5 * page_size:
-                chunk = b"".join(parts)
-                fp.write(chunk)
-                written += len(chunk)
-                parts.clear()
-                if progress is not None:
-                    progress(page_size)
-        chunk = b"".join(parts) + _trailer(n, order.digest())
-        fp.write(chunk)
-        written += len(chunk)
-        if progress is not None and n % page_size:
-            progress(n % page_size)
+        for page in sel.pages(store, digests=True, page_size=page_size):
+            lines: list[bytes] = []
+            add = lines.append
+            digests: list[bytes] = []
+            keep = digests.append
+            for e in page:
+                d = e.digest
+                if d is None:  # pragma: no cover - backends return digests when asked
+                    raise ExportFileError(f"{store.location} returned an event without digest")
+                keep(d)
+                add(b'{"digest":"%b","event":%b}\n' % (b2a_hex(d), e.raw))
+            order.update(b"".join(digests))
+            runs += sum([line.startswith(_START, _RAW_AT) for line in lines])
+            chunk = b"".join(lines)
+            fp.write(chunk)
+            written += len(chunk)
+            n += len(page)
+            if progress is not None:
+                progress(len(page))
+        trailer = _trailer(n, order.digest())
+        fp.write(trailer)
+        written += len(trailer)
         result.files.append(name)
     result.events, result.runs, result.bytes_written = n, runs, written
     return result
@@ -171,7 +172,7 @@ def _iter_lines(fp: IO[bytes], name: str) -> Iterator[tuple[int, bytes, bytes]]:
             if not body.endswith(b"}}"):
                 raise ExportFileError(f"{name}, line {lineno}: the event line is cut short")
             try:
-                digest = bytes.fromhex(body[len(prefix):len(prefix) + 32].decode())
+                digest = a2b_hex(body[11:43])
             except ValueError:
                 raise ExportFileError(
                     f"{name}, line {lineno}: the digest is not 32 hex digits") from None
@@ -204,8 +205,28 @@ def _iter_lines(fp: IO[bytes], name: str) -> Iterator[tuple[int, bytes, bytes]]:
         "(an interrupted copy or export); export it again")
 
 
-def _envelope_ids(raw: bytes, name: str, lineno: int) -> tuple[str, str, str]:
-    """``(kind, run_id, trace_id)`` of an envelope, or a clear error."""
+_KIND_AT = ((b'{"kind":"start","run_id":"', "start"),
+            (b'{"kind":"stream","run_id":"', "stream"),
+            (b'{"kind":"end","run_id":"', "end"))
+
+
+def _envelope_ids(raw: bytes, name: str, lineno: int, *,
+                  full: bool = False) -> tuple[str, str, str | None]:
+    """``(kind, run_id, trace_id)`` of an envelope, or a clear error.
+
+    The envelope's key order is fixed (:mod:`runlog.events`), so kind and run id are
+    read from the first bytes without parsing the JSON; ``trace_id`` (None unless
+    ``full`` or the fast read does not apply) comes from a full parse.
+    """
+    if not full:
+        for prefix, kind in _KIND_AT:
+            if raw.startswith(prefix):
+                at = len(prefix)
+                end = raw.find(b'"', at)
+                rid = raw[at:end]
+                if end > at and b"\\" not in rid:
+                    return kind, rid.decode(), None
+                break
     try:
         env = codec.loads_plain(raw)
         kind, run_id, trace_id = env["kind"], env["run_id"], env["trace_id"]
@@ -219,9 +240,14 @@ def _envelope_ids(raw: bytes, name: str, lineno: int) -> tuple[str, str, str]:
 
 
 def _check_line(runs: dict[str, _RunState], digest: bytes, raw: bytes, name: str,
-                lineno: int) -> tuple[str, _RunState, bool]:
-    """Advance one run's chain by one line; return ``(run_id, state, is_new_run)``."""
-    kind, run_id, trace_id = _envelope_ids(raw, name, lineno)
+                lineno: int, full: bool) -> tuple[str, _RunState, bool]:
+    """Advance one run's chain by one line; return ``(run_id, state, is_new_run)``.
+
+    ``full`` parses every envelope as JSON; otherwise only start events are parsed and
+    the others are identified by their first bytes (the chain digests still cover
+    every byte of every line).
+    """
+    kind, run_id, trace_id = _envelope_ids(raw, name, lineno, full=full)
     state = runs.get(run_id)
     if state is None:
         if kind != "start":
@@ -232,7 +258,9 @@ def _check_line(runs: dict[str, _RunState], digest: bytes, raw: bytes, name: str
             raise ExportFileError(
                 f"{name}, line {lineno} (run {run_id}): the event's bytes do not match its "
                 "hash-chain digest; the line was edited")
-        state = runs[run_id] = _RunState(trace_id, digest, ended=False)
+        if trace_id is None:
+            trace_id = _envelope_ids(raw, name, lineno, full=True)[2]
+        state = runs[run_id] = _RunState(str(trace_id), digest, ended=False)
         return run_id, state, True
     if state.ended or kind == "start":
         what = "starts again" if kind == "start" else "has an event after its end"
@@ -308,7 +336,7 @@ def verify_jsonl(source: str | os.PathLike[str] | IO[bytes]) -> FileReport:
     try:
         with _open_source(source) as (fp, name):
             for lineno, digest, raw in _iter_lines(fp, name):
-                _check_line(runs, digest, raw, name, lineno)
+                _check_line(runs, digest, raw, name, lineno, True)
                 events += 1
     except ExportFileError as e:
         return FileReport(events, len(runs), False, str(e))
@@ -409,7 +437,7 @@ def _check_pass(store: StoreLike, fp: IO[bytes], name: str,
     empty_store = store.last_seq() == 0
     known: dict[str, dict[str, int]] = {}  # trace id -> {run id: event count} in the store
     for lineno, digest, raw in _iter_lines(fp, name):
-        run_id, state, new = _check_line(runs, digest, raw, name, lineno)
+        run_id, state, new = _check_line(runs, digest, raw, name, lineno, False)
         if new and not empty_store:
             in_trace = known.get(state.trace_id)
             if in_trace is None:
@@ -447,27 +475,20 @@ def _check_pass(store: StoreLike, fp: IO[bytes], name: str,
 
 def _write_pass(store: StoreLike, fp: IO[bytes], name: str, runs: dict[str, _RunState],
                 batch_size: int, progress: Progress | None) -> ImportResult:
-    """Append every event the store lacks, in file order, in batches."""
-    backend = store.backend
-    writer = WriterInfo(writer_id=new_run_id())
+    """Append every event the store lacks, in file order, in batches.
+
+    Batches are committed by a helper thread while the next one is parsed (SQLite does
+    its work without the GIL), so reading the file and writing the store overlap the
+    way recording and the group-commit writer do.
+    """
     result = ImportResult()
     result.skipped_runs = [rid for rid, s in runs.items() if s.store_count]
     seen: dict[str, tuple[bytes | None, int]] = {}
     batch: list[Pending] = []
-
-    def commit() -> None:
-        last = _append(store, batch, writer, result)
-        if result.first_seq is None:
-            result.first_seq = last - len(batch) + 1
-        result.last_seq = last
-        result.events += len(batch)
-        if progress is not None:
-            progress(len(batch))
-        batch.clear()
-
+    appender = _Appender(store, result)
     try:
-        for _lineno, digest, raw in _iter_lines(fp, name):
-            run_id = _envelope_ids(raw, name, _lineno)[1]
+        for lineno, digest, raw in _iter_lines(fp, name):
+            run_id = _envelope_ids(raw, name, lineno)[1]
             prev, count = seen.get(run_id, (None, 0))
             count += 1
             seen[run_id] = (digest, count)
@@ -477,38 +498,106 @@ def _write_pass(store: StoreLike, fp: IO[bytes], name: str, runs: dict[str, _Run
             try:
                 pending = pending_from_raw(raw, prev, count)
             except EncodingError as e:
-                raise ExportFileError(f"{name}, line {_lineno}: {e}") from None
+                raise ExportFileError(f"{name}, line {lineno}: {e}") from None
+            if pending.digest != digest or pending.run_id != run_id:
+                raise ExportFileError(
+                    f"{name}, line {lineno}: the file changed while it was being imported")
             if pending.kind == "start":
                 result.runs += 1
             batch.append(pending)
             if len(batch) >= batch_size:
-                commit()
+                appender.put(batch)
+                if progress is not None:
+                    progress(len(batch))
+                batch = []
         if batch:
-            commit()
+            appender.put(batch)
+            if progress is not None:
+                progress(len(batch))
     finally:
-        if result.events:
-            try:
-                backend.heartbeat(writer, time.time_ns() // 1000, closing=True)
-            except Exception:  # the lease expires by itself; only an open run's label waits
-                pass
+        appender.close()
     return result
 
 
-def _append(store: StoreLike, batch: list[Pending], writer: WriterInfo,
-            result: ImportResult) -> int:
-    """``backend.append`` with the writer's patience for a busy database."""
-    backend = store.backend
-    delay = 0.001
-    while True:
-        try:
-            return backend.append(batch, writer, time.time_ns() // 1000)
-        except Exception as e:
-            if not backend.is_transient(e):
-                if result.events:
-                    raise StoreError(
-                        f"could not append to {store.location}: {e}. {result.events} events "
-                        "were imported before this; run the import again with "
-                        "--skip-existing (on_conflict='skip') to finish it") from e
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+class _Appender:
+    """Commits batches through ``backend.append`` on a helper thread, in order.
+
+    At most two batches wait, so memory stays bounded; the first failure stops the
+    thread and is raised in the importing thread by the next :meth:`put` or by
+    :meth:`close`. A busy database is retried with the writer's patience.
+    """
+
+    def __init__(self, store: StoreLike, result: ImportResult) -> None:
+        self.store = store
+        self.result = result
+        self.writer = WriterInfo(writer_id=new_run_id())
+        self.error: BaseException | None = None
+        self.queue: queue.Queue[list[Pending] | None] = queue.Queue(maxsize=2)
+        self.thread = threading.Thread(target=self._run, name="runlog-import", daemon=True)
+        self.thread.start()
+
+    def put(self, batch: list[Pending]) -> None:
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self.queue.put(batch, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        """Wait for the queued batches, end this import's writer lease, raise a failure."""
+        while self.thread.is_alive():
+            try:
+                self.queue.put(None, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self.thread.join()
+        if self.result.events:
+            try:
+                self.store.backend.heartbeat(self.writer, time.time_ns() // 1000, closing=True)
+            except Exception:  # the lease expires by itself; only an open run's label waits
+                pass
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        result = self.result
+        while True:
+            batch = self.queue.get()
+            if batch is None:
+                return
+            try:
+                last = self._append(batch)
+            except BaseException as e:
+                self.error = e
+                while True:  # unblock a producer waiting on a full queue
+                    try:
+                        self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                return
+            if result.first_seq is None:
+                result.first_seq = last - len(batch) + 1
+            result.last_seq = last
+            result.events += len(batch)
+
+    def _append(self, batch: list[Pending]) -> int:
+        backend = self.store.backend
+        delay = 0.001
+        while True:
+            try:
+                return backend.append(batch, self.writer, time.time_ns() // 1000)
+            except Exception as e:
+                if not backend.is_transient(e):
+                    if self.result.events:
+                        raise StoreError(
+                            f"could not append to {self.store.location}: {e}. "
+                            f"{self.result.events} events were imported before this; run "
+                            "the import again with --skip-existing (on_conflict='skip') to "
+                            "finish it") from e
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)

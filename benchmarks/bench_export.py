@@ -1,0 +1,193 @@
+"""Export and import benchmarks (issue 7), as same-run ratios.
+
+* export: ``runlog.export(store, "jsonl", path)`` of every event of a 1M-event store
+          (``--quick``: 100k) vs a raw ``SELECT seq, raw, digest FROM events ORDER BY seq``
+          written to a file line by line in the same run. Goal >= 0.7x.
+* rss:    peak RSS of a fresh process doing the same export (``ru_maxrss``, so it is the
+          peak over the whole run, not a sample). Goal < 200 MB. The OTLP and Chrome
+          exports are measured the same way for information.
+* import: ``runlog.import_jsonl`` of that file into a fresh SQLite store vs the core
+          append rate: the same number of events recorded through the public recorder
+          (``run.stream``, group commit; what ``bench_core`` calls "append"). Goal >= 0.8x.
+          A raw ``executemany`` of the same rows is shown too, as the floor of the cost.
+
+The store holds traces of 100 events: a chain root, a retriever, a chat model
+streaming 95 tokens, the way a RAG pipeline records.
+
+Run: ``python -m benchmarks.bench_export`` (``--quick`` for 100k events).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import runlog
+from runlog.store.sqlite import _INSERT_EVENT, SQLiteBackend
+
+TOKENS = ["Hel", "lo", " wor", "ld", ",", " how", " are", " you", "?", " I"]
+FORMATS = ("jsonl",)
+PER_TRACE = 100  # 1 chain start + retriever start/end + model start + 95 tokens + ends
+
+
+def record_traces(store: runlog.Store, n_events: int) -> int:
+    """Record ``n_events`` events as RAG-like traces of ``PER_TRACE`` events."""
+    written = 0
+    while written + PER_TRACE <= n_events:
+        with store.run("rag", "chain", inputs={"question": "what is runlog?"},
+                       tags=["bench"], metadata={"user": "bench"}) as root:
+            with root.child("Docs", "retriever", inputs={"query": "runlog"}) as r:
+                r.end(outputs={"documents": ["runlog stores events", "append-only"]})
+            with root.child("model", "chat_model", inputs={"messages": ["hi"]},
+                            metadata={"ls_model_name": "fake"}) as m:
+                for i in range(PER_TRACE - 5):
+                    m.token(TOKENS[i % 10])
+                m.end(outputs={"content": "Hello", "usage": {"output_tokens": 95}})
+            root.end(outputs={"answer": "Hello"})
+        written += PER_TRACE
+    store.flush()
+    return written
+
+
+def timed_record(path: Path, n_events: int) -> float:
+    store = runlog.open(path)
+    gc.disable()
+    t0 = time.perf_counter()
+    record_traces(store, n_events)
+    elapsed = time.perf_counter() - t0
+    gc.enable()
+    store.close()
+    return elapsed
+
+
+def raw_select_to_file(db: Path, out: Path) -> float:
+    """The baseline: every stored payload (and its digest) to a file, in seq order."""
+    conn = sqlite3.connect(db)
+    conn.text_factory = bytes
+    t0 = time.perf_counter()
+    with out.open("wb", buffering=1 << 20) as fp:
+        cur = conn.execute("SELECT seq, raw, digest FROM events ORDER BY seq")
+        while True:
+            rows = cur.fetchmany(5000)
+            if not rows:
+                break
+            fp.write(b"".join([r[1] + b"\n" for r in rows]))
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return elapsed
+
+
+def our_export(db: Path, out: Path, fmt: str = "jsonl") -> float:
+    store = runlog.open(db, create=False)
+    t0 = time.perf_counter()
+    runlog.export(store, fmt, out)  # type: ignore[arg-type]
+    elapsed = time.perf_counter() - t0
+    store.close()
+    return elapsed
+
+
+def our_import(src: Path, db: Path) -> float:
+    store = runlog.open(db)
+    t0 = time.perf_counter()
+    runlog.import_jsonl(store, src)
+    elapsed = time.perf_counter() - t0
+    store.close()
+    return elapsed
+
+
+def raw_insert(db_from: Path, db: Path) -> float:
+    """executemany of the same rows (read beforehand) in batches of 2000."""
+    conn = sqlite3.connect(db_from)
+    rows = conn.execute("SELECT seq, trace_id, run_id, kind, name, run_type, time, raw, digest "
+                        "FROM events ORDER BY seq").fetchall()
+    conn.close()
+    SQLiteBackend(db).close()
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    t0 = time.perf_counter()
+    for start in range(0, len(rows), 2000):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(_INSERT_EVENT, rows[start:start + 2000])
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return elapsed
+
+
+def peak_rss_mb(db: Path, out: Path, fmt: str) -> float:
+    """Peak RSS of a fresh interpreter exporting ``db`` (ru_maxrss covers the whole run)."""
+    code = (
+        "import resource, sys, runlog\n"
+        "s = runlog.open(sys.argv[1], create=False)\n"
+        "runlog.export(s, sys.argv[3], sys.argv[2])\n"
+        "s.close()\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, str(db), str(out), fmt],
+                         capture_output=True, text=True, check=True)
+    return int(res.stdout.strip()) / 1024
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="100k events instead of 1M")
+    args = ap.parse_args(argv)
+    n = 100_000 if args.quick else 1_000_000
+    repeat = 3
+    results: dict[str, Any] = {"events": n}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        db = tmp / "src.db"
+        record_s = timed_record(db, n)
+        size = db.stat().st_size
+        print(f"store    {n:,} events in traces of {PER_TRACE}, {size / 1e6:.0f} MB "
+              f"(recorded in {record_s:.1f} s)")
+
+        ours, raw = [], []
+        for _ in range(repeat):  # interleaved so drift hits both
+            raw.append(raw_select_to_file(db, tmp / "raw.txt"))
+            ours.append(our_export(db, tmp / "export.jsonl"))
+        o, r = statistics.median(ours), statistics.median(raw)
+        results["export"] = {"ours_eps": n / o, "raw_eps": n / r, "ratio": r / o,
+                             "file_mb": (tmp / "export.jsonl").stat().st_size / 1e6}
+        print(f"export   jsonl {n / o:>10,.0f} ev/s   raw SELECT to file {n / r:>10,.0f} ev/s"
+              f"   ratio {r / o:.2f}x (goal >= 0.7x)")
+
+        rss = {fmt: peak_rss_mb(db, tmp / f"rss.{fmt}", fmt) for fmt in FORMATS}
+        results["rss_mb"] = rss
+        print("rss      peak " + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items())
+              + " (goal < 200 MB)")
+        for fmt in FORMATS[1:]:
+            t = our_export(db, tmp / f"export.{fmt}.json", fmt)
+            results[f"export_{fmt}_eps"] = n / t
+            print(f"export   {fmt:<6} {n / t:>10,.0f} ev/s (for information)")
+
+        imp, rec, rawi = [], [], []
+        for i in range(repeat):
+            imp.append(our_import(tmp / "export.jsonl", tmp / f"imp-{i}.db"))
+            rec.append(timed_record(tmp / f"rec-{i}.db", n))
+            rawi.append(raw_insert(db, tmp / f"raw-{i}.db"))
+            for p in tmp.glob(f"*-{i}.db*"):
+                os.unlink(p)
+        im, rm, ri = statistics.median(imp), statistics.median(rec), statistics.median(rawi)
+        results["import"] = {"ours_eps": n / im, "core_eps": n / rm, "raw_eps": n / ri,
+                             "ratio": rm / im, "ratio_raw": ri / im}
+        print(f"import   jsonl {n / im:>10,.0f} ev/s   core append (recorder) {n / rm:>10,.0f}"
+              f" ev/s   ratio {rm / im:.2f}x (goal >= 0.8x); raw executemany "
+              f"{n / ri:,.0f} ev/s ({ri / im:.2f}x)")
+    print(json.dumps(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
