@@ -413,12 +413,10 @@ class Tail(Iterator[Any]):
                 self.close()
                 raise StopIteration
             now = time.monotonic()
-            if pacer.idle_expired(now):
-                self.close()
-                raise StopIteration
             before = f.cursor
             items, more = f.step(now)
-            self._cursor = f.cursor if not items else self._cursor
+            if not items:
+                self._cursor = f.cursor
             pacer.after_step(f.cursor > before or bool(items))
             if items:
                 pacer.last_item = time.monotonic()
@@ -426,6 +424,9 @@ class Tail(Iterator[Any]):
                 continue
             if more or f.done:
                 continue
+            if pacer.idle_expired(now):  # caught up, and quiet for idle_timeout
+                self.close()
+                raise StopIteration
             timeout = pacer.timeout(f, now)
             t0 = time.monotonic()
             self.waiter.wait(timeout)
@@ -519,9 +520,6 @@ class ATail(AsyncIterator[Any]):
                 await self.aclose()
                 raise StopAsyncIteration
             now = time.monotonic()
-            if pacer.idle_expired(now):
-                await self.aclose()
-                raise StopAsyncIteration
             before = f.cursor
             items, more = await anyio.to_thread.run_sync(f.step, now)
             if not items:
@@ -533,6 +531,9 @@ class ATail(AsyncIterator[Any]):
                 continue
             if more or f.done:
                 continue
+            if pacer.idle_expired(now):
+                await self.aclose()
+                raise StopAsyncIteration
             timeout = pacer.timeout(f, now)
             t0 = time.monotonic()
             await self.waiter.await_change(timeout)
