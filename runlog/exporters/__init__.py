@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 Format = Literal["jsonl", "otlp", "chrome"]
-FORMATS: tuple[str, ...] = ("jsonl",)
+FORMATS: tuple[str, ...] = ("jsonl", "otlp")
 
 
 def export(
@@ -77,4 +77,8 @@ def export(
         if options:
             raise TypeError(f"the jsonl format takes no options, got {sorted(options)}")
         return export_jsonl(store, out, selection, progress=progress)
+    if format == "otlp":
+        from runlog.exporters.otlp import export_otlp
+
+        return export_otlp(store, out, selection, progress=progress, **options)
     raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
