@@ -8,6 +8,25 @@ methods yielded live. The event mapping is documented in ``docs/langchain-mappin
 
 from __future__ import annotations
 
+from runlog_langchain.codec import register as _register_codec
+
+_register_codec()
+
+from runlog_langchain.recorder import Recorder, llm_result_outputs  # noqa: E402
+from runlog_langchain.replay import (  # noqa: E402
+    astream_events,
+    astream_log,
+    stream_events,
+    stream_log,
+)
+
 __version__ = "0.1.0"
 
-__all__: list[str] = []
+__all__ = [
+    "Recorder",
+    "astream_events",
+    "astream_log",
+    "llm_result_outputs",
+    "stream_events",
+    "stream_log",
+]
