@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 Format = Literal["jsonl", "otlp", "chrome"]
-FORMATS: tuple[str, ...] = ("jsonl", "otlp")
+FORMATS: tuple[str, ...] = ("jsonl", "otlp", "chrome")
 
 
 def export(
@@ -81,4 +81,8 @@ def export(
         from runlog.exporters.otlp import export_otlp
 
         return export_otlp(store, out, selection, progress=progress, **options)
+    if format == "chrome":
+        from runlog.exporters.chrome import export_chrome
+
+        return export_chrome(store, out, selection, progress=progress, **options)
     raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
