@@ -52,3 +52,4 @@ def main() -> None:
 from runlog.cli import core as _core  # noqa: E402, F401
 from runlog.cli import export as _export  # noqa: E402, F401
 from runlog.cli import tail as _tail  # noqa: E402, F401
+from runlog.cli import web as _web  # noqa: E402, F401

@@ -1,0 +1,285 @@
+"""The web viewer's ASGI application: two pages, a JSON API and a live event stream.
+
+Routes (``docs/web.md`` has the details)::
+
+    GET /                              the runs list (static page; data from the API)
+    GET /runs/{run_id}                 one run: tree, details, streamed text, timeline
+    GET /static/...                    the page's own JS, CSS and icon (package data)
+    GET /api/info                      the store's location and the version
+    GET /api/runs?q=&name=&type=&tag=&meta=KEY=VALUE&status=&all=&limit=
+    GET /api/runs/{run_id}             the run and its descendants
+    GET /api/runs/{run_id}/events?after=&limit=
+    GET /api/runs/{run_id}/export?format=jsonl|otlp|chrome   (formats runlog.exporters has)
+    GET /api/stream?after=&run=&kinds=&until_end=&idle_timeout=   Server-Sent Events
+
+The HTML pages are fixed files with no data in them: every value a user recorded
+reaches the browser as JSON and is put in the page with ``textContent``, so a run name
+or a token holding HTML shows as text. A Content-Security-Policy allowing only the
+app's own scripts backs that up, and requests whose ``Host`` is not the address the
+server was bound to are refused (a web page elsewhere cannot read the log through DNS
+rebinding).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.resources
+import os
+import tempfile
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import anyio.to_thread
+import orjson
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from runlog.api import Store
+from runlog.errors import RunlogError, UnknownRunError
+from runlog.web.model import (
+    MAX_LIMIT,
+    RunsQuery,
+    TokenCounter,
+    events_page,
+    list_runs,
+    run_detail,
+)
+from runlog.web.stream import EventStream, parse_kinds
+
+__all__ = ["LOOPBACK_HOSTS", "create_app", "export_formats"]
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+_SECURITY_HEADERS = [
+    (b"content-security-policy", _CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+_EXPORT_TYPES = {
+    "jsonl": ("application/x-ndjson", "jsonl"),
+    "otlp": ("application/json", "otlp.json"),
+    "chrome": ("application/json", "trace.json"),
+}
+
+
+def export_formats() -> tuple[str, ...]:
+    """The export formats :mod:`runlog.exporters` provides in this installation."""
+    try:
+        from runlog.exporters import FORMATS
+    except ImportError:  # pragma: no cover - exporters ship with the package
+        return ()
+    return tuple(f for f in FORMATS if f in _EXPORT_TYPES)
+
+
+class _SecurityHeaders:
+    """Adds the CSP and friends to every response (pages, API and static files)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message)
+                message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _page(name: str) -> bytes:
+    return importlib.resources.files("runlog.web").joinpath("templates", name).read_bytes()
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _int_param(request: Request, name: str, default: int, *, low: int = 0,
+               high: int | None = None) -> int:
+    text = request.query_params.get(name, "")
+    if text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} {text!r} is not a whole number") from None
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} must be between {low} and {high if high else 'any'}, "
+                         f"not {value}")
+    return value
+
+
+def _json(data: Any) -> Response:
+    return Response(orjson.dumps(data), media_type="application/json")
+
+
+def _api(fn: Callable[..., Any]) -> Callable[[Request], Any]:
+    """Maps runlog's errors to JSON answers: unknown run 404, bad parameters 400."""
+
+    @functools.wraps(fn)
+    async def wrapper(request: Request) -> Response:
+        try:
+            result: Response = await fn(request)
+            return result
+        except UnknownRunError as e:
+            return _error(404, str(e))
+        except (ValueError, RunlogError) as e:
+            return _error(400, str(e))
+
+    return wrapper
+
+
+def create_app(store: Store, *, allowed_hosts: Sequence[str] | None = LOOPBACK_HOSTS,
+               keepalive: float = 15.0) -> Starlette:
+    """The viewer for one open store (the caller keeps and closes the store).
+
+    Args:
+        store: the store to show.
+        allowed_hosts: ``Host`` header values to accept; ``None`` accepts any (only
+            for a server bound to a non-loopback address on purpose).
+        keepalive: seconds of silence before an SSE keepalive comment.
+    """
+    tokens = TokenCounter(store)
+
+    async def runs_page(request: Request) -> Response:
+        return Response(_page("runs.html"), media_type="text/html; charset=utf-8")
+
+    async def run_page(request: Request) -> Response:
+        return Response(_page("run.html"), media_type="text/html; charset=utf-8")
+
+    @_api
+    async def api_info(request: Request) -> Response:
+        from runlog import __version__
+
+        return _json({"location": store.location, "version": __version__,
+                      "export_formats": list(export_formats())})
+
+    @_api
+    async def api_runs(request: Request) -> Response:
+        params = {k: request.query_params.getlist(k) for k in request.query_params}
+        query = RunsQuery.from_params(params)
+        return _json(await anyio.to_thread.run_sync(list_runs, store, query, tokens))
+
+    @_api
+    async def api_run(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        detail = await anyio.to_thread.run_sync(run_detail, store, run_id, tokens)
+        detail["export_formats"] = list(export_formats())
+        return _json(detail)
+
+    @_api
+    async def api_events(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        after = _int_param(request, "after", 0)
+        limit = _int_param(request, "limit", MAX_LIMIT, low=1, high=MAX_LIMIT)
+        body = await anyio.to_thread.run_sync(events_page, store, run_id, after, limit)
+        return Response(body, media_type="application/json")
+
+    @_api
+    async def api_export(request: Request) -> Response:
+        fmt = request.query_params.get("format", "jsonl")
+        if fmt not in export_formats():
+            raise ValueError(f"format {fmt!r} is not available; choose from "
+                             f"{', '.join(export_formats()) or 'none (no exporters)'}")
+        rid = await anyio.to_thread.run_sync(store.resolve_run_id,
+                                             request.path_params["run_id"])
+        path = await anyio.to_thread.run_sync(_export_to_file, store, fmt, rid)
+        media_type, suffix = _EXPORT_TYPES[fmt]
+        return StreamingResponse(
+            _read_and_remove(path), media_type=media_type,
+            headers={"content-disposition": f'attachment; filename="run-{rid}.{suffix}"'})
+
+    @_api
+    async def api_stream(request: Request) -> Response | EventStream:
+        last_id = request.headers.get("last-event-id", "").strip()
+        if last_id:  # a reconnecting EventSource: resume after what it saw
+            if not last_id.isdigit():
+                raise ValueError(f"Last-Event-ID {last_id!r} is not a seq")
+            after = int(last_id)
+        else:
+            after = _int_param(request, "after", -1, low=-1)
+        kinds = parse_kinds(request.query_params.get("kinds"))
+        until_end = request.query_params.get("until_end", "") in ("1", "true", "yes")
+        idle_text = request.query_params.get("idle_timeout", "")
+        try:
+            idle = float(idle_text) if idle_text else None
+        except ValueError:
+            raise ValueError(f"idle_timeout {idle_text!r} is not a number") from None
+        run = request.query_params.get("run") or None
+        setup = await anyio.to_thread.run_sync(_stream_setup, store, run, after)
+        if setup["closed"] and until_end:
+            # Nothing will follow: 204 tells EventSource to stop reconnecting.
+            return Response(status_code=204)
+        return EventStream(store, after=setup["after"], run_id=setup["run_id"], kinds=kinds,
+                           until_end=until_end and setup["run_id"] is not None,
+                           idle_timeout=idle, keepalive=keepalive)
+
+    static = StaticFiles(packages=[("runlog.web", "static")])
+    routes: list[BaseRoute] = [
+        Route("/", runs_page),
+        Route("/runs/{run_id}", run_page),
+        Route("/api/info", api_info),
+        Route("/api/runs", api_runs),
+        Route("/api/runs/{run_id}", api_run),
+        Route("/api/runs/{run_id}/events", api_events),
+        Route("/api/runs/{run_id}/export", api_export),
+        Route("/api/stream", api_stream),
+        Mount("/static", app=static, name="static"),
+    ]
+    middleware = [Middleware(_SecurityHeaders)]
+    if allowed_hosts is not None:
+        middleware.insert(0, Middleware(TrustedHostMiddleware,
+                                        allowed_hosts=list(allowed_hosts)))
+    return Starlette(routes=routes, middleware=middleware)
+
+
+def _stream_setup(store: Store, run: str | None, after: int) -> dict[str, Any]:
+    """Resolve what a stream follows (404 for an unknown run); ``after=-1`` is "now"."""
+    if after < 0:
+        after = store.last_seq()
+    if run is None:
+        return {"closed": False, "after": after, "run_id": None}
+    info = store.run_info(run)
+    closed = info.end_seq is not None and after >= info.end_seq
+    return {"closed": closed, "after": after, "run_id": info.run_id}
+
+
+def _export_to_file(store: Store, fmt: str, run_id: str) -> str:
+    from runlog.exporters import export
+
+    fd, path = tempfile.mkstemp(prefix="runlog-export-", suffix="." + fmt)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            export(store, fmt, out, run_id=run_id)  # type: ignore[arg-type]
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    return path
+
+
+async def _read_and_remove(path: str, chunk: int = 1 << 16) -> AsyncIterator[bytes]:
+    try:
+        f = await anyio.open_file(path, "rb")
+        async with f:
+            while data := await f.read(chunk):
+                yield data
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+

@@ -1,0 +1,112 @@
+// Helpers shared by the runs list and the run page.
+//
+// Rule for every value that came from a recording (names, tags, inputs, outputs,
+// tokens, errors): it enters the page as a text node (`textContent`, `el(...)`
+// children), never as HTML. Nothing here uses innerHTML.
+"use strict";
+
+const RL = {};
+
+// el("span", {className: "x", title: "y"}, "text", otherNode) -> element.
+// Attributes are set as properties (or data-*/aria-* attributes); children that are
+// strings or numbers become text nodes.
+RL.el = function (tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("data-") || key.startsWith("aria-")) node.setAttribute(key, value);
+    else node[key] = value;
+  }
+  for (const child of children) {
+    if (child === undefined || child === null || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+};
+
+RL.pad = (n, width = 2) => String(n).padStart(width, "0");
+
+// Epoch microseconds -> local "YYYY-MM-DD HH:MM:SS".
+RL.fmtTime = function (us) {
+  if (us === null || us === undefined) return "";
+  const d = new Date(us / 1000);
+  return `${d.getFullYear()}-${RL.pad(d.getMonth() + 1)}-${RL.pad(d.getDate())} ` +
+    `${RL.pad(d.getHours())}:${RL.pad(d.getMinutes())}:${RL.pad(d.getSeconds())}`;
+};
+
+// Milliseconds -> "850 µs", "12.3 ms", "4.56 s", "3 min 05 s".
+RL.fmtDuration = function (ms) {
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return "";
+  if (ms < 1) return `${Math.round(ms * 1000)} µs`;
+  if (ms < 1000) return `${ms.toFixed(1)} ms`;
+  if (ms < 60000) return `${(ms / 1000).toFixed(2)} s`;
+  const s = Math.round(ms / 1000);
+  return `${Math.floor(s / 60)} min ${RL.pad(s % 60)} s`;
+};
+
+// A value for a <pre>: strings as they are, anything else as indented JSON.
+RL.show = function (value) {
+  if (typeof value === "string") return value;
+  try {
+    return JSON.stringify(value, null, 2);
+  } catch (err) {
+    return String(value);
+  }
+};
+
+RL.isEmpty = function (value) {
+  if (value === null || value === undefined) return true;
+  if (typeof value === "object" && !Array.isArray(value)) return Object.keys(value).length === 0;
+  return false;
+};
+
+RL.statusBadge = function (status) {
+  return RL.el("span", {className: `status status-${status}`, "data-status": status}, status);
+};
+
+// fetch + JSON with the server's error message on failure.
+RL.getJSON = async function (url) {
+  const response = await fetch(url, {headers: {Accept: "application/json"}});
+  const text = await response.text();
+  let body = null;
+  try {
+    body = JSON.parse(text);
+  } catch (err) {
+    body = null;
+  }
+  if (!response.ok) {
+    const message = body && body.error ? body.error : `${response.status} ${response.statusText}`;
+    throw new Error(message);
+  }
+  return body;
+};
+
+RL.showError = function (message) {
+  const node = document.getElementById("error");
+  if (!node) return;
+  node.textContent = message || "";
+  node.hidden = !message;
+};
+
+// The header's connection indicator; state is "live", "connecting" or "closed".
+RL.setLive = function (state, text) {
+  const node = document.getElementById("live");
+  if (!node) return;
+  node.dataset.state = state;
+  node.textContent = text;
+};
+
+RL.loadInfo = async function () {
+  try {
+    const info = await RL.getJSON("/api/info");
+    const node = document.getElementById("store");
+    if (node) {
+      node.textContent = info.location;
+      node.title = `runlog ${info.version}`;
+    }
+    return info;
+  } catch (err) {
+    RL.showError(`Cannot reach the server: ${err.message}`);
+    return null;
+  }
+};

@@ -1,0 +1,460 @@
+// The run page: the run tree with each run's details, the streamed text of model
+// runs, and a timeline, all folded from the run's events.
+//
+// Loading reads /api/runs/{id} (statuses, including "abandoned", which no event
+// carries) and every event through /api/runs/{id}/events; then /api/stream pushes
+// new events as they are committed. The page applies each event exactly once: the
+// cursor is the last seq applied, the stream starts after it, and EventSource resumes
+// after the last id it saw (Last-Event-ID) when it reconnects.
+"use strict";
+
+(function () {
+  const runId = decodeURIComponent(window.location.pathname.split("/").pop());
+  const runs = new Map();      // run id -> record (see newRecord)
+  const order = [];            // run ids in start order
+  const treeRoot = document.getElementById("tree");
+  const timeline = document.getElementById("timeline");
+  const dirty = new Set();
+  let cursor = 0;              // last seq applied
+  let liveFrom = Infinity;     // events with a larger seq arrived live
+  let frame = null;
+  let source = null;
+  let ticker = null;
+
+  function newRecord(id) {
+    return {
+      id, parentId: null, name: "", type: "", tags: [], metadata: {},
+      startUs: null, endUs: null, ended: false, abandoned: false, error: null,
+      inputs: undefined, outputs: undefined, text: "", textShown: 0, chunks: [],
+      tokens: 0, firstTokenUs: null, firstChunkUs: null, custom: [], events: 0,
+      node: null, parts: {}, row: null,
+    };
+  }
+
+  function record(id) {
+    let rec = runs.get(id);
+    if (!rec) {
+      rec = newRecord(id);
+      runs.set(id, rec);
+      order.push(id);
+    }
+    return rec;
+  }
+
+  function status(rec) {
+    if (rec.ended) return rec.error ? "error" : "ok";
+    return rec.abandoned ? "abandoned" : "running";
+  }
+
+  // ------------------------------------------------------------------ state
+
+  function fromInfo(info) {
+    const rec = record(info.run_id);
+    rec.parentId = info.parent_id;
+    rec.name = info.name;
+    rec.type = info.run_type;
+    rec.tags = info.tags;
+    rec.metadata = info.metadata;
+    rec.abandoned = info.status === "abandoned";
+    dirty.add(rec.id);
+  }
+
+  function apply(event) {
+    if (event.seq <= cursor) return;  // never twice (the server guarantees it too)
+    cursor = event.seq;
+    const rec = record(event.run_id);
+    rec.events += 1;
+    if (event.seq > liveFrom && rec.abandoned && !rec.ended) rec.abandoned = false;
+    if (event.kind === "start") {
+      rec.parentId = event.parent_id;
+      rec.name = event.name;
+      rec.type = event.run_type;
+      rec.tags = event.tags;
+      rec.metadata = event.metadata;
+      rec.startUs = event.time;
+      rec.inputs = event.data;
+    } else if (event.kind === "stream") {
+      const channel = event.channel || "output";
+      if (channel === "token") {
+        rec.tokens += 1;
+        if (rec.firstTokenUs === null) rec.firstTokenUs = event.time;
+        const token = event.data && event.data.token;
+        if (typeof token === "string") rec.text += token;
+      } else if (channel === "custom") {
+        rec.custom.push({time: event.time, name: event.data && event.data.name,
+                         data: event.data && event.data.data});
+      } else {
+        if (rec.firstChunkUs === null) rec.firstChunkUs = event.time;
+        if (typeof event.data === "string") rec.text += event.data;
+        else rec.chunks.push(event.data);
+      }
+    } else if (event.kind === "end") {
+      rec.ended = true;
+      rec.abandoned = false;
+      rec.endUs = event.time;
+      rec.outputs = event.data;
+      rec.error = event.error || null;
+      if ("inputs" in event) rec.inputs = event.inputs;
+    }
+    dirty.add(rec.id);
+  }
+
+  // Time to first token: the first token event, else the first output chunk.
+  function firstOutputUs(rec) {
+    return rec.firstTokenUs !== null ? rec.firstTokenUs : rec.firstChunkUs;
+  }
+
+  function durationMs(rec, nowUs) {
+    if (rec.startUs === null) return null;
+    const end = rec.ended ? rec.endUs : (rec.abandoned ? null : nowUs);
+    return end === null ? null : (end - rec.startUs) / 1000;
+  }
+
+  // ------------------------------------------------------------------ tree
+
+  // One labelled box inside a run's body; hidden while it has nothing to show.
+  function box(title, preClass) {
+    const body = RL.el("pre", {className: `value ${preClass || ""}`});
+    const node = RL.el("div", {className: "section", hidden: true},
+                       RL.el("h4", {}, title), body);
+    return {node, body, title: node.firstChild};
+  }
+
+  function fill(part, value) {
+    part.node.hidden = RL.isEmpty(value);
+    if (!part.node.hidden) part.body.textContent = RL.show(value);
+  }
+
+  function buildNode(rec) {
+    const name = RL.el("span", {className: "run-name"});
+    const type = RL.el("span", {className: "run-type"});
+    const badge = RL.el("span", {className: "status"});
+    const meta = RL.el("span", {className: "run-meta"});
+    const summary = RL.el("summary", {}, name, type, badge, meta);
+    const parts = {
+      stream: box("Streamed output", "stream"),
+      chunks: box("Output chunks"),
+      error: box("Error", "error-box"),
+      inputs: box("Inputs"),
+      outputs: box("Outputs"),
+      custom: box("Custom events"),
+    };
+    const metaBody = RL.el("pre", {className: "value"});
+    const metaBox = RL.el("details", {className: "metadata", hidden: true},
+                          RL.el("summary", {}, "metadata"), metaBody);
+    const tags = RL.el("span", {className: "tags"});
+    const facts = RL.el("div", {className: "facts"});
+    const body = RL.el("div", {className: "run-body"},
+      parts.stream.node, parts.chunks.node, parts.error.node,
+      RL.el("div", {className: "io"}, parts.inputs.node, parts.outputs.node),
+      parts.custom.node, facts, metaBox);
+    const children = RL.el("div", {className: "children"});
+    const details = RL.el("details", {className: "run", "data-run-id": rec.id},
+                          summary, body, children);
+    // Open the run the page is about and the model runs; the rest start collapsed.
+    const isModel = rec.type === "llm" || rec.type === "chat_model";
+    details.open = rec.id === runId || isModel;
+    rec.node = {details, name, type, badge, meta, body, children, parts, metaBox, metaBody,
+                tags, facts};
+    const parent = rec.parentId && runs.get(rec.parentId);
+    const container = parent && parent.node && rec.id !== runId ? parent.node.children : treeRoot;
+    container.append(details);
+  }
+
+  function fact(label, value) {
+    return RL.el("span", {className: "fact"}, RL.el("span", {className: "muted"}, label), value);
+  }
+
+  function updateNode(rec, nowUs) {
+    if (!rec.node) buildNode(rec);
+    const n = rec.node;
+    const st = status(rec);
+    n.details.dataset.status = st;
+    n.name.textContent = rec.name;
+    n.type.textContent = rec.type;
+    n.badge.textContent = st;
+    n.badge.className = `status status-${st}`;
+    const ms = durationMs(rec, nowUs);
+    const first = firstOutputUs(rec);
+    const ttft = first !== null && rec.startUs !== null
+      ? RL.fmtDuration((first - rec.startUs) / 1000) : null;
+    const bits = [];
+    if (ms !== null) bits.push(RL.fmtDuration(ms) + (st === "running" ? "…" : ""));
+    if (rec.tokens) bits.push(`${rec.tokens} tokens`);
+    if (ttft !== null) bits.push(`TTFT ${ttft}`);
+    if (rec.error && !n.details.open) bits.push(`${rec.error.type}: ${rec.error.message}`);
+    n.meta.textContent = bits.join(" · ");
+
+    // Streamed text grows by appending only what is new.
+    const stream = n.parts.stream;
+    if (rec.text.length > rec.textShown) {
+      stream.node.hidden = false;
+      stream.body.append(document.createTextNode(rec.text.slice(rec.textShown)));
+      rec.textShown = rec.text.length;
+    }
+    stream.body.classList.toggle("growing", st === "running");
+    n.parts.chunks.title.textContent = `Output chunks (${rec.chunks.length})`;
+    fill(n.parts.chunks, rec.chunks.length ? rec.chunks : null);
+    fill(n.parts.error, rec.error ? (rec.error.traceback
+      ? `${rec.error.type}: ${rec.error.message}\n\n${rec.error.traceback}`
+      : `${rec.error.type}: ${rec.error.message}`) : null);
+    fill(n.parts.inputs, rec.inputs);
+    fill(n.parts.outputs, rec.ended ? rec.outputs : null);
+    fill(n.parts.custom, rec.custom.length ? rec.custom : null);
+
+    n.tags.replaceChildren(...rec.tags.map((t) => RL.el("span", {className: "tag"}, t)));
+    n.facts.replaceChildren(
+      fact("started ", RL.fmtTime(rec.startUs)),
+      rec.ended ? fact("ended ", RL.fmtTime(rec.endUs)) : fact("", st),
+      ms === null ? "" : fact("duration ", RL.fmtDuration(ms)),
+      ttft === null ? "" : fact("time to first token ", ttft),
+      fact("events ", String(rec.events)),
+      rec.tags.length ? n.tags : "",
+      RL.el("code", {className: "muted run-id"}, rec.id));
+    const hasMeta = !RL.isEmpty(rec.metadata);
+    n.metaBox.hidden = !hasMeta;
+    if (hasMeta) {
+      n.metaBox.firstChild.textContent = `metadata (${Object.keys(rec.metadata).length})`;
+      n.metaBody.textContent = RL.show(rec.metadata);
+    }
+  }
+
+  // ------------------------------------------------------------------ timeline
+
+  function depthOf(rec) {
+    let depth = 0;
+    let cur = rec;
+    while (cur && cur.parentId && cur.id !== runId && runs.has(cur.parentId)) {
+      depth += 1;
+      cur = runs.get(cur.parentId);
+    }
+    return depth;
+  }
+
+  function treeOrder() {
+    const children = new Map();
+    for (const id of order) {
+      const rec = runs.get(id);
+      const parent = id === runId ? null : rec.parentId;
+      if (!children.has(parent)) children.set(parent, []);
+      children.get(parent).push(id);
+    }
+    const out = [];
+    const visit = (id) => {
+      out.push(id);
+      for (const child of children.get(id) || []) visit(child);
+    };
+    if (runs.has(runId)) visit(runId);
+    for (const id of order) if (!out.includes(id)) out.push(id);
+    return out;
+  }
+
+  function renderTimeline(nowUs) {
+    const shown = treeOrder().map((id) => runs.get(id)).filter((r) => r.startUs !== null);
+    if (!shown.length) return;
+    const t0 = Math.min(...shown.map((r) => r.startUs));
+    let t1 = Math.max(...shown.map((r) => (r.ended ? r.endUs : nowUs)));
+    if (t1 <= t0) t1 = t0 + 1;
+    const span = t1 - t0;
+    const pct = (us) => `${(((us - t0) / span) * 100).toFixed(3)}%`;
+
+    if (!timeline.axis) {
+      timeline.axis = RL.el("div", {className: "tl-axis"});
+      timeline.rows = RL.el("div", {className: "tl-rows"});
+      timeline.append(timeline.axis, timeline.rows);
+    }
+    const ticks = [];
+    for (let i = 0; i <= 4; i += 1) {
+      const tick = RL.el("span", {className: "tl-tick"},
+                         i === 0 ? "0" : RL.fmtDuration((span * i) / 4 / 1000));
+      tick.style.left = `${i * 25}%`;
+      ticks.push(tick);
+    }
+    timeline.axis.replaceChildren(RL.el("span", {className: "tl-label"}, ""),
+                                  RL.el("span", {className: "tl-track"}, ...ticks));
+
+    shown.forEach((rec, index) => {
+      if (!rec.row) {
+        const label = RL.el("a", {className: "tl-label", href: "#"});
+        const bar = RL.el("span", {className: "tl-bar"});
+        const ttft = RL.el("span", {className: "tl-ttft"});
+        const text = RL.el("span", {className: "tl-text"});
+        const track = RL.el("span", {className: "tl-track"}, bar, ttft, text);
+        const row = RL.el("div", {className: "tl-row"}, label, track);
+        label.addEventListener("click", (event) => {
+          event.preventDefault();
+          reveal(rec);
+        });
+        rec.row = {row, label, bar, ttft, text};
+      }
+      const r = rec.row;
+      if (timeline.rows.children[index] !== r.row) {
+        timeline.rows.insertBefore(r.row, timeline.rows.children[index] || null);
+      }
+      const st = status(rec);
+      r.label.textContent = rec.name;
+      r.label.style.paddingLeft = `${depthOf(rec) * 14 + 4}px`;
+      r.label.title = `${rec.name} (${rec.type})`;
+      const end = rec.ended ? rec.endUs : nowUs;
+      r.bar.style.left = pct(rec.startUs);
+      r.bar.style.width = `max(2px, ${(((end - rec.startUs) / span) * 100).toFixed(3)}%)`;
+      r.bar.className = `tl-bar tl-${st} tl-type-${rec.type}`;
+      const ms = durationMs(rec, nowUs);
+      r.text.textContent = ms === null ? st : RL.fmtDuration(ms);
+      const endFraction = (end - t0) / span;
+      // Near the right edge the label goes inside the bar's end instead of after it.
+      r.text.classList.toggle("inside", endFraction > 0.85);
+      r.text.style.left = endFraction > 0.85 ? "" : `calc(${pct(end)} + 4px)`;
+      r.text.style.right = endFraction > 0.85 ? `calc(${(100 - endFraction * 100).toFixed(3)}% + 4px)` : "";
+      const first = firstOutputUs(rec);
+      if (first !== null) {
+        r.ttft.hidden = false;
+        r.ttft.style.left = pct(first);
+        r.ttft.title = `time to first token: ${RL.fmtDuration((first - rec.startUs) / 1000)}`;
+      } else {
+        r.ttft.hidden = true;
+      }
+    });
+  }
+
+  function reveal(rec) {
+    let cur = rec;
+    while (cur && cur.node) {
+      cur.node.details.open = true;
+      cur = cur.parentId ? runs.get(cur.parentId) : null;
+    }
+    rec.node.details.scrollIntoView({behavior: "smooth", block: "start"});
+  }
+
+  // ------------------------------------------------------------------ header
+
+  function renderHead(nowUs) {
+    const root = runs.get(runId);
+    if (!root) return;
+    document.title = `runlog · ${root.name}`;
+    document.getElementById("title").textContent = root.name;
+    const st = status(root);
+    const ms = durationMs(root, nowUs);
+    const tokens = order.reduce((sum, id) => sum + runs.get(id).tokens, 0);
+    const summary = document.getElementById("summary");
+    summary.replaceChildren(
+      RL.statusBadge(st),
+      RL.el("span", {className: "type"}, root.type),
+      RL.el("span", {}, `started ${RL.fmtTime(root.startUs)}`),
+      ms === null ? "" : RL.el("span", {}, `${RL.fmtDuration(ms)}${st === "running" ? "…" : ""}`),
+      RL.el("span", {}, `${order.length} runs`),
+      RL.el("span", {}, `${tokens} tokens`),
+      RL.el("code", {className: "muted", title: "run id"}, runId));
+  }
+
+  function render() {
+    frame = null;
+    const nowUs = Date.now() * 1000;
+    for (const id of order) if (dirty.has(id)) updateNode(runs.get(id), nowUs);
+    dirty.clear();
+    renderTimeline(nowUs);
+    renderHead(nowUs);
+    const anyRunning = order.some((id) => status(runs.get(id)) === "running");
+    // While something runs, redraw durations and bars twice a second (local only;
+    // the data itself arrives pushed by the server).
+    if (anyRunning && ticker === null) {
+      ticker = setInterval(() => {
+        for (const id of order) if (status(runs.get(id)) === "running") dirty.add(id);
+        schedule();
+      }, 500);
+    } else if (!anyRunning && ticker !== null) {
+      clearInterval(ticker);
+      ticker = null;
+    }
+  }
+
+  function schedule() {
+    if (frame === null) frame = requestAnimationFrame(render);
+  }
+
+  // ------------------------------------------------------------------ loading
+
+  function downloads(formats) {
+    const box = document.getElementById("downloads");
+    const labels = {jsonl: "JSONL", otlp: "OTLP JSON", chrome: "Chrome trace"};
+    box.replaceChildren(RL.el("span", {className: "muted"}, "Download:"));
+    for (const fmt of formats) {
+      box.append(RL.el("a", {
+        href: `/api/runs/${encodeURIComponent(runId)}/export?format=${fmt}`,
+        className: "download", download: ""}, labels[fmt] || fmt));
+    }
+    box.hidden = formats.length === 0;
+  }
+
+  function follow() {
+    const url = `/api/stream?run=${encodeURIComponent(runId)}&after=${cursor}&until_end=1`;
+    source = new EventSource(url);
+    source.onopen = () => RL.setLive("live", "live");
+    source.onerror = () => {
+      if (source.readyState === EventSource.CLOSED) RL.setLive("closed", "disconnected");
+      else RL.setLive("connecting", "reconnecting…");
+    };
+    source.onmessage = (message) => {
+      apply(JSON.parse(message.data));
+      const root = runs.get(runId);
+      if (root && root.ended) {
+        source.close();
+        RL.setLive("closed", "finished");
+      }
+      schedule();
+    };
+    source.addEventListener("status", (message) => {
+      const change = JSON.parse(message.data);
+      const rec = runs.get(change.run_id);
+      if (rec && change.status === "abandoned" && !rec.ended) {
+        rec.abandoned = true;
+        dirty.add(rec.id);
+        schedule();
+      }
+    });
+  }
+
+  async function load() {
+    RL.loadInfo();
+    let detail;
+    try {
+      detail = await RL.getJSON(`/api/runs/${encodeURIComponent(runId)}`);
+    } catch (err) {
+      RL.showError(err.message);
+      RL.setLive("closed", "");
+      return;
+    }
+    liveFrom = detail.last_seq;  // statuses were read at this seq
+    for (const info of detail.runs) fromInfo(info);
+    if (detail.run.parent_id) {
+      const up = document.getElementById("up");
+      up.href = `/runs/${encodeURIComponent(detail.run.trace_id)}`;
+      up.hidden = false;
+    }
+    downloads(detail.export_formats || []);
+    let after = 0;
+    for (;;) {
+      const page = await RL.getJSON(
+        `/api/runs/${encodeURIComponent(runId)}/events?after=${after}`);
+      for (const event of page.events) apply(event);
+      after = page.next;
+      if (!page.more) break;
+    }
+    render();
+    const root = runs.get(runId);
+    if (root && root.ended) {
+      RL.setLive("closed", "finished");
+    } else {
+      follow();
+    }
+  }
+
+  document.getElementById("expand").addEventListener("click", () => {
+    for (const node of treeRoot.querySelectorAll("details.run")) node.open = true;
+  });
+  document.getElementById("collapse").addEventListener("click", () => {
+    for (const node of treeRoot.querySelectorAll("details.run")) node.open = false;
+  });
+
+  load();
+})();

@@ -1,0 +1,147 @@
+// The runs list: filters in the URL, rows from /api/runs, refreshed when the server
+// pushes a start/end (or, at most once a second, a token) through /api/stream.
+"use strict";
+
+(function () {
+  const form = document.getElementById("filters");
+  const tbody = document.querySelector("#runs tbody");
+  const empty = document.getElementById("empty");
+  const moreButton = document.getElementById("more");
+  const FIELDS = ["q", "name", "type", "tag", "meta", "status", "all"];
+  let limit = 100;
+  let loading = null;      // the in-flight refresh, if any
+  let again = false;       // another refresh was asked for while one was running
+  let tokenTimer = null;
+  let refreshTimer = null;
+
+  function paramsFromForm() {
+    const params = new URLSearchParams();
+    for (const name of FIELDS) {
+      const input = form.elements[name];
+      if (input.type === "checkbox") {
+        if (input.checked) params.set(name, "1");
+      } else if (input.value.trim() !== "") {
+        params.set(name, input.value.trim());
+      }
+    }
+    return params;
+  }
+
+  function formFromParams(params) {
+    for (const name of FIELDS) {
+      const input = form.elements[name];
+      if (input.type === "checkbox") input.checked = params.get(name) === "1";
+      else input.value = params.get(name) || "";
+    }
+  }
+
+  function row(run) {
+    const tags = RL.el("span", {className: "tags"});
+    for (const tag of run.tags) tags.append(RL.el("span", {className: "tag"}, tag));
+    let duration = RL.fmtDuration(run.duration_ms);
+    if (run.status === "running") {
+      duration = `${RL.fmtDuration(Date.now() - run.start_us / 1000)}…`;
+    }
+    const link = RL.el("a", {href: `/runs/${encodeURIComponent(run.run_id)}`,
+                             className: "run-link", title: run.run_id}, run.name);
+    const nameCell = RL.el("td", {className: "name"}, link);
+    if (run.parent_id) nameCell.append(RL.el("span", {className: "muted child"}, " (child)"));
+    if (run.error) {
+      nameCell.append(RL.el("div", {className: "error-line"},
+                            `${run.error.type}: ${run.error.message}`));
+    }
+    const tr = RL.el("tr", {"data-run-id": run.run_id, "data-status": run.status},
+      nameCell,
+      RL.el("td", {className: "type"}, run.run_type),
+      RL.el("td", {}, RL.statusBadge(run.status)),
+      RL.el("td", {className: "time"}, RL.fmtTime(run.start_us)),
+      RL.el("td", {className: "num"}, duration),
+      RL.el("td", {className: "num tokens"}, String(run.token_count ?? "")),
+      RL.el("td", {}, tags));
+    tr.addEventListener("click", (event) => {
+      if (event.target.closest("a")) return;
+      window.location.href = link.href;
+    });
+    return tr;
+  }
+
+  async function refresh() {
+    if (loading) {
+      again = true;
+      return loading;
+    }
+    loading = (async () => {
+      const params = paramsFromForm();
+      params.set("limit", String(limit));
+      try {
+        const data = await RL.getJSON(`/api/runs?${params}`);
+        RL.showError("");
+        tbody.replaceChildren(...data.runs.map(row));
+        empty.hidden = data.runs.length > 0;
+        moreButton.hidden = !data.more;
+        return data;
+      } catch (err) {
+        RL.showError(err.message);
+        return null;
+      } finally {
+        loading = null;
+        if (again) {
+          again = false;
+          refresh();
+        }
+      }
+    })();
+    return loading;
+  }
+
+  function scheduleRefresh(delay) {
+    if (refreshTimer !== null) return;
+    refreshTimer = setTimeout(() => {
+      refreshTimer = null;
+      refresh();
+    }, delay);
+  }
+
+  function follow(afterSeq) {
+    // Start and end events change rows; tokens only change counts, so those
+    // refresh at most once a second. EventSource reconnects by itself, sending
+    // Last-Event-ID, and the server resumes right after it.
+    const source = new EventSource(`/api/stream?kinds=start,end,token&after=${afterSeq}`);
+    source.onopen = () => RL.setLive("live", "live");
+    source.onerror = () => RL.setLive("connecting", "reconnecting…");
+    source.onmessage = (message) => {
+      const event = JSON.parse(message.data);
+      if (event.kind === "stream") {
+        if (tokenTimer === null) {
+          tokenTimer = setTimeout(() => {
+            tokenTimer = null;
+            refresh();
+          }, 1000);
+        }
+      } else {
+        scheduleRefresh(100);
+      }
+    };
+    source.addEventListener("status", () => scheduleRefresh(100));
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    limit = 100;
+    const params = paramsFromForm();
+    history.replaceState(null, "", params.toString() ? `/?${params}` : "/");
+    refresh();
+  });
+  document.getElementById("clear").addEventListener("click", () => {
+    formFromParams(new URLSearchParams());
+    form.requestSubmit();
+  });
+  moreButton.addEventListener("click", () => {
+    limit = Math.min(limit * 2, 1000);
+    refresh();
+  });
+
+  formFromParams(new URLSearchParams(window.location.search));
+  RL.loadInfo();
+  refresh().then((data) => follow(data ? data.last_seq : -1));
+})();
