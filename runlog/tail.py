@@ -101,6 +101,31 @@ class _Open:
     last_seen: float
 
 
+_PEEK = ((b'{"kind":"stream","run_id":"', "stream"), (b'{"kind":"start","run_id":"', "start"),
+         (b'{"kind":"end","run_id":"', "end"))
+
+
+def _peek(e: Event) -> tuple[str, str]:
+    """An event's kind and run id without decoding its envelope.
+
+    The envelope's first keys are always ``kind`` then ``run_id`` (docs/event-model.md),
+    so both are read from the stored bytes; anything unusual (an escaped character in
+    the id) falls back to the full decode. A tail of a busy store then decodes only
+    what its consumer touches (``runlog tail --json`` decodes nothing).
+    """
+    raw = e.raw
+    for prefix, kind in _PEEK:
+        if raw.startswith(prefix):
+            start = len(prefix)
+            end = raw.find(b'"', start)
+            if end > 0:
+                rid = raw[start:end]
+                if b"\\" not in rid:
+                    return kind, rid.decode()
+            break
+    return e.kind, e.run_id
+
+
 class Follower:
     """The non-blocking core of a tail: :meth:`step` reads at most one page.
 
@@ -222,24 +247,24 @@ class Follower:
         items: list[TailItem] = []
         f, members, root = self.filter, self._members, self.root
         for e in page:
+            kind, rid = _peek(e)
             if root_mode:
-                rid = e.run_id
                 if members is not None and rid not in members:
-                    if e.kind == "start" and e.parent_id in members:
+                    if kind == "start" and e.parent_id in members:
                         members.add(rid)
                     else:
                         continue
-                self._track(e, rid, now)
+                self._track(e, kind, rid, now)
                 if f is None or f.matches(e):
                     items.append(e)
-                if self.until_end and rid == root and e.kind == "end":
+                if self.until_end and rid == root and kind == "end":
                     self.done = True
                     self.cursor = e.seq
                     return items, False
             else:
                 if f is not None and not f.matches(e):
                     continue
-                self._track(e, e.run_id, now)
+                self._track(e, kind, rid, now)
                 items.append(e)
         self.cursor = max(self.cursor, high)
         more = len(page) >= self.page_size
@@ -249,8 +274,8 @@ class Follower:
             self._pending = suspects  # report once the rest of what they wrote is read
         return items, more
 
-    def _track(self, e: Event, rid: str, now: float) -> None:
-        if e.kind == "end":
+    def _track(self, e: Event, kind: str, rid: str, now: float) -> None:
+        if kind == "end":
             self._open.pop(rid, None)
             return
         o = self._open.get(rid)

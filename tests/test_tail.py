@@ -358,3 +358,17 @@ def test_inotify_waiter_wakes_on_a_commit_from_another_connection(tmp_path: Path
             w.wait(60)
         t.join()
         w.close()
+
+
+@given(run_id=st.text(min_size=1, max_size=12))
+def test_peeking_kind_and_run_id_from_the_bytes_agrees_with_decoding(run_id: str) -> None:
+    """The tail reads kind and run id from the stored bytes without decoding; any id
+    (quotes, backslashes, non-ASCII) gives what the full decode gives."""
+    from runlog.tail import _peek
+
+    with runlog.open(":memory:") as store:
+        with store.run("x", run_id=run_id) as r:
+            r.stream(1)
+        events = list(store.events())
+    assert [_peek(e) for e in events] == [(e.kind, e.run_id) for e in events]
+    assert [k for k, _ in map(_peek, events)] == ["start", "stream", "end"]
