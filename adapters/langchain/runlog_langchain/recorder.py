@@ -20,6 +20,7 @@ error) is logged and counted in :attr:`Recorder.failures`, and recording continu
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 import threading
@@ -43,6 +44,9 @@ log = logging.getLogger("runlog_langchain")
 T = TypeVar("T")
 _ENTRY_METHODS = frozenset({"invoke", "ainvoke", "stream", "astream"})
 _MISSING: Any = object()
+_ROOT_CANDIDATES: contextvars.ContextVar[list[tuple[str, Any]]] = contextvars.ContextVar(
+    "runlog_langchain_root_candidates", default=[])  # noqa: B039 - never mutated
+_START_DISPATCH = frozenset({"ahandle_event", "on_llm_start", "on_chat_model_start"})
 
 
 def llm_result_outputs(response: LLMResult) -> dict[str, Any]:
@@ -72,24 +76,19 @@ def _assign_name(name: str | None, serialized: dict[str, Any] | None) -> str:
     return "Unnamed"
 
 
-def _call_input(name: str) -> Any:
-    """The value the root runnable was called with, found on the caller's stack.
-
-    LangChain hands a root chain the placeholder ``{"input": ""}`` when its input is
-    streamed in, and a chat model its converted messages, while ``astream_events``
-    reports the value passed to ``astream``/``invoke``. The innermost ``invoke``,
-    ``ainvoke``, ``stream`` or ``astream`` frame of a ``Runnable`` with the root's name
-    (``run_name`` from its config, else ``get_name()``) holds that value; failing that,
-    the ``consume_astream`` task of LangChain's own ``astream_log``/``astream_events``
-    (for runnables whose ``astream`` is a plain function, e.g. ``RunnableGenerator``).
-    When neither is on the stack the callback's own input is kept.
-    """
-    f: FrameType | None = sys._getframe(2)
+def _entry_inputs(frame: FrameType | None) -> list[tuple[str, Any]]:
+    """``(runnable name, call input)`` for each runnable entry frame on a stack, innermost
+    first: ``invoke``/``ainvoke``/``stream``/``astream`` of a ``Runnable`` (its name is
+    ``run_name`` from the call's config, else ``get_name()``), and the ``consume_astream``
+    task of LangChain's own ``astream_log``/``astream_events`` (whose ``value`` is the
+    call input even for runnables whose ``astream`` is a plain function)."""
+    out: list[tuple[str, Any]] = []
+    f = frame
     while f is not None:
         code = f.f_code.co_name
         if code in _ENTRY_METHODS or code == "consume_astream":
             loc = f.f_locals
-            if code == "consume_astream":  # astream_log/astream_events' producer task
+            if code == "consume_astream":
                 obj, key = loc.get("runnable"), "value"
             else:
                 obj, key = loc.get("self"), "input"
@@ -100,10 +99,57 @@ def _call_input(name: str) -> Any:
                     own = run_name or obj.get_name()
                 except Exception:
                     own = None
-                if own == name:
-                    return loc[key]
+                if isinstance(own, str):
+                    out.append((own, loc[key]))
         f = f.f_back
+    return out
+
+
+def _call_input(name: str) -> Any:
+    """The value the root runnable named ``name`` was called with.
+
+    LangChain hands a root chain the placeholder ``{"input": ""}`` when its input is
+    streamed in, and a chat model its converted messages, while ``astream_events``
+    reports the value passed to ``astream``/``invoke``. The sync callback manager calls
+    the recorder on the runnable's own stack, which holds that value; the async one
+    runs it in a separate task, so :attr:`Recorder.run_inline` (which LangChain reads on
+    the runnable's stack just before) leaves the candidates in a context variable.
+    When neither has it, the callback's own input is kept.
+    """
+    for own, value in _entry_inputs(sys._getframe(2)):
+        if own == name:
+            return value
+    for own, value in _ROOT_CANDIDATES.get():
+        if own == name:
+            return value
     return _MISSING
+
+
+def _dual(name: str) -> Any:
+    """A callback that is a coroutine function for LangChain's async callback manager
+    and a plain function for the sync one.
+
+    LangChain awaits async handlers together with its own ``astream_events`` handler
+    (one ``asyncio.gather``), so recording as a coroutine there keeps the recorded
+    order of starts/ends relative to streamed chunks identical to what that handler
+    emits; a sync handler would instead run in a worker thread, racing the stream. The
+    sync manager calls handlers in place, in order. Which manager is calling is read
+    from the caller's frame (``_ahandle_event_for_handler`` is the async dispatcher).
+    """
+    sync_name = f"_sync_{name}"
+
+    def get(self: Any) -> Any:
+        fn = getattr(self, sync_name)
+        caller = sys._getframe(1).f_code.co_name
+        if caller != "_ahandle_event_for_handler":
+            return fn
+
+        async def call(*args: Any, **kwargs: Any) -> None:
+            fn(*args, **kwargs)
+
+        return call
+
+    return property(get)
 
 
 class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
@@ -118,8 +164,36 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         clock: epoch microseconds for event times (tests freeze it).
     """
 
-    run_inline = True  # called in the callback's own thread/loop, before other handlers
     raise_error = False
+
+    @property  # type: ignore[override]
+    def run_inline(self) -> bool:
+        """Always ``False``, and the moment to look at the runnable's stack.
+
+        Not inline: LangChain's async manager skips the non-inline handlers'
+        ``on_llm_start`` when any inline handler exists (langchain-core 1.7.2), which
+        would break its own astream_log tracer; see :func:`_dual` for how callbacks run.
+        LangChain reads this attribute on the runnable's stack right before dispatching
+        a callback; for a root run's start the call inputs found there are kept for
+        :func:`_call_input` (the dispatch itself runs in another task).
+        """
+        try:
+            f = sys._getframe(1)
+            if f.f_code.co_name in ("<listcomp>", "<genexpr>"):
+                f = f.f_back  # type: ignore[assignment]
+            code = f.f_code.co_name if f is not None else ""
+            if code in _START_DISPATCH:
+                loc = f.f_locals
+                if code == "ahandle_event":
+                    is_root_start = (str(loc.get("event_name", "")).endswith("_start") and
+                                     (loc.get("kwargs") or {}).get("parent_run_id") is None)
+                else:
+                    is_root_start = getattr(loc.get("self"), "parent_run_id", 1) is None
+                if is_root_start:
+                    _ROOT_CANDIDATES.set(_entry_inputs(f))
+        except Exception:  # never let bookkeeping break dispatch
+            pass
+        return False
 
     def __init__(self, store: Store, *, clock: Callable[[], int] = now_micros) -> None:
         super().__init__()
@@ -170,7 +244,7 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
             self._failed(what, e)
 
     # -- starts ----------------------------------------------------------------------
-    def on_chain_start(self, serialized: dict[str, Any], inputs: Any, *, run_id: UUID,
+    def _sync_on_chain_start(self, serialized: dict[str, Any], inputs: Any, *, run_id: UUID,
                        parent_run_id: UUID | None = None, tags: list[str] | None = None,
                        metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
         name = _assign_name(kwargs.get("name"), serialized)
@@ -178,7 +252,7 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         self._guard("a chain start", lambda: self._start(
             run_id, parent_run_id, name, run_type, inputs, tags, metadata))
 
-    def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[Any]], *,
+    def _sync_on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[Any]], *,
                             run_id: UUID, parent_run_id: UUID | None = None,
                             tags: list[str] | None = None,
                             metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -186,14 +260,14 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         self._guard("a chat model start", lambda: self._start(
             run_id, parent_run_id, name, "chat_model", {"messages": messages}, tags, metadata))
 
-    def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID,
+    def _sync_on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID,
                      parent_run_id: UUID | None = None, tags: list[str] | None = None,
                      metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
         name = _assign_name(kwargs.get("name"), serialized)
         self._guard("an LLM start", lambda: self._start(
             run_id, parent_run_id, name, "llm", {"prompts": prompts}, tags, metadata))
 
-    def on_tool_start(self, serialized: dict[str, Any], input_str: str, *, run_id: UUID,
+    def _sync_on_tool_start(self, serialized: dict[str, Any], input_str: str, *, run_id: UUID,
                       parent_run_id: UUID | None = None, tags: list[str] | None = None,
                       metadata: dict[str, Any] | None = None,
                       inputs: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -203,7 +277,7 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         self._guard("a tool start", lambda: self._start(
             run_id, parent_run_id, name, "tool", inputs, tags, metadata))
 
-    def on_retriever_start(self, serialized: dict[str, Any], query: str, *, run_id: UUID,
+    def _sync_on_retriever_start(self, serialized: dict[str, Any], query: str, *, run_id: UUID,
                            parent_run_id: UUID | None = None, tags: list[str] | None = None,
                            metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
         name = _assign_name(kwargs.get("name"), serialized)
@@ -211,7 +285,7 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
             run_id, parent_run_id, name, "retriever", {"query": query}, tags, metadata))
 
     # -- streaming -------------------------------------------------------------------
-    def on_llm_new_token(self, token: str, *, chunk: Any = None, run_id: UUID,
+    def _sync_on_llm_new_token(self, token: str, *, chunk: Any = None, run_id: UUID,
                          parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         def go() -> None:
             run = self._runs.get(run_id)
@@ -221,7 +295,7 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
             run.token(token, value, time=self.clock())
         self._guard("a token", go)
 
-    def on_custom_event(self, name: str, data: Any, *, run_id: UUID,
+    def _sync_on_custom_event(self, name: str, data: Any, *, run_id: UUID,
                         tags: list[str] | None = None, metadata: dict[str, Any] | None = None,
                         **kwargs: Any) -> None:
         def go() -> None:
@@ -272,33 +346,33 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
             yield chunk
 
     # -- ends ------------------------------------------------------------------------
-    def on_chain_end(self, outputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
+    def _sync_on_chain_end(self, outputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
                      **kwargs: Any) -> None:
         inputs = kwargs.get("inputs")
         self._guard("a chain end", lambda: self._end(
             run_id, outputs, inputs=inputs if inputs is not None else _MISSING))
 
-    def on_chain_error(self, error: BaseException, *, run_id: UUID,
+    def _sync_on_chain_error(self, error: BaseException, *, run_id: UUID,
                        parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._guard("a chain error", lambda: self._end(run_id, None, error=error))
 
-    def on_llm_end(self, response: LLMResult, *, run_id: UUID,
+    def _sync_on_llm_end(self, response: LLMResult, *, run_id: UUID,
                    parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._guard("an LLM end", lambda: self._end(run_id, llm_result_outputs(response)))
 
-    def on_llm_error(self, error: BaseException, *, run_id: UUID,
+    def _sync_on_llm_error(self, error: BaseException, *, run_id: UUID,
                      parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         response = kwargs.get("response")
         self._guard("an LLM error", lambda: self._end(
             run_id, llm_result_outputs(response) if isinstance(response, LLMResult) else None,
             error=error))
 
-    def on_tool_end(self, output: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
+    def _sync_on_tool_end(self, output: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
                     **kwargs: Any) -> None:
         self._tool_call_ids.pop(run_id, None)
         self._guard("a tool end", lambda: self._end(run_id, output))
 
-    def on_tool_error(self, error: BaseException, *, run_id: UUID,
+    def _sync_on_tool_error(self, error: BaseException, *, run_id: UUID,
                       parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         call_id = kwargs.get("tool_call_id")
         stored = self._tool_call_ids.pop(run_id, None)
@@ -307,13 +381,29 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         self._guard("a tool error", lambda: self._end(
             run_id, {"tool_call_id": call_id}, error=error))
 
-    def on_retriever_end(self, documents: Any, *, run_id: UUID,
+    def _sync_on_retriever_end(self, documents: Any, *, run_id: UUID,
                          parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._guard("a retriever end", lambda: self._end(run_id, list(documents)))
 
-    def on_retriever_error(self, error: BaseException, *, run_id: UUID,
+    def _sync_on_retriever_error(self, error: BaseException, *, run_id: UUID,
                            parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._guard("a retriever error", lambda: self._end(run_id, None, error=error))
+
+    on_chain_start = _dual("on_chain_start")
+    on_chat_model_start = _dual("on_chat_model_start")
+    on_llm_start = _dual("on_llm_start")
+    on_tool_start = _dual("on_tool_start")
+    on_retriever_start = _dual("on_retriever_start")
+    on_llm_new_token = _dual("on_llm_new_token")
+    on_custom_event = _dual("on_custom_event")
+    on_chain_end = _dual("on_chain_end")
+    on_chain_error = _dual("on_chain_error")
+    on_llm_end = _dual("on_llm_end")
+    on_llm_error = _dual("on_llm_error")
+    on_tool_end = _dual("on_tool_end")
+    on_tool_error = _dual("on_tool_error")
+    on_retriever_end = _dual("on_retriever_end")
+    on_retriever_error = _dual("on_retriever_error")
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Recorder:
         return self  # LangChain copies configs; the recorder is shared, like its tracers

@@ -48,7 +48,7 @@ def frozen_clock() -> Iterator[Callable[[], int]]:
 def load_scenario(path: Path) -> dict[str, Any]:
     data = json.loads(path.read_text())
     ns: dict[str, Any] = {}
-    exec(compile(data["code"], str(path), "exec"), ns)
+    exec(compile(data["code"], str(path), "exec", dont_inherit=True), ns)
     data["ns"] = ns
     return data
 
