@@ -152,7 +152,7 @@ def migrate(
             with engine.begin() as conn:
                 if dialect_name == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema()"
-                                      " || ':runlog-ddl'))"))
+                                      " || '\\:runlog-ddl'))"))
                 if _read_version(conn) >= m.version:  # someone else applied it meanwhile
                     continue
                 for stmt in m.sql[dialect_name]:

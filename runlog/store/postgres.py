@@ -54,6 +54,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from runlog import codec
 from runlog.errors import (
     AppendOnlyError,
     NotARunlogStoreError,
@@ -218,6 +219,32 @@ _SELECT_RUNS = (
 )
 
 
+_ESCAPED = re.compile("\ufffe(.)", re.DOTALL)
+
+
+def enc(text: str) -> str:
+    """A name or id as a TEXT column holds it: PostgreSQL TEXT cannot hold U+0000.
+
+    Injective and the identity on every string without U+0000 or U+FFFE (a Unicode
+    noncharacter), so equality (filters, lookups) is exact and indexes see plain
+    values: U+0000 becomes U+FFFE "0" and U+FFFE becomes U+FFFE U+FFFE.
+    """
+    if "\x00" not in text and "\ufffe" not in text:
+        return text
+    return text.replace("\ufffe", "\ufffe\ufffe").replace("\x00", "\ufffe0")
+
+
+def dec(text: str) -> str:
+    """The inverse of :func:`enc`."""
+    if "\ufffe" not in text:
+        return text
+    return _ESCAPED.sub(lambda m: "\x00" if m.group(1) == "0" else m.group(1), text)
+
+
+def _enc_opt(text: str | None) -> str | None:
+    return None if text is None else enc(text)
+
+
 def _jsonb_safe(doc: bytes) -> str | None:
     """The JSON text for a JSONB filter column, or None when JSONB cannot hold it.
 
@@ -232,11 +259,11 @@ class _Batch:
 
     def __init__(self, batch: Sequence[Pending]) -> None:
         self.n = len(batch)
-        self.trace = [p.trace_id for p in batch]
-        self.run = [p.run_id for p in batch]
+        self.trace = [enc(p.trace_id) for p in batch]
+        self.run = [enc(p.run_id) for p in batch]
         self.kind = [p.kind for p in batch]
-        self.name = [p.name for p in batch]
-        self.rtype = [p.run_type for p in batch]
+        self.name = [enc(p.name) for p in batch]
+        self.rtype = [enc(p.run_type) for p in batch]
         self.time = [p.time_us for p in batch]
         self.raw = [p.raw.decode() for p in batch]
         self.digest = [p.digest.hex() for p in batch]
@@ -248,7 +275,8 @@ class _Batch:
             if p.kind == "start":
                 parent_id, tags, metadata = p.run_row
                 starts.setdefault(p.run_id, [
-                    p.run_id, p.trace_id, parent_id, p.name, p.run_type, tags.decode(),
+                    enc(p.run_id), enc(p.trace_id), _enc_opt(parent_id), enc(p.name),
+                    enc(p.run_type), tags.decode(),
                     metadata.decode(), _jsonb_safe(tags), _jsonb_safe(metadata), pos,
                     p.time_us, None, None, "running", None, 0,
                 ])
@@ -259,7 +287,7 @@ class _Batch:
                 if row is not None and row[11] is None:
                     row[11:16] = [pos, p.time_us, status, err, count]
                 else:
-                    ends.append((p.run_id, pos, p.time_us, status, err, count))
+                    ends.append((enc(p.run_id), pos, p.time_us, status, err, count))
         cols = list(zip(*starts.values(), strict=True)) if starts else [()] * 16
         self.starts = [list(c) for c in cols]
         ecols = list(zip(*ends, strict=True)) if ends else [()] * 6
@@ -309,7 +337,14 @@ class PostgresBackend(Backend):
         self.durable = durable
         self.insert = insert
         connect_args: dict[str, Any] = {"application_name": "runlog"}
-        options = [] if durable else ["-c synchronous_commit=off"]
+        u = make_url(connect_url)
+        given = u.query.get("options")  # the user's own options: keep them, add ours
+        options = [given] if isinstance(given, str) else []
+        if given is not None:
+            connect_url = u.difference_update_query(["options"]).render_as_string(
+                hide_password=False)
+        if not durable:
+            options.append("-c synchronous_commit=off")
         if self.schema:
             options.append(f"-c search_path={self.schema}")
         if options:
@@ -320,6 +355,7 @@ class PostgresBackend(Backend):
         )
         event.listen(self.engine, "connect", _on_connect)
         self._connect_kwargs = connect_args
+        self._connect_url = connect_url
         self._wlock = threading.Lock()
         self._wfairy: Any = None
         self._closed = False
@@ -491,12 +527,12 @@ class PostgresBackend(Backend):
             params.append(q.until)
         if q.trace_id is not None:
             where.append("trace_id = %s")
-            params.append(q.trace_id)
+            params.append(enc(q.trace_id))
         if q.run_ids is not None:
             if not q.run_ids:
                 return [], max(q.after, self.last_seq())
             where.append("run_id = ANY(%s)")
-            params.append(sorted(q.run_ids))
+            params.append(sorted(enc(r) for r in q.run_ids))
         if q.filter is not None and not q.filter.is_empty:
             fsql, fparams = filter_sql(q.filter)
             where.append(fsql)
@@ -535,7 +571,8 @@ class PostgresBackend(Backend):
             rows = conn.execute(query, params).fetchall()
         return [
             run_info_from_row(
-                run_id=r[0], trace_id=r[1], parent_id=r[2], name=r[3], run_type=r[4],
+                run_id=dec(r[0]), trace_id=dec(r[1]), parent_id=None if r[2] is None
+                else dec(r[2]), name=dec(r[3]), run_type=dec(r[4]),
                 tags=r[5], metadata=r[6], start_seq=r[7], start_time=r[8], end_seq=r[9],
                 end_time=r[10], status=r[14], error=r[12],
                 event_count=r[13] if r[15] is None else r[15],
@@ -544,7 +581,7 @@ class PostgresBackend(Backend):
         ]
 
     def get_run(self, run_id: str) -> RunInfo | None:
-        found = self._runs("r.run_id = %(run_id)s", {"run_id": run_id})
+        found = self._runs("r.run_id = %(run_id)s", {"run_id": enc(run_id)})
         return found[0] if found else None
 
     def find_runs(self, q: RunQuery) -> list[RunInfo]:
@@ -552,12 +589,12 @@ class PostgresBackend(Backend):
         params: dict[str, Any] = {}
         if q.trace_id is not None:
             where.append("r.trace_id = %(trace_id)s")
-            params["trace_id"] = q.trace_id
+            params["trace_id"] = enc(q.trace_id)
         if q.roots_only:
             where.append("r.parent_id IS NULL")
         if q.name is not None:
             where.append("r.name = %(name)s")
-            params["name"] = q.name
+            params["name"] = enc(q.name)
         if q.status is not None:
             where.append(f"({_STATUS}) = %(status)s")
             params["status"] = q.status
@@ -581,19 +618,19 @@ class PostgresBackend(Backend):
         with self._conn() as conn:
             rows = conn.execute(
                 "SELECT run_id FROM runs WHERE run_id LIKE %s ORDER BY run_id COLLATE \"C\" "
-                "LIMIT %s", (_like_escape(prefix) + "%", limit)).fetchall()
-        return [r[0] for r in rows]
+                "LIMIT %s", (_like_escape(enc(prefix)) + "%", limit)).fetchall()
+        return [dec(r[0]) for r in rows]
 
     def run_ids_with_suffix(self, suffix: str, limit: int = 2) -> list[str]:
         with self._conn() as conn:
             rows = conn.execute(
                 "SELECT run_id FROM runs WHERE reverse(run_id) LIKE %s "
                 "ORDER BY run_id COLLATE \"C\" LIMIT %s",
-                (_like_escape(suffix[::-1]) + "%", limit)).fetchall()
-        return [r[0] for r in rows]
+                (_like_escape(enc(suffix)[::-1]) + "%", limit)).fetchall()
+        return [dec(r[0]) for r in rows]
 
     def trace_runs(self, trace_id: str) -> list[RunInfo]:
-        return self._runs("r.trace_id = %(trace_id)s", {"trace_id": trace_id},
+        return self._runs("r.trace_id = %(trace_id)s", {"trace_id": enc(trace_id)},
                           "ORDER BY r.start_seq")
 
     def is_transient(self, error: BaseException) -> bool:
@@ -607,8 +644,7 @@ class PostgresBackend(Backend):
 
     def listen_connection(self) -> psycopg.Connection[Any]:
         """A new autocommit connection (not pooled) with the store's connect options."""
-        connect_url, _ = parse_url(self.url)
-        u = make_url(connect_url)
+        u = make_url(self._connect_url)
         kwargs: dict[str, Any] = {
             "host": u.host, "port": u.port, "user": u.username, "password": u.password,
             "dbname": u.database, **{k: v for k, v in u.query.items() if isinstance(v, str)},
@@ -637,6 +673,12 @@ def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
     dbapi_conn.autocommit = True
 
 
+def _jsonb_strings(values: Sequence[str]) -> list[str]:
+    """Tag values a JSONB array can hold. A tag with U+0000 is only ever in a run whose
+    ``tags_j`` is NULL, which every tag clause leaves to the exact predicate."""
+    return [v for v in values if "\x00" not in v]
+
+
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -650,13 +692,13 @@ def run_filter_sql(f: Filter, runs_alias: str) -> tuple[str, list[Any]]:
         ors: list[str] = []
         if f.include_names is not None:
             ors.append(f"{r}.name = ANY(%s)")
-            params.append(list(f.include_names))
+            params.append([enc(v) for v in f.include_names])
         if f.include_types is not None:
             ors.append(f"{r}.run_type = ANY(%s)")
-            params.append(list(f.include_types))
+            params.append([enc(v) for v in f.include_types])
         if f.include_tags is not None:
             ors.append(f"({r}.tags_j ?| %s OR {r}.tags_j IS NULL)")
-            params.append(list(f.include_tags))
+            params.append(_jsonb_strings(f.include_tags))
         if f.include_metadata is not None:
             keys = list(f.include_metadata)
             if keys:
@@ -665,13 +707,13 @@ def run_filter_sql(f: Filter, runs_alias: str) -> tuple[str, list[Any]]:
         clauses.append("(" + (" OR ".join(ors) if ors else "false") + ")")
     if f.exclude_names:
         clauses.append(f"NOT ({r}.name = ANY(%s))")
-        params.append(list(f.exclude_names))
+        params.append([enc(v) for v in f.exclude_names])
     if f.exclude_types:
         clauses.append(f"NOT ({r}.run_type = ANY(%s))")
-        params.append(list(f.exclude_types))
+        params.append([enc(v) for v in f.exclude_types])
     if f.exclude_tags:
         clauses.append(f"({r}.tags_j IS NULL OR NOT ({r}.tags_j ?| %s))")
-        params.append(list(f.exclude_tags))
+        params.append(_jsonb_strings(f.exclude_tags))
     return ("(" + " AND ".join(clauses) + ")" if clauses else "true"), params
 
 
@@ -685,14 +727,16 @@ def _metadata_include(wanted: Any, r: str, params: list[Any]) -> str:
     """
     ors: list[str] = []
     for key, value in wanted.items():
+        if "\x00" in key:  # no JSONB holds it: only NULL columns can match, kept anyway
+            continue
         params.append(key)
         if value is not ANY and isinstance(value, str) and "\x00" not in value:
-            params.extend([{key: value}, key])
+            params.extend([codec.dumps_plain({key: value}).decode(), key])
             ors.append(f"({r}.metadata_j ? %s AND ({r}.metadata_j @> %s::jsonb "
                        f"OR jsonb_typeof({r}.metadata_j -> %s) = 'object'))")
         else:
             ors.append(f"{r}.metadata_j ? %s")
-    return "(" + " OR ".join(ors) + ")"
+    return "(" + (" OR ".join(ors) if ors else "false") + ")"
 
 
 def filter_sql(f: Filter) -> tuple[str, list[Any]]:
@@ -707,14 +751,14 @@ def filter_sql(f: Filter) -> tuple[str, list[Any]]:
         ors: list[str] = []
         if f.include_names is not None:
             ors.append("name = ANY(%s)")
-            params.append(list(f.include_names))
+            params.append([enc(v) for v in f.include_names])
         if f.include_types is not None:
             ors.append("run_type = ANY(%s)")
-            params.append(list(f.include_types))
+            params.append([enc(v) for v in f.include_types])
         if f.include_tags is not None:
             ors.append("run_id IN (SELECT r.run_id FROM runs r "
                        "WHERE r.tags_j ?| %s OR r.tags_j IS NULL)")
-            params.append(list(f.include_tags))
+            params.append(_jsonb_strings(f.include_tags))
         if f.include_metadata:
             inner: list[Any] = []
             pred = _metadata_include(f.include_metadata, "r", inner)
@@ -724,13 +768,13 @@ def filter_sql(f: Filter) -> tuple[str, list[Any]]:
         clauses.append("(" + (" OR ".join(ors) if ors else "false") + ")")
     if f.exclude_names:
         clauses.append("NOT (name = ANY(%s))")
-        params.append(list(f.exclude_names))
+        params.append([enc(v) for v in f.exclude_names])
     if f.exclude_types:
         clauses.append("NOT (run_type = ANY(%s))")
-        params.append(list(f.exclude_types))
+        params.append([enc(v) for v in f.exclude_types])
     if f.exclude_tags:
         clauses.append("run_id NOT IN (SELECT r.run_id FROM runs r WHERE r.tags_j ?| %s)")
-        params.append(list(f.exclude_tags))
+        params.append(_jsonb_strings(f.exclude_tags))
     return ("(" + " AND ".join(clauses) + ")" if clauses else "true"), params
 
 
@@ -774,46 +818,68 @@ class PgNotifyWaiter(ChangeWaiter):
 
     def wait(self, timeout: float) -> None:
         with self._lock:
-            self._wait_locked(timeout)
+            if self._closed:
+                time.sleep(min(timeout, self.poll_interval))
+                return
+            if self._conn is None:
+                if not self._reconnect():
+                    time.sleep(min(timeout, self.poll_interval))
+                return
+            self._receive(max(timeout, 0.0))
 
-    def _wait_locked(self, timeout: float) -> None:
-        if self._closed:
-            time.sleep(min(timeout, self.poll_interval))
-            return
-        if self._conn is None:
-            if self._listen():
-                self.reconnects += 1
-                return  # commits may have happened while nobody listened
-            time.sleep(min(timeout, self.poll_interval))
-            return
+    def _reconnect(self) -> bool:
+        """Listen again; True when that worked (the caller then wakes its tailer)."""
+        if self._listen():
+            self.reconnects += 1
+            return True
+        return False
+
+    def _receive(self, timeout: float) -> bool:
+        """Take queued notifications, waiting up to ``timeout``; True if any came."""
+        conn = self._conn
+        if conn is None:
+            return False
         try:
             got = False
-            for _ in self._conn.notifies(timeout=max(timeout, 0.0), stop_after=1):
+            for _ in conn.notifies(timeout=timeout, stop_after=1):
                 got = True
             if got:
                 self.notifications += 1
                 # Drain what else is queued, so the next wait does not wake for commits
                 # the tailer's next read already covers.
-                for _ in self._conn.notifies(timeout=0, stop_after=10_000):
+                for _ in conn.notifies(timeout=0, stop_after=10_000):
                     pass
+            return got
         except psycopg.OperationalError:
             self._drop()
+            return True  # the connection dropped: events may have been missed, re-read
 
     async def await_change(self, timeout: float) -> None:
+        """Wait on the LISTEN socket itself (no thread), under asyncio or trio."""
         import anyio
 
-        # psycopg's async connection is asyncio-only; a worker thread serves asyncio and
-        # trio alike. Slices keep an abandoned (cancelled) wait short.
-        deadline = time.monotonic() + timeout
-        while True:
-            before = self.notifications + self.reconnects
-            left = deadline - time.monotonic()
-            await anyio.to_thread.run_sync(self.wait, min(max(left, 0.0), 0.5),
-                                           abandon_on_cancel=True)
-            if self.notifications + self.reconnects != before or self._conn is None:
-                return
-            if time.monotonic() >= deadline:
-                return
+        with anyio.move_on_after(timeout):
+            while True:
+                with self._lock:
+                    if self._closed:
+                        conn = None
+                    elif self._conn is None:
+                        if self._reconnect():
+                            return
+                        conn = None
+                    else:
+                        if self._receive(0):
+                            return
+                        conn = self._conn
+                if conn is None:
+                    await anyio.sleep(self.poll_interval)
+                    return
+                try:
+                    await anyio.wait_readable(conn.fileno())
+                except (OSError, ValueError):  # closed under us: treat as a drop
+                    with self._lock:
+                        self._drop()
+                    return
 
     def close(self) -> None:
         self._closed = True
