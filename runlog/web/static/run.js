@@ -113,9 +113,9 @@
   // ------------------------------------------------------------------ tree
 
   // One labelled box inside a run's body; hidden while it has nothing to show.
-  function box(title, preClass) {
+  function box(key, title, preClass) {
     const body = RL.el("pre", {className: `value ${preClass || ""}`});
-    const node = RL.el("div", {className: "section", hidden: true},
+    const node = RL.el("div", {className: `section section-${key}`, hidden: true},
                        RL.el("h4", {}, title), body);
     return {node, body, title: node.firstChild};
   }
@@ -132,12 +132,12 @@
     const meta = RL.el("span", {className: "run-meta"});
     const summary = RL.el("summary", {}, name, type, badge, meta);
     const parts = {
-      stream: box("Streamed output", "stream"),
-      chunks: box("Output chunks"),
-      error: box("Error", "error-box"),
-      inputs: box("Inputs"),
-      outputs: box("Outputs"),
-      custom: box("Custom events"),
+      stream: box("stream", "Streamed output", "stream"),
+      chunks: box("chunks", "Output chunks"),
+      error: box("error", "Error", "error-box"),
+      inputs: box("inputs", "Inputs"),
+      outputs: box("outputs", "Outputs"),
+      custom: box("custom", "Custom events"),
     };
     const metaBody = RL.el("pre", {className: "value"});
     const metaBox = RL.el("details", {className: "metadata", hidden: true},

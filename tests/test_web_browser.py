@@ -1,0 +1,266 @@
+"""The web viewer end to end: a real ``runlog serve`` process and headless Chromium.
+
+Debian's ``chromium`` is driven through Playwright's Python package with
+``executable_path`` (no browser download). Locally the tests skip when either is
+missing; in CI (``CI`` set) they fail instead, because ``.ci/run`` installs both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import runlog
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+EVIL = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+WAIT_MS = 20_000  # generous upper bound for a slow CI machine; never a timing assertion
+
+
+def _unavailable(what: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{what}; CI must run the browser tests (.ci/run installs Debian's "
+                    "chromium and the dev extra)", pytrace=False)
+    pytest.skip(what)
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or ("/usr/bin/chromium"
+                                        if os.path.exists("/usr/bin/chromium") else None)
+    if path is None:
+        _unavailable("chromium is not installed (apt-get install -y chromium)")
+    assert path is not None
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is not installed (pip install -e '.[dev]')")
+    executable = _chromium()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("web") / "runs.db"
+    with runlog.open(path) as store:
+        from runlog.cli.core import record_demo
+
+        record_demo(store)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(db: Path) -> Iterator[str]:
+    """``runlog serve --port 0`` in its own process; yields its URL."""
+    with subprocess.Popen(
+            [sys.executable, "-c", "from runlog.cli import main; main()", "serve",
+             "--db", str(db), "--port", "0", "--no-open"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line.startswith("runlog web viewer: "), line + proc.stdout.read()
+            yield line.split()[-1]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    problems: list[str] = []
+    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    pg.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    pg.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+          if m.type == "error" else None)
+    pg.set_default_timeout(WAIT_MS)
+    try:
+        yield pg
+        assert problems == []
+    finally:
+        context.close()
+
+
+def text_of(page: Any, selector: str) -> str:
+    return str(page.locator(selector).first.text_content())
+
+
+def run_node(page: Any, name: str) -> str:
+    """The selector of the tree node (``details.run``) of the run with this name."""
+    run_id = page.evaluate(
+        "n => [...document.querySelectorAll('details.run')]"
+        ".find(d => d.querySelector(':scope > summary .run-name').textContent === n)"
+        "?.dataset.runId", name)
+    assert run_id, f"no run named {name!r} in the tree"
+    return f'details.run[data-run-id="{run_id}"]'
+
+
+def test_runs_list_filter_and_open_a_run(page: Any, server: str) -> None:
+    page.goto(server)
+    row = page.locator("#runs tbody tr", has_text="rag-demo")
+    row.wait_for()
+    assert row.locator(".status").text_content() == "ok"
+    assert row.locator(".tokens").text_content() == "25"
+    assert "demo" in str(row.locator(".tags").text_content())
+    page.wait_for_selector("#live[data-state=live]")
+
+    # Text search over names, server-side; the URL keeps the filter.
+    page.fill("input[name=q]", "fact")
+    page.click("button[type=submit]")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#runs tbody .run-link')]"
+        ".map(a => a.textContent).join() === 'fact_check'")
+    assert "q=fact" in page.url
+    assert "LookupError" in text_of(page, "#runs tbody .error-line")
+    page.click("#clear")
+    row.wait_for()
+
+    row.locator("a.run-link").click()
+    page.wait_for_selector("details.run")
+    assert text_of(page, "#title") == "rag-demo"
+    assert page.locator("details.run").count() == 6
+    model = run_node(page, "FakeChatModel")
+    assert text_of(page, f"{model} > .run-body pre.stream").startswith(
+        "runlog stores each run's start")
+    assert "TTFT" in text_of(page, f"{model} > summary .run-meta")
+    assert page.locator(".tl-row").count() == 6
+    assert page.locator(".tl-ttft:not([hidden])").count() == 1  # the model's first token
+    page.click("#expand")
+    assert page.locator("details.run[data-status=error]").count() == 1
+    error_text = text_of(page, f"{run_node(page, 'fact_check')} > .run-body pre.error-box")
+    assert "LookupError: no source for 'byte for byte'" in error_text
+    assert "Traceback" in error_text
+    assert text_of(page, "#live") == "finished"
+
+
+WRITER = textwrap.dedent("""
+    import sys, runlog
+    store = runlog.open(sys.argv[1])
+    root = store.start_run("live-e2e", "chain", inputs={"q": "live?"}, tags=["e2e"])
+    model = root.start_child("LiveModel", "chat_model", inputs={"messages": ["live?"]})
+    model.token("alpha ")
+    model.token("beta ")
+    store.flush()
+    print(root.id, model.id, flush=True)
+    sys.stdin.readline()
+    model.token("gamma")
+    store.flush()
+    print("more", flush=True)
+    sys.stdin.readline()
+    model.end(outputs={"content": "alpha beta gamma"})
+    root.end(outputs={"answer": "alpha beta gamma"})
+    store.close()
+    print("done", flush=True)
+""")
+
+
+def test_tokens_from_another_process_appear_live(page: Any, server: str, db: Path) -> None:
+    page.goto(server)
+    page.wait_for_selector("#live[data-state=live]")
+    with subprocess.Popen([sys.executable, "-c", WRITER, str(db)], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as writer:
+        assert writer.stdin is not None
+        assert writer.stdout is not None
+        try:
+            root_id, model_id = writer.stdout.readline().split()
+            # The new run appears in the open list, pushed by the server.
+            row = page.locator(f'#runs tbody tr[data-run-id="{root_id}"]')
+            row.wait_for()
+            assert row.locator(".status").text_content() == "running"
+
+            row.locator("a.run-link").click()
+            node = f'details[data-run-id="{model_id}"]'
+            stream = page.locator(f"{node} > .run-body pre.stream")
+            page.wait_for_function(
+                "s => document.querySelector(s)?.textContent === 'alpha beta '",
+                arg=f"{node} > .run-body pre.stream")
+            assert text_of(page, "#summary .status") == "running"
+            page.wait_for_selector("#live[data-state=live]")
+            page.evaluate("window.__samePage = true")
+
+            writer.stdin.write("\n")
+            writer.stdin.flush()
+            assert writer.stdout.readline().strip() == "more"
+            page.wait_for_function(
+                "s => document.querySelector(s)?.textContent === 'alpha beta gamma'",
+                arg=f"{node} > .run-body pre.stream")
+            assert stream.text_content() == "alpha beta gamma"
+
+            writer.stdin.write("\n")
+            writer.stdin.flush()
+            assert writer.stdout.readline().strip() == "done"
+            page.wait_for_function(
+                "() => document.querySelector('#summary .status')?.textContent === 'ok'")
+            page.wait_for_selector("#live[data-state=closed]")
+            assert page.evaluate("window.__samePage") is True  # live, not reloaded
+            assert "3 tokens" in text_of(page, f"{node} > summary .run-meta")
+        finally:
+            writer.stdin.close()
+            writer.wait(timeout=20)
+
+
+def test_html_in_recorded_values_renders_as_text(page: Any, server: str, db: Path) -> None:
+    with runlog.open(db) as store:
+        with store.run(EVIL, "chain", inputs={"html": EVIL}, tags=[EVIL]) as root:
+            with root.child(EVIL, "chat_model") as model:
+                model.token(EVIL)
+                model.token("<b>bold</b>")
+                model.end(outputs=EVIL)
+            try:
+                with root.child("boom", "tool"):
+                    raise RuntimeError(EVIL)
+            except RuntimeError:
+                pass
+            root.end(outputs={"answer": EVIL})
+        root_id = root.id
+
+    page.goto(server)
+    row = page.locator(f'#runs tbody tr[data-run-id="{root_id}"]')
+    row.wait_for()
+    assert row.locator("a.run-link").text_content() == EVIL
+    assert row.locator(".tag").text_content() == EVIL
+    assert page.locator("main img, main script, main b").count() == 0
+
+    page.goto(f"{server}runs/{root_id}")
+    page.wait_for_selector("details.run")
+    page.click("#expand")
+    assert text_of(page, "#title") == EVIL
+    assert page.title() == f"runlog · {EVIL}"
+    model = run_node(page, EVIL)  # the root has the same name: the first match is the root
+    assert text_of(page, f"{model} > .run-body .section-inputs pre") == '{\n  "html": ' + \
+        json.dumps(EVIL) + "\n}"
+    child = page.evaluate(
+        "() => document.querySelector('details.run[data-run-id] .children > details.run')"
+        ".dataset.runId")
+    assert text_of(page, f'details[data-run-id="{child}"] > .run-body pre.stream') == \
+        EVIL + "<b>bold</b>"
+    assert EVIL in text_of(page, f"{run_node(page, 'boom')} > .run-body pre.error-box")
+    assert text_of(page, ".tl-row .tl-label") == EVIL
+    assert page.locator("main img, main script, main b").count() == 0
+    assert page.evaluate("window.__pwned") is None
