@@ -36,7 +36,7 @@ import runlog
 from runlog.store.sqlite import _INSERT_EVENT, SQLiteBackend
 
 TOKENS = ["Hel", "lo", " wor", "ld", ",", " how", " are", " you", "?", " I"]
-FORMATS = ("jsonl",)
+FORMATS = ("jsonl", "otlp", "chrome")
 PER_TRACE = 100  # 1 chain start + retriever start/end + model start + 95 tokens + ends
 
 

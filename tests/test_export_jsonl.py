@@ -370,3 +370,19 @@ def test_awkward_values_survive_exactly() -> None:
         assert got["t"] == (1, (2,))
         assert got["when"] == value["when"]
         assert events[0].metadata == {"m": (b"x",)}
+
+
+def test_read_rows_is_read_without_objects(store: runlog.Store) -> None:
+    """Backend.read_rows gives read's page as (seq, raw, digest hex), high-water included."""
+    from runlog.store.base import EventQuery
+
+    root = demo_store(store)
+    for q in (EventQuery(after=3, limit=7, digests=True),
+              EventQuery(after=0, limit=1000, trace_id=root, digests=True),
+              EventQuery(after=0, limit=5, until=4)):
+        events, high = store.backend.read(q)
+        rows, rows_high = store.backend.read_rows(q)
+        assert rows_high == high
+        assert [(r[0], r[1]) for r in rows] == [(e.seq, e.raw) for e in events]
+        assert [r[2] for r in rows] == [
+            e.digest.hex().encode() if q.digests and e.digest else b"" for e in events]

@@ -31,7 +31,7 @@ import shutil
 import tempfile
 import threading
 import time
-from binascii import a2b_hex, b2a_hex
+from binascii import a2b_hex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -101,25 +101,16 @@ def export_jsonl(store: StoreLike, out: Output, selection: Selection | None = No
     with open_output(out) as (fp, name):
         fp.write(HEADER)
         written = len(HEADER)
-        for page in sel.pages(store, digests=True, page_size=page_size):
-            lines: list[bytes] = []
-            add = lines.append
-            digests: list[bytes] = []
-            keep = digests.append
-            for e in page:
-                d = e.digest
-                if d is None:  # pragma: no cover - backends return digests when asked
-                    raise ExportFileError(f"{store.location} returned an event without digest")
-                keep(d)
-                add(b'{"digest":"%b","event":%b}\n' % (b2a_hex(d), e.raw))
-            order.update(b"".join(digests))
+        for rows in sel.row_pages(store, page_size=page_size):
+            order.update(a2b_hex(b"".join([r[2] for r in rows])))
+            lines = [b'{"digest":"%b","event":%b}\n' % (r[2], r[1]) for r in rows]
             runs += sum([line.startswith(_START, _RAW_AT) for line in lines])
             chunk = b"".join(lines)
             fp.write(chunk)
             written += len(chunk)
-            n += len(page)
+            n += len(rows)
             if progress is not None:
-                progress(len(page))
+                progress(len(rows))
         trailer = _trailer(n, order.digest())
         fp.write(trailer)
         written += len(trailer)

@@ -160,6 +160,19 @@ class Backend(ABC):
     def read(self, q: EventQuery) -> tuple[list[Event], int]:
         """One page of events after ``q.after`` and the high-water mark (module docstring)."""
 
+    def read_rows(self, q: EventQuery) -> tuple[list[tuple[int, bytes, bytes]], int]:
+        """One page as :meth:`read` returns it, as ``(seq, raw, digest hex)`` rows.
+
+        For bulk readers that copy bytes and need no :class:`Event` (the JSONL export):
+        the digest is its lowercase hex in ASCII bytes, ``b""`` unless ``q.digests``.
+        A filter in ``q`` may be applied loosely (a superset), as in :meth:`read`;
+        callers that filter match events themselves. The default builds on
+        :meth:`read`; a backend overrides it when it can skip the objects.
+        """
+        events, high = self.read(q)
+        return [(e.seq, e.raw, e.digest.hex().encode() if e.digest is not None else b"")
+                for e in events], high
+
     @abstractmethod
     def last_seq(self) -> int:
         """The highest committed seq (0 for an empty store)."""

@@ -316,6 +316,21 @@ class SQLiteBackend(Backend):
             conn.execute("COMMIT")
 
     def read(self, q: EventQuery) -> tuple[list[Event], int]:
+        rows, high = self._select(q)
+        if q.digests:
+            events = [Event(r[0], r[1], bytes.fromhex(r[2].decode())) for r in rows]
+        else:
+            events = [Event(r[0], r[1]) for r in rows]
+        return events, high
+
+    def read_rows(self, q: EventQuery) -> tuple[list[tuple[int, bytes, bytes]], int]:
+        rows, high = self._select(q)
+        if q.digests:  # the digest column already holds the hex text
+            return rows, high
+        return [(r[0], r[1], b"") for r in rows], high
+
+    def _select(self, q: EventQuery) -> tuple[list[Any], int]:
+        """The rows ``(seq, raw[, digest hex])`` of one page, and the high-water mark."""
         where = ["seq > ?"]
         params: list[Any] = [q.after]
         if q.until is not None:
@@ -339,15 +354,11 @@ class SQLiteBackend(Backend):
         with self._read_txn(raw_bytes=True) as conn:
             high = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
             rows = conn.execute(sql, params).fetchall()
-        if q.digests:
-            events = [Event(r[0], r[1], bytes.fromhex(r[2].decode())) for r in rows]
-        else:
-            events = [Event(r[0], r[1]) for r in rows]
         if len(rows) >= q.limit:
             high = rows[-1][0]
         if q.until is not None:
             high = min(high, q.until)
-        return events, max(high, q.after)
+        return rows, max(high, q.after)
 
     def last_seq(self) -> int:
         with self._read_txn(raw_bytes=False) as conn:
