@@ -59,9 +59,16 @@ def record(store: Store | Recorder, *,
 
     Pass an existing :class:`Recorder` instead of a store to keep adding to it. Blocks
     nest: a run started in an inner block is recorded by the inner block's recorder
-    (and by the outer one too when its parent run was recorded there). On exit the store's queued events are flushed
-    (a failing flush is logged and counted, never raised) so the recorded runs are
-    readable right after the block.
+    (and by the outer one too when its parent run was recorded there). On exit the
+    store's queued events are flushed (a failing flush is logged and counted, never
+    raised) so the recorded runs are readable right after the block.
+
+    Known limit: LangChain hands a chain's streamed output to the *first* streaming
+    handler of the run only. Inside the block the recorder is appended after the
+    callbacks the call already has, so if the application itself calls
+    ``astream_log``/``astream_events`` there, those handlers come first and the
+    recorder sees model tokens but not the output chunks of chains; put the recorder
+    first in ``config["callbacks"]`` for such calls.
 
     Args:
         store: the store to write to, or a :class:`Recorder` to reuse.
