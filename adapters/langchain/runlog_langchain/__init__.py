@@ -12,6 +12,7 @@ from runlog_langchain.codec import register as _register_codec
 
 _register_codec()
 
+from runlog_langchain.context import arecord, current_recorder, record  # noqa: E402
 from runlog_langchain.recorder import Recorder, llm_result_outputs  # noqa: E402
 from runlog_langchain.replay import (  # noqa: E402
     astream_events,
@@ -24,9 +25,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Recorder",
+    "arecord",
     "astream_events",
     "astream_log",
+    "current_recorder",
     "llm_result_outputs",
+    "record",
     "stream_events",
     "stream_log",
 ]
