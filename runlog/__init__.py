@@ -41,11 +41,13 @@ from runlog.exporters import export, import_jsonl
 from runlog.filters import ANY, Filter
 from runlog.recorder import Run, RunScope, current_run, trace
 from runlog.reducers import LogEntry, RunLog, RunLogPatch, RunState, fold
+from runlog.tail import ATail, Tail, TailNotice
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ANY",
+    "ATail",
     "AppendOnlyError",
     "CorruptStoreError",
     "EncodingError",
@@ -69,6 +71,8 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreNotFoundError",
+    "Tail",
+    "TailNotice",
     "UnknownRunError",
     "VerifyReport",
     "WriteError",

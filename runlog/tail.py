@@ -101,8 +101,7 @@ class _Open:
     last_seen: float
 
 
-_PEEK = ((b'{"kind":"stream","run_id":"', "stream"), (b'{"kind":"start","run_id":"', "start"),
-         (b'{"kind":"end","run_id":"', "end"))
+_KINDS = {b"start": "start", b"stream": "stream", b"end": "end"}
 
 
 def _peek(e: Event) -> tuple[str, str]:
@@ -114,15 +113,15 @@ def _peek(e: Event) -> tuple[str, str]:
     what its consumer touches (``runlog tail --json`` decodes nothing).
     """
     raw = e.raw
-    for prefix, kind in _PEEK:
-        if raw.startswith(prefix):
-            start = len(prefix)
-            end = raw.find(b'"', start)
-            if end > 0:
-                rid = raw[start:end]
-                if b"\\" not in rid:
-                    return kind, rid.decode()
-            break
+    i = raw.find(b'","run_id":"', 9, 24)
+    if i > 0 and raw.startswith(b'{"kind":"'):
+        kind = _KINDS.get(raw[9:i])
+        start = i + 12
+        end = raw.find(b'"', start)
+        if kind is not None and end > 0:
+            rid = raw[start:end]
+            if b"\\" not in rid:
+                return kind, rid.decode()
     return e.kind, e.run_id
 
 
