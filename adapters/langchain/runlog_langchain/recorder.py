@@ -140,8 +140,13 @@ def _dual(name: str) -> Any:
 
     def get(self: Any) -> Any:
         fn = getattr(self, sync_name)
-        caller = sys._getframe(1).f_code.co_name
+        frame = sys._getframe(1)
+        caller = frame.f_code.co_name
         if caller != "_ahandle_event_for_handler":
+            if caller == "handle_event" and name.endswith("_start"):
+                handlers = frame.f_locals.get("handlers")
+                if handlers:
+                    self._adopt(handlers)
             return fn
 
         async def call(*args: Any, **kwargs: Any) -> None:
@@ -184,6 +189,11 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
             code = f.f_code.co_name if f is not None else ""
             if code in _START_DISPATCH:
                 loc = f.f_locals
+                handlers = loc.get("handlers")
+                if handlers is None:
+                    handlers = getattr(loc.get("self"), "handlers", None)
+                if handlers:
+                    self._adopt(handlers)
                 if code == "ahandle_event":
                     is_root_start = (str(loc.get("event_name", "")).endswith("_start") and
                                      (loc.get("kwargs") or {}).get("parent_run_id") is None)
@@ -314,6 +324,38 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         except Exception as e:
             self._failed("an output chunk", e)
 
+    def _adopt(self, handlers: Any) -> None:
+        """Make the other streaming handlers of a run pass their taps through ours.
+
+        LangChain taps only the first streaming handler of a run, and the order of a
+        child run's handlers is not stable (callback managers are merged with sets), so
+        when another streaming handler comes first, its ``tap_output_aiter`` /
+        ``tap_output_iter`` (instance attributes set here, once per handler) record the
+        chunk through the recorder before doing their own work.
+        """
+        for h in list(handlers):
+            if h is self or not isinstance(h, _StreamingCallbackHandler):
+                continue
+            if getattr(h, "_runlog_recorders", None) is not None:
+                if self in h._runlog_recorders:
+                    continue
+            try:
+                orig_a, orig_s = h.tap_output_aiter, h.tap_output_iter
+                rec = self
+
+                def tap_a(run_id: UUID, output: AsyncIterator[T], _o: Any = orig_a
+                          ) -> AsyncIterator[T]:
+                    return _o(run_id, rec._atap(run_id, output))  # type: ignore[no-any-return]
+
+                def tap_s(run_id: UUID, output: Iterator[T], _o: Any = orig_s) -> Iterator[T]:
+                    return _o(run_id, rec._tap(run_id, output))  # type: ignore[no-any-return]
+
+                h.tap_output_aiter = tap_a
+                h.tap_output_iter = tap_s
+                h._runlog_recorders = [*getattr(h, "_runlog_recorders", []), self]
+            except Exception as e:  # a handler that refuses attributes: chunks may be lost
+                self._failed("the stream of another streaming handler", e)
+
     def _others(self, frame: FrameType | None) -> list[Any]:
         """The other streaming handlers of the run being tapped (see module docstring)."""
         manager = frame.f_locals.get("run_manager") if frame is not None else None
@@ -324,8 +366,8 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
     def tap_output_aiter(self, run_id: UUID, output: AsyncIterator[T]) -> AsyncIterator[T]:
         """Record each chunk of a run's async output stream, then pass it on."""
         it: AsyncIterator[T] = self._atap(run_id, output)
-        for h in self._others(sys._getframe(1)):
-            it = h.tap_output_aiter(run_id, it)
+        for h in self._others(sys._getframe(1)):  # their own taps, not our wrappers
+            it = type(h).tap_output_aiter(h, run_id, it)
         return it
 
     async def _atap(self, run_id: UUID, output: AsyncIterator[T]) -> AsyncIterator[T]:
@@ -337,7 +379,7 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         """Record each chunk of a run's output stream, then pass it on."""
         it: Iterator[T] = self._tap(run_id, output)
         for h in self._others(sys._getframe(1)):
-            it = h.tap_output_iter(run_id, it)
+            it = type(h).tap_output_iter(h, run_id, it)
         return it
 
     def _tap(self, run_id: UUID, output: Iterator[T]) -> Iterator[T]:
