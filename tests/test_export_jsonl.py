@@ -386,3 +386,32 @@ def test_read_rows_is_read_without_objects(store: runlog.Store) -> None:
         assert [(r[0], r[1]) for r in rows] == [(e.seq, e.raw) for e in events]
         assert [r[2] for r in rows] == [
             e.digest.hex().encode() if q.digests and e.digest else b"" for e in events]
+
+
+def test_an_interrupted_import_is_completed_with_skip(store: runlog.Store) -> None:
+    """A failing batch stops the import with a clear error; --skip-existing finishes it."""
+    demo_store(store)
+    demo_store(store)
+    data = jsonl(store)
+    with runlog.open(":memory:") as target:
+        append = target.backend.append
+        calls = 0
+
+        def failing(batch: Sequence[Pending], writer: WriterInfo, hb: int) -> int:
+            nonlocal calls
+            calls += 1
+            if calls == 3:
+                raise OSError("disk full")
+            return append(batch, writer, hb)
+
+        target.backend.append = failing  # type: ignore[method-assign]
+        with pytest.raises(runlog.StoreError, match=r"disk full.*--skip-existing"):
+            import_jsonl(target, io.BytesIO(data), batch_size=10)
+        assert target.last_seq() == 20
+        target.backend.append = append  # type: ignore[method-assign]
+        with pytest.raises(runlog.ImportConflictError):
+            import_jsonl(target, io.BytesIO(data))
+        result = import_jsonl(target, io.BytesIO(data), on_conflict="skip")
+        assert result.skipped_events == 20
+        assert jsonl(target) == data
+        assert target.verify().ok
