@@ -193,9 +193,10 @@ class LogReducer:
             out: list[RunLogPatch] = []
             # A root that never streamed (default astream = ainvoke: tools, retrievers,
             # prompts) still yields its output once to astream_log's consumer.
-            if (run.chunks == 0 and e.error is None and e.data is not None
-                    and run.run_type not in LLM_TYPES):
-                out.append(self._root_chunk(fresh(e.data), run))
+            if run.chunks == 0 and e.error is None and e.data is not None:
+                value = _model_output(run.run_type, e.data)
+                if value is not None:
+                    out.append(self._root_chunk(fresh(value), run))
             return out
         if run.key is None:
             return []
@@ -205,6 +206,18 @@ class LogReducer:
              "value": log_final_output(run.run_type, e.data, failed)},
             {"op": "add", "path": f"/logs/{run.key}/end_time", "value": _iso_ms(e.time_us)},
         )]
+
+
+def _model_output(run_type: str, outputs: Any) -> Any:
+    """What a root's ``astream`` yielded once when it did not stream: the output itself,
+    or for a model the first generation's text (LLM) or message (chat model)."""
+    if run_type not in LLM_TYPES:
+        return outputs
+    if isinstance(outputs, dict) and outputs.get("generations"):
+        first = outputs["generations"][0]
+        if first and isinstance(first[0], dict):
+            return first[0].get("message" if run_type == "chat_model" else "text")
+    return None
 
 
 def log_view(

@@ -13,6 +13,16 @@ from runlog_langchain.codec import register as _register_codec
 _register_codec()
 
 from runlog_langchain.context import arecord, current_recorder, record  # noqa: E402
+from runlog_langchain.fixtures import (  # noqa: E402
+    NotRecordedError,
+    Recordings,
+    ReplayChatModel,
+    ReplayLLM,
+    ReplayRetriever,
+    ReplayTool,
+    replay_fixtures,
+    replay_model,
+)
 from runlog_langchain.recorder import Recorder, llm_result_outputs  # noqa: E402
 from runlog_langchain.replay import (  # noqa: E402
     astream_events,
@@ -24,13 +34,21 @@ from runlog_langchain.replay import (  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "NotRecordedError",
     "Recorder",
+    "Recordings",
+    "ReplayChatModel",
+    "ReplayLLM",
+    "ReplayRetriever",
+    "ReplayTool",
     "arecord",
     "astream_events",
     "astream_log",
     "current_recorder",
     "llm_result_outputs",
     "record",
+    "replay_fixtures",
+    "replay_model",
     "stream_events",
     "stream_log",
 ]

@@ -200,7 +200,9 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
                 else:
                     is_root_start = getattr(loc.get("self"), "parent_run_id", 1) is None
                 if is_root_start:
-                    _ROOT_CANDIDATES.set(_entry_inputs(f))
+                    found = _entry_inputs(f)
+                    if found:  # a dispatch task of its own sees none: keep the caller's
+                        _ROOT_CANDIDATES.set(found)
         except Exception:  # never let bookkeeping break dispatch
             pass
         return False
@@ -336,19 +338,18 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         for h in list(handlers):
             if h is self or not isinstance(h, _StreamingCallbackHandler):
                 continue
-            if getattr(h, "_runlog_recorders", None) is not None:
-                if self in h._runlog_recorders:
-                    continue
+            if self in (getattr(h, "_runlog_recorders", None) or ()):
+                continue
             try:
                 orig_a, orig_s = h.tap_output_aiter, h.tap_output_iter
-                rec = self
 
-                def tap_a(run_id: UUID, output: AsyncIterator[T], _o: Any = orig_a
-                          ) -> AsyncIterator[T]:
-                    return _o(run_id, rec._atap(run_id, output))  # type: ignore[no-any-return]
+                def tap_a(run_id: UUID, output: AsyncIterator[T], _o: Any = orig_a,
+                          _r: Recorder = self) -> AsyncIterator[T]:
+                    return _o(run_id, _r._atap(run_id, output))  # type: ignore[no-any-return]
 
-                def tap_s(run_id: UUID, output: Iterator[T], _o: Any = orig_s) -> Iterator[T]:
-                    return _o(run_id, rec._tap(run_id, output))  # type: ignore[no-any-return]
+                def tap_s(run_id: UUID, output: Iterator[T], _o: Any = orig_s,
+                          _r: Recorder = self) -> Iterator[T]:
+                    return _o(run_id, _r._tap(run_id, output))  # type: ignore[no-any-return]
 
                 h.tap_output_aiter = tap_a
                 h.tap_output_iter = tap_s

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
+from jsonpointer import JsonPointerException
 from langchain_core.load import dumps
 from langchain_core.messages import AIMessageChunk
 from langchain_core.outputs import GenerationChunk
@@ -27,7 +28,7 @@ from langchain_core.tracers.log_stream import RunLogPatch as LCRunLogPatch
 
 from runlog import Event, Filter, Store
 from runlog.reducers import EventsReducer, LogReducer, OpsPrefix, error_object
-from runlog.reducers.patch import apply_ops
+from runlog.reducers.patch import PatchError, apply_ops
 
 __all__ = ["astream_events", "astream_log", "stream_events", "stream_log"]
 
@@ -75,7 +76,10 @@ class _LogFolder:
             if self.diff:
                 out.append(LCRunLogPatch(*p.ops))
                 continue
-            self.state = apply_ops(self.state, p.ops)
+            try:
+                self.state = apply_ops(self.state, p.ops)
+            except PatchError as err:  # e.g. /logs/a/b for a run named "a/b", as in LangChain
+                raise JsonPointerException(str(err)) from err
             self.journal.extend(p.ops)
             log = LCRunLog.__new__(LCRunLog)
             log.ops = OpsPrefix(self.journal, len(self.journal))  # type: ignore[assignment]
