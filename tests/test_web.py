@@ -27,7 +27,7 @@ import runlog
 from runlog.cli import cli
 from runlog.cli.options import _meta_pairs
 from runlog.tail import TailNotice
-from runlog.web import create_app, is_loopback, server_url
+from runlog.web import create_app, export_formats, is_loopback, server_url
 from runlog.web.model import TokenCounter, event_line, parse_meta
 from runlog.web.stream import parse_kinds, sse_message, status_message
 
@@ -300,6 +300,28 @@ def test_user_html_never_reaches_the_page_markup(store: runlog.Store,
     assert r.headers["content-type"] == "application/json"
     assert r.json()["runs"][0]["name"] == EVIL
     assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_export_downloads_equal_the_library_export(store: runlog.Store,
+                                                   client: TestClient, tmp_path: Path) -> None:
+    root = record_pipeline(store, "exported", tokens=3, fail=True)
+    record_pipeline(store, "not exported")
+    formats = export_formats()
+    assert "jsonl" in formats
+    assert client.get(f"/api/runs/{root}").json()["export_formats"] == list(formats)
+    for fmt in formats:
+        r = client.get(f"/api/runs/{root}/export?format={fmt}")
+        assert r.status_code == 200, r.text
+        assert r.headers["content-disposition"].startswith(
+            f'attachment; filename="run-{root}.')
+        want = tmp_path / f"want.{fmt}"
+        runlog.export(store, fmt, str(want), run_id=root)  # type: ignore[arg-type]
+        assert r.content == want.read_bytes(), fmt
+    assert b"not exported" not in client.get(f"/api/runs/{root}/export?format=jsonl").content
+    r = client.get(f"/api/runs/{root}/export?format=pdf")
+    assert r.status_code == 400
+    assert "jsonl" in r.json()["error"]
+    assert client.get("/api/runs/nope/export").status_code == 404
 
 
 # ------------------------------------------------------------------ SSE

@@ -350,6 +350,8 @@
   function render() {
     frame = null;
     const nowUs = Date.now() * 1000;
+    // Running runs' durations move with the clock: redraw them with everything else.
+    for (const id of order) if (status(runs.get(id)) === "running") dirty.add(id);
     for (const id of order) if (dirty.has(id)) updateNode(runs.get(id), nowUs);
     dirty.clear();
     renderTimeline(nowUs);
@@ -358,10 +360,7 @@
     // While something runs, redraw durations and bars twice a second (local only;
     // the data itself arrives pushed by the server).
     if (anyRunning && ticker === null) {
-      ticker = setInterval(() => {
-        for (const id of order) if (status(runs.get(id)) === "running") dirty.add(id);
-        schedule();
-      }, 500);
+      ticker = setInterval(schedule, 500);
     } else if (!anyRunning && ticker !== null) {
       clearInterval(ticker);
       ticker = null;
