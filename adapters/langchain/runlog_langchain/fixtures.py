@@ -570,7 +570,7 @@ def _collect(events: Iterable[Event], calls: list[RecordedCall],
     for e in events:
         if e.kind == "start":
             if e.run_type in _KINDS:
-                kind: Kind = e.run_type  # type: ignore[assignment]
+                kind: Kind = e.run_type
                 try:
                     key = input_key(kind, e.data)
                 except TypeError:
@@ -580,22 +580,22 @@ def _collect(events: Iterable[Event], calls: list[RecordedCall],
                 calls.append(call)
                 open_calls[e.run_id] = call
             continue
-        call = open_calls.get(e.run_id)
-        if call is None:
+        cur = open_calls.get(e.run_id)
+        if cur is None:
             continue
         if e.kind == "stream":
             if e.channel == "token" and isinstance(e.data, dict):
                 chunk = e.data.get("chunk")
                 if chunk is None:
                     token = e.data.get("token", "")
-                    chunk = (AIMessageChunk(content=token) if call.kind == "chat_model"
+                    chunk = (AIMessageChunk(content=token) if cur.kind == "chat_model"
                              else GenerationChunk(text=token))
-                call.chunks.append((e.time_us - call.start_us, chunk))
+                cur.chunks.append((e.time_us - cur.start_us, chunk))
         elif e.kind == "end":
-            call.outputs = e.data
-            call.error = e.error
-            call.end_offset_us = e.time_us - call.start_us
-            call.ended = True
+            cur.outputs = e.data
+            cur.error = e.error
+            cur.end_offset_us = e.time_us - cur.start_us
+            cur.ended = True
             del open_calls[e.run_id]
 
 
