@@ -77,18 +77,36 @@ def record_demo(store: Store, delay: float = 0.0, echo: Any = None) -> str:
 @db_option
 @click.option("--delay", type=float, default=0.03, show_default=True,
               help="Seconds between streamed tokens (0 for no pause).")
-def demo(db: str, delay: float) -> None:
+@click.option("--langchain", "use_langchain", is_flag=True,
+              help="Record a real LangChain chain (needs runlog-langchain) and replay it "
+                   "as astream_log / astream_events.")
+def demo(db: str, delay: float, use_langchain: bool) -> None:
     """Record a realistic pipeline offline and show it.
 
     A retriever, a prompt, a chat model streaming tokens, a tool and one failing step
     are recorded into --db; the tokens are printed as they stream, then the stored run
-    tree is read back.
+    tree is read back. With --langchain the pipeline is a LangChain chain built from
+    its fake models, recorded by runlog_langchain and also replayed as LangChain's
+    astream_log patches and astream_events.
 
     \b
     Example:
         runlog demo --db /tmp/demo.db
+        runlog demo --langchain --db /tmp/demo.db
     """
     out = console()
+    if use_langchain:
+        import importlib
+
+        try:  # an optional distribution; imported only here (and runlog never needs it)
+            run_demo = importlib.import_module("runlog_langchain.demo").run_demo
+        except ImportError as e:
+            raise click.ClickException(
+                f"runlog demo --langchain needs the LangChain adapter ({e}); install it "
+                "with: pip install -e adapters/langchain") from e
+        with runlog.open(db) as lc_store:
+            run_demo(lc_store, delay=delay, out=out)
+        return
     store = runlog.open(db)
     try:
         out.print(f"[bold]Recording a RAG pipeline into[/] {store.location}\n")
