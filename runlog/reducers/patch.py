@@ -152,6 +152,17 @@ def _replace(doc: Any, path: str, value: Any) -> Any:
     return doc
 
 
+def _json_equal(a: Any, b: Any) -> bool:
+    """Equality as JSON sees it: ``True`` is not ``1`` (jsonpatch's ``test`` rule)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
 def apply_op(doc: Any, op: Mapping[str, Any]) -> Any:
     """Apply one operation to ``doc`` in place; returns the (possibly new) document."""
     try:
@@ -170,12 +181,14 @@ def apply_op(doc: Any, op: Mapping[str, Any]) -> Any:
         if path != src and path.startswith(src + "/"):
             raise PatchError(f"cannot move {src!r} into its own child {path!r}")
         value = _get(doc, src)
+        if path == src:
+            return doc
         doc = _remove(doc, src)
         return _add(doc, path, value)
     if kind == "copy":
         return _add(doc, path, copy.deepcopy(_get(doc, op["from"])))
     if kind == "test":
-        if _get(doc, path) != op["value"]:
+        if not _json_equal(_get(doc, path), op["value"]):
             raise PatchError(f"test failed at {path!r}")
         return doc
     raise PatchError(f"unknown JSON Patch operation {kind!r}")
