@@ -312,8 +312,8 @@ def test_runlog_type_semantics() -> None:
     assert log + p2 == RunLog(*p1.ops, *p2.ops, *p2.ops, state={"a": [1, 1]})
     assert log != RunLogPatch(*log.ops)
     with pytest.raises(TypeError):
-        log + log  # noqa: B018
+        log + log
     with pytest.raises(TypeError):
-        p1 + log  # noqa: B018
+        p1 + log
     with pytest.raises(TypeError):
         hash(p1)
