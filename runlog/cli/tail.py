@@ -14,6 +14,7 @@ from runlog.cli import cli
 from runlog.cli.core import open_store
 from runlog.cli.options import db_option, filter_options, json_option
 from runlog.cli.render import console, event_json_line, short
+from runlog.errors import UnknownRunError
 from runlog.events import Event
 from runlog.filters import Filter
 from runlog.tail import Tail, TailNotice
@@ -178,6 +179,12 @@ def tail(db: str, as_json: bool, filter: Filter | None, run_id: str | None,
         except ValueError as e:
             raise click.UsageError(str(e)) from None
         err = console(stderr=True)
+        if run_id is not None:
+            try:
+                store.resolve_run_id(run_id)
+            except UnknownRunError:
+                err.print(f"[dim]runlog tail: waiting for run {escape(run_id)} to start "
+                          "(a run that does not exist yet needs its full id)[/]")
         try:
             with t:
                 _follow(store, t, as_json, view)
