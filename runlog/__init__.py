@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from runlog.api import Store, VerifyReport, open
 from runlog.codec import Opaque
+from runlog.diff import diff
 from runlog.errors import (
     AppendOnlyError,
     CorruptStoreError,
@@ -77,6 +78,7 @@ __all__ = [
     "VerifyReport",
     "WriteError",
     "current_run",
+    "diff",
     "export",
     "fold",
     "import_jsonl",

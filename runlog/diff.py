@@ -15,6 +15,8 @@ key such as ``rag/model`` or ``rag/tool[1]`` (the second child named ``tool``).
   name, type, tags, metadata, inputs, status, output chunks, tokens, custom events,
   outputs and error (values in the codec's tagged JSON form, so a NaN or bytes compare
   as stored);
+* ``state_patch``: the JSON Patch between the two runs' LangChain ``RunState``
+  (:func:`runlog.fold`, what ``astream_log`` ends with), ids and times removed;
 * ``timings``: per run key, start offset and duration in A and in B, kept apart from
   the patch because times always differ.
 
@@ -33,6 +35,8 @@ import jsonpatch
 
 from runlog import codec
 from runlog.events import Event
+from runlog.reducers import fold
+from runlog.reducers.patch import PatchError
 
 __all__ = [
     "Divergence",
@@ -292,11 +296,14 @@ class RunDiff:
     timings: list[Timing]
     only_in_a: list[str]
     only_in_b: list[str]
+    state_patch: list[dict[str, Any]] = field(default_factory=list)
+    state_note: str | None = None
+    """Why ``state_patch`` is empty although the runs differ (the fold failed)."""
 
     @property
     def same(self) -> bool:
         """True when the runs recorded the same events (times and ids aside)."""
-        return self.first_divergence is None and not self.patch
+        return self.first_divergence is None and not self.patch and not self.state_patch
 
     def __bool__(self) -> bool:
         """A diff is truthy when there is a difference (like a non-empty patch)."""
@@ -307,7 +314,9 @@ class RunDiff:
             "a": self.a, "b": self.b, "same": self.same,
             "first_divergence": (self.first_divergence.to_dict()
                                  if self.first_divergence else None),
-            "patch": self.patch, "only_in_a": self.only_in_a, "only_in_b": self.only_in_b,
+            "patch": self.patch, "state_patch": self.state_patch,
+            "state_note": self.state_note,
+            "only_in_a": self.only_in_a, "only_in_b": self.only_in_b,
             "timings": [t.to_dict() for t in self.timings],
         }
 
@@ -398,9 +407,34 @@ def diff_events(events_a: Iterable[Event], events_b: Iterable[Event], *,
             _ms(nb.end_us, nb.start_us) if nb else None,
             _ms(na.first_stream_us, na.start_us) if na else None,
             _ms(nb.first_stream_us, nb.start_us) if nb else None))
+    state_patch: list[dict[str, Any]] = []
+    note = None
+    try:
+        state_patch = list(jsonpatch.make_patch(_folded(ev_a, root_a), _folded(ev_b, root_b)))
+    except PatchError as e:  # e.g. a run name the astream_log paths cannot hold
+        note = f"the RunState could not be folded: {e}"
     return RunDiff(
         root_a, root_b, _first_divergence(ev_a, ev_b, keys_a, keys_b), patch, timings,
-        [k for k in nodes_a if k not in nodes_b], [k for k in nodes_b if k not in nodes_a])
+        [k for k in nodes_a if k not in nodes_b], [k for k in nodes_b if k not in nodes_a],
+        state_patch, note)
+
+
+_VOLATILE = ("id", "start_time", "end_time")
+
+
+def _folded(events: list[Event], root: str) -> dict[str, Any]:
+    """``runlog.fold`` of a run's subtree without ids and times, in tagged JSON form."""
+    mine = [e for e in events if e.trace_id == events[0].trace_id]
+    starts = [i for i, e in enumerate(mine) if e.run_id == root and e.kind == "start"]
+    state: Any = fold(mine[starts[0]:] if starts else mine)
+    if state is None:
+        return {}
+    doc: dict[str, Any] = _plain({k: v for k, v in state.items() if k not in _VOLATILE})
+    logs = doc.get("logs")
+    if isinstance(logs, dict):
+        doc["logs"] = {k: {f: v for f, v in entry.items() if f not in _VOLATILE}
+                       for k, entry in logs.items()}
+    return doc
 
 
 def _subtree_state(events: list[Event], root: str) -> RunTreeState:
