@@ -59,8 +59,16 @@
     dirty.add(rec.id);
   }
 
+  // Counters for whoever debugs the page (and the browser tests).
+  const stats = {applied: 0, duplicates: 0};
+  window.runlogStats = stats;
+
   function apply(event) {
-    if (event.seq <= cursor) return;  // never twice (the server guarantees it too)
+    if (event.seq <= cursor) {  // never twice (the server guarantees it too)
+      stats.duplicates += 1;
+      return;
+    }
+    stats.applied += 1;
     cursor = event.seq;
     const rec = record(event.run_id);
     rec.events += 1;
@@ -386,7 +394,9 @@
   }
 
   function follow() {
-    const url = `/api/stream?run=${encodeURIComponent(runId)}&after=${cursor}&until_end=1`;
+    // No until_end: the page closes the stream itself when the run ends, and keeps
+    // following a run reported abandoned (its writer may only have been paused).
+    const url = `/api/stream?run=${encodeURIComponent(runId)}&after=${cursor}`;
     source = new EventSource(url);
     source.onopen = () => RL.setLive("live", "live");
     source.onerror = () => {
