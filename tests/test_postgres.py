@@ -295,7 +295,7 @@ def test_filters_are_bound_parameters() -> None:
                                     include_metadata={"k'": "v'"}))
     assert "DROP" not in sql
     assert "k'" not in sql
-    assert ["x'; DROP TABLE events; --"] in params
+    assert "x'; DROP TABLE events; --" in params
 
 
 # ------------------------------------------------------------------ leases

@@ -76,7 +76,7 @@ from runlog.store.base import (
     run_info_from_row,
 )
 
-__all__ = ["PgNotifyWaiter", "PostgresBackend", "parse_url", "pg_extras_ddl"]
+__all__ = ["PgNotifyWaiter", "PostgresBackend", "parse_url", "pg_extras_ddl", "read_sql"]
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -133,6 +133,11 @@ def pg_extras_ddl() -> list[str]:
         "ADD COLUMN IF NOT EXISTS metadata_j jsonb",
         "CREATE INDEX IF NOT EXISTS runs_tags_gin ON runs USING gin (tags_j)",
         "CREATE INDEX IF NOT EXISTS runs_metadata_gin ON runs USING gin (metadata_j)",
+        # The runs whose tags/metadata JSONB could not hold (NULL): every filter keeps
+        # them for the exact predicate, and these let that OR stay an index scan.
+        "CREATE INDEX IF NOT EXISTS runs_tags_unindexable ON runs (run_id) WHERE tags_j IS NULL",
+        "CREATE INDEX IF NOT EXISTS runs_metadata_unindexable ON runs (run_id) "
+        "WHERE metadata_j IS NULL",
         "CREATE INDEX IF NOT EXISTS runs_id_pattern ON runs (run_id text_pattern_ops)",
         "CREATE INDEX IF NOT EXISTS runs_id_reverse ON runs (reverse(run_id) text_pattern_ops)",
         "CREATE INDEX IF NOT EXISTS events_run_seq ON events (run_id, seq)",
@@ -520,26 +525,9 @@ class PostgresBackend(Backend):
 
     # -- reading ---------------------------------------------------------------
     def read(self, q: EventQuery) -> tuple[list[Event], int]:
-        where = ["seq > %s"]
-        params: list[Any] = [q.after]
-        if q.until is not None:
-            where.append("seq <= %s")
-            params.append(q.until)
-        if q.trace_id is not None:
-            where.append("trace_id = %s")
-            params.append(enc(q.trace_id))
-        if q.run_ids is not None:
-            if not q.run_ids:
-                return [], max(q.after, self.last_seq())
-            where.append("run_id = ANY(%s)")
-            params.append(sorted(enc(r) for r in q.run_ids))
-        if q.filter is not None and not q.filter.is_empty:
-            fsql, fparams = filter_sql(q.filter)
-            where.append(fsql)
-            params.extend(fparams)
-        cols = "seq, raw, digest" if q.digests else "seq, raw"
-        query = f"SELECT {cols} FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT %s"
-        params.append(q.limit)
+        if q.run_ids is not None and not q.run_ids:
+            return [], max(q.after, self.last_seq())
+        query, params = read_sql(q)
         with self._conn() as conn:
             # One snapshot for the page and the high-water mark, one network round trip.
             with conn.pipeline():
@@ -667,10 +655,43 @@ class PostgresBackend(Backend):
         self.engine.dispose()
 
 
+def read_sql(q: EventQuery) -> tuple[str, list[Any]]:
+    """The page query of :meth:`PostgresBackend.read` (also what docs/postgres.md EXPLAINs)."""
+    where = ["seq > %s"]
+    params: list[Any] = [q.after]
+    if q.until is not None:
+        where.append("seq <= %s")
+        params.append(q.until)
+    if q.trace_id is not None:
+        where.append("trace_id = %s")
+        params.append(enc(q.trace_id))
+    if q.run_ids is not None:
+        where.append("run_id = ANY(%s)")
+        params.append(sorted(enc(r) for r in q.run_ids))
+    if q.filter is not None and not q.filter.is_empty:
+        fsql, fparams = filter_sql(q.filter)
+        where.append(fsql)
+        params.extend(fparams)
+    cols = "seq, raw, digest" if q.digests else "seq, raw"
+    query = f"SELECT {cols} FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT %s"
+    params.append(q.limit)
+    return query, params
+
+
 def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
     """Pooled connections run in autocommit: every transaction is explicit (or one
     statement), so an idle pooled connection never sits inside a transaction."""
     dbapi_conn.autocommit = True
+
+
+def _in(column: str, values: Sequence[str], params: list[Any]) -> str:
+    """``column`` equal to one of ``values``; a single value as ``=``, so the planner
+    can walk a (column, seq) index in seq order."""
+    if len(values) == 1:
+        params.append(enc(values[0]))
+        return f"{column} = %s"
+    params.append([enc(v) for v in values])
+    return f"{column} = ANY(%s)"
 
 
 def _jsonb_strings(values: Sequence[str]) -> list[str]:
@@ -691,11 +712,9 @@ def run_filter_sql(f: Filter, runs_alias: str) -> tuple[str, list[Any]]:
     if f.has_includes:
         ors: list[str] = []
         if f.include_names is not None:
-            ors.append(f"{r}.name = ANY(%s)")
-            params.append([enc(v) for v in f.include_names])
+            ors.append(_in(f"{r}.name", f.include_names, params))
         if f.include_types is not None:
-            ors.append(f"{r}.run_type = ANY(%s)")
-            params.append([enc(v) for v in f.include_types])
+            ors.append(_in(f"{r}.run_type", f.include_types, params))
         if f.include_tags is not None:
             ors.append(f"({r}.tags_j ?| %s OR {r}.tags_j IS NULL)")
             params.append(_jsonb_strings(f.include_tags))
@@ -706,11 +725,9 @@ def run_filter_sql(f: Filter, runs_alias: str) -> tuple[str, list[Any]]:
                            f"OR {r}.metadata_j IS NULL)")
         clauses.append("(" + (" OR ".join(ors) if ors else "false") + ")")
     if f.exclude_names:
-        clauses.append(f"NOT ({r}.name = ANY(%s))")
-        params.append([enc(v) for v in f.exclude_names])
+        clauses.append(f"NOT ({_in(f'{r}.name', f.exclude_names, params)})")
     if f.exclude_types:
-        clauses.append(f"NOT ({r}.run_type = ANY(%s))")
-        params.append([enc(v) for v in f.exclude_types])
+        clauses.append(f"NOT ({_in(f'{r}.run_type', f.exclude_types, params)})")
     if f.exclude_tags:
         clauses.append(f"({r}.tags_j IS NULL OR NOT ({r}.tags_j ?| %s))")
         params.append(_jsonb_strings(f.exclude_tags))
@@ -722,8 +739,9 @@ def _metadata_include(wanted: Any, r: str, params: list[Any]) -> str:
 
     A plain ``str`` value is stored as a JSON string, so containment decides it; a value
     that decodes to an equal object from a tag (a ``str`` enum member) is stored as a
-    JSON object, which the ``jsonb_typeof`` escape keeps. Other values (numbers compare
-    across int/float/bool in Python, not in JSONB) are narrowed to "the key exists".
+    JSON object, which ``@> {key: {}}`` keeps (every object contains ``{}``). Both are
+    GIN-indexable. Other values (numbers compare across int/float/bool in Python, not
+    in JSONB) are narrowed to "the key exists".
     """
     ors: list[str] = []
     for key, value in wanted.items():
@@ -731,9 +749,9 @@ def _metadata_include(wanted: Any, r: str, params: list[Any]) -> str:
             continue
         params.append(key)
         if value is not ANY and isinstance(value, str) and "\x00" not in value:
-            params.extend([codec.dumps_plain({key: value}).decode(), key])
-            ors.append(f"({r}.metadata_j ? %s AND ({r}.metadata_j @> %s::jsonb "
-                       f"OR jsonb_typeof({r}.metadata_j -> %s) = 'object'))")
+            params[-1:] = [codec.dumps_plain({key: value}).decode(),
+                           codec.dumps_plain({key: {}}).decode()]
+            ors.append(f"{r}.metadata_j @> %s::jsonb OR {r}.metadata_j @> %s::jsonb")
         else:
             ors.append(f"{r}.metadata_j ? %s")
     return "(" + (" OR ".join(ors) if ors else "false") + ")"
@@ -750,11 +768,9 @@ def filter_sql(f: Filter) -> tuple[str, list[Any]]:
     if f.has_includes:
         ors: list[str] = []
         if f.include_names is not None:
-            ors.append("name = ANY(%s)")
-            params.append([enc(v) for v in f.include_names])
+            ors.append(_in("name", f.include_names, params))
         if f.include_types is not None:
-            ors.append("run_type = ANY(%s)")
-            params.append([enc(v) for v in f.include_types])
+            ors.append(_in("run_type", f.include_types, params))
         if f.include_tags is not None:
             ors.append("run_id IN (SELECT r.run_id FROM runs r "
                        "WHERE r.tags_j ?| %s OR r.tags_j IS NULL)")
@@ -767,11 +783,9 @@ def filter_sql(f: Filter) -> tuple[str, list[Any]]:
             params.extend(inner)
         clauses.append("(" + (" OR ".join(ors) if ors else "false") + ")")
     if f.exclude_names:
-        clauses.append("NOT (name = ANY(%s))")
-        params.append([enc(v) for v in f.exclude_names])
+        clauses.append(f"NOT ({_in('name', f.exclude_names, params)})")
     if f.exclude_types:
-        clauses.append("NOT (run_type = ANY(%s))")
-        params.append([enc(v) for v in f.exclude_types])
+        clauses.append(f"NOT ({_in('run_type', f.exclude_types, params)})")
     if f.exclude_tags:
         clauses.append("run_id NOT IN (SELECT r.run_id FROM runs r WHERE r.tags_j ?| %s)")
         params.append(_jsonb_strings(f.exclude_tags))
