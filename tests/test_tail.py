@@ -372,3 +372,19 @@ def test_peeking_kind_and_run_id_from_the_bytes_agrees_with_decoding(run_id: str
         events = list(store.events())
     assert [_peek(e) for e in events] == [(e.kind, e.run_id) for e in events]
     assert [k for k, _ in map(_peek, events)] == ["start", "stream", "end"]
+
+
+@pytest.mark.parametrize("view", ["log", "events"])
+def test_a_view_of_an_abandoned_run_ends_with_the_notice_after_its_items(
+        store: Store, view: str) -> None:
+    from runlog.reducers import view_json_line
+
+    writer_store = Store(store.backend, lease_seconds=0.2)
+    run = writer_store.start_run("doomed")
+    model = run.start_child("model", "chat_model")
+    model.token("a")
+    writer_store.writer.close()
+    items = list(store.tail(run_id=run.id, view=view))  # type: ignore[arg-type]
+    assert items[-1] == TailNotice("abandoned", run.id, store.last_seq(), "doomed")
+    folded = list(store.replay(run.id, view=view))  # type: ignore[arg-type]
+    assert [view_json_line(i) for i in items[:-1]] == [view_json_line(i) for i in folded]
