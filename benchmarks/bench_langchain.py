@@ -1,0 +1,137 @@
+"""LangChain adapter benchmark (issue 6): recording overhead per streamed token.
+
+Three ways of consuming the same ``GenericFakeChatModel`` stream of N tokens, measured
+in the same run, alternating, median of several repeats:
+
+* plain:     ``async for c in model.astream(x)``, the baseline;
+* langchain: ``async for e in model.astream_events(x, version="v2")``, LangChain's own
+             streaming of the run's events, kept in memory only;
+* runlog:    ``model.astream(x)`` with ``runlog_langchain.Recorder(store)`` attached,
+             persisting every token to a SQLite store (the timing includes the final
+             ``flush``, so every event is committed when the clock stops).
+
+Overhead per token = (variant - plain) / N. Goal: runlog's overhead <= 0.5x LangChain's
+(``../shared/perf-baselines.md``: astream_events v2 adds about 117 us/token here).
+The same three are also measured for ``prompt | model | StrOutputParser()``, where the
+recorder also stores each streamed chunk of the parser and the sequence.
+
+Run: ``python -m benchmarks.bench_langchain`` (``--quick``: fewer tokens and repeats).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import Runnable
+from runlog_langchain import Recorder
+
+import runlog
+
+
+def make_model(n_tokens: int) -> GenericFakeChatModel:
+    # GenericFakeChatModel streams words and the spaces between them as separate chunks
+    words = (n_tokens + 1) // 2
+    return GenericFakeChatModel(messages=iter([AIMessage(" ".join(["tok"] * words))]))
+
+
+def make_chain(n_tokens: int) -> Runnable[Any, str]:
+    prompt = ChatPromptTemplate.from_messages([("human", "{q}")])
+    return prompt | make_model(n_tokens) | StrOutputParser()
+
+
+async def _plain(r: Runnable[Any, Any], x: Any) -> int:
+    return sum([1 async for _ in r.astream(x)])
+
+
+async def _lc_events(r: Runnable[Any, Any], x: Any) -> int:
+    return sum([1 async for _ in r.astream_events(x, version="v2")])
+
+
+async def _recorded(r: Runnable[Any, Any], x: Any, store: runlog.Store) -> int:
+    rec = Recorder(store)
+    n = sum([1 async for _ in r.astream(x, config={"callbacks": [rec]})])
+    await store.aflush()
+    if rec.failures:
+        raise RuntimeError(f"recording failed: {rec.last_error}")
+    return n
+
+
+def _time(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the whole process, writer thread included)."""
+    gc.collect()
+    t0, c0 = time.perf_counter(), time.process_time()
+    asyncio.run(fn())
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def measure(factory: Callable[[int], Runnable[Any, Any]], x: Any, n: int, repeat: int,
+            store: runlog.Store) -> dict[str, Any]:
+    """Median wall and CPU time of each variant, alternating so drift hits all alike.
+
+    CPU time is reported too because this machine is shared: on a loaded box wall time
+    also measures the other processes, CPU time measures only the work done here.
+    """
+    times: dict[str, list[tuple[float, float]]] = {"plain": [], "langchain": [],
+                                                   "runlog": []}
+    for _ in range(repeat):
+        r = factory(n)
+        times["plain"].append(_time(lambda r=r: _plain(r, x)))
+        r = factory(n)
+        times["langchain"].append(_time(lambda r=r: _lc_events(r, x)))
+        r = factory(n)
+        times["runlog"].append(_time(lambda r=r: _recorded(r, x, store)))
+    out: dict[str, Any] = {"tokens": n}
+    for i, clock in enumerate(("wall", "cpu")):
+        med = {k: statistics.median(t[i] for t in v) for k, v in times.items()}
+        lc_us = (med["langchain"] - med["plain"]) / n * 1e6
+        ours_us = (med["runlog"] - med["plain"]) / n * 1e6
+        out[clock] = {"plain_us": med["plain"] / n * 1e6, "langchain_overhead_us": lc_us,
+                      "runlog_overhead_us": ours_us,
+                      "ratio": ours_us / lc_us if lc_us > 0 else float("nan")}
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer tokens and repeats")
+    args = ap.parse_args(argv)
+    n = 1_000 if args.quick else 5_000
+    repeat = 3 if args.quick else 7
+    warnings.simplefilter("ignore")  # astream_events' beta warnings
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as d:
+        store = runlog.open(Path(d) / "bench.db")
+        try:
+            asyncio.run(_recorded(make_model(20), "warm up", store))
+            for label, factory, x in (("model", make_model, "hi"),
+                                      ("chain", make_chain, {"q": "hi"})):
+                m = measure(factory, x, n, repeat, store)
+                results[label] = m
+                for clock in ("wall", "cpu"):
+                    f = m[clock]
+                    print(f"{label:<5} {clock:<4} {n:,} tokens: plain astream "
+                          f"{f['plain_us']:7.1f} us/token; overhead per token: "
+                          f"astream_events v2 (memory) {f['langchain_overhead_us']:7.1f} us, "
+                          f"runlog Recorder (SQLite, flushed) "
+                          f"{f['runlog_overhead_us']:7.1f} us; ratio {f['ratio']:.2f}x "
+                          "(goal <= 0.5x)", flush=True)
+        finally:
+            store.close()
+    return results
+
+
+if __name__ == "__main__":
+    main()
