@@ -8,9 +8,10 @@ Every figure is taken in the same run against a baseline on the same server:
            doing plain ``COPY`` (and, separately, ``executemany``) of the same
            pre-built rows, in batches of the same size, into a table of the same shape
            and indexes with a ``bigserial`` seq: no ordering guarantee, no projection.
-* insert:  one process appending pre-built batches through ``PostgresBackend.append``
-           with ``insert="unnest"`` (one statement) vs ``insert="copy"`` (counter,
-           COPY, projection: three round trips), to pick the default.
+* insert:  one process appending pre-built batches of 1, 10 and 500 events through
+           ``PostgresBackend.append`` with ``insert="unnest"`` (one statement) vs
+           ``insert="copy"`` (counter, COPY, projection: three round trips), interleaved,
+           to pick the default.
 * tail:    a writer process records one token every 5 ms; this process follows with
            ``store.tail`` (LISTEN/NOTIFY wake-ups). Latency = time the tailer yields
            the event minus the event's recorded time (same host clock). Goal p99 < 10 ms.
@@ -136,22 +137,29 @@ def _run_procs(target: Any, args: tuple[Any, ...], procs: int) -> float:
         p.join()
     t0 = min(r[0] for r in results)
     t1 = max(r[1] for r in results)
-    return sum(r[2] for r in results) / (t1 - t0)
+    return float(sum(r[2] for r in results) / (t1 - t0))
 
 
 # ---------------------------------------------------------------- insert methods
 
-def _insert_method(url: str, method: str, batches: int) -> float:
-    backend = PostgresBackend(url, insert=method)
-    rows = _sample_rows(url, BATCH)
+def _insert_methods(url: str, size: int, events: int, repeat: int) -> tuple[float, float]:
+    """events/s of ``insert="unnest"`` and ``insert="copy"`` at one batch size, measured
+    interleaved (A, B, A, B, ...) so machine load hits both alike; medians."""
+    backends = {m: PostgresBackend(url, insert=m) for m in ("unnest", "copy")}
+    rows = _sample_rows(url, size)
     writer = WriterInfo(writer_id=uuid.uuid4().hex)
-    t0 = time.perf_counter()
-    for _ in range(batches):
-        # the same envelopes again: the runs projection ignores repeated starts/ends
-        backend.append(rows, writer, now_micros())
-    dt = time.perf_counter() - t0
-    backend.close()
-    return batches * len(rows) / dt
+    rates: dict[str, list[float]] = {"unnest": [], "copy": []}
+    batches = max(events // size, 5)
+    for _ in range(repeat):
+        for method, backend in backends.items():
+            t0 = time.perf_counter()
+            for _ in range(batches):
+                # the same envelopes again: the projection ignores repeated starts/ends
+                backend.append(rows, writer, now_micros())
+            rates[method].append(batches * size / (time.perf_counter() - t0))
+    for backend in backends.values():
+        backend.close()
+    return statistics.median(rates["unnest"]), statistics.median(rates["copy"])
 
 
 # ---------------------------------------------------------------- tail latency
@@ -235,24 +243,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         u = _schema_url(url, name)
         runlog.open(u).close()
         with psycopg.connect(_libpq(url), autocommit=True) as c:
-            c.execute(f"CREATE TABLE {name}.events_plain (LIKE {name}.events "  # type: ignore[arg-type]
+            c.execute(f"CREATE TABLE {name}.events_plain (LIKE {name}.events "
                       "INCLUDING INDEXES)")
-            c.execute(f"CREATE SEQUENCE {name}.events_plain_seq")  # type: ignore[arg-type]
-            c.execute(f"ALTER TABLE {name}.events_plain ALTER seq SET DEFAULT "  # type: ignore[arg-type]
+            c.execute(f"CREATE SEQUENCE {name}.events_plain_seq")
+            c.execute(f"ALTER TABLE {name}.events_plain ALTER seq SET DEFAULT "
                       f"nextval('{name}.events_plain_seq')")
         return u
 
     try:
         print(f"PostgreSQL benchmarks ({'quick' if args.quick else 'full'}), {url}, "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
-        print("\ninsert method, 1 process, 500-event batches (events/s):")
+        print("\ninsert method, 1 process, events/s (interleaved, medians):")
         u = fresh()
-        batches = 20 if args.quick else 100
-        unnest = statistics.median(_insert_method(u, "unnest", batches) for _ in range(3))
-        copy = statistics.median(_insert_method(u, "copy", batches) for _ in range(3))
-        print(f"  unnest (1 statement) {unnest:>10,.0f}   copy (3 round trips) {copy:>10,.0f}"
-              f"   unnest/copy {unnest / copy:.2f}x")
-        results["insert"] = {"unnest": unnest, "copy": copy}
+        results["insert"] = {}
+        for size in (1, 10, 500):
+            unnest, copy = _insert_methods(u, size, 2_000 if args.quick else 10_000,
+                                           3 if args.quick else 5)
+            print(f"  batch {size:>4}: unnest (1 statement) {unnest:>9,.0f}   copy (3 round "
+                  f"trips) {copy:>9,.0f}   unnest/copy {unnest / copy:.2f}x")
+            results["insert"][size] = {"unnest": unnest, "copy": copy}
 
         print("\nappend throughput, P writer processes, total events/s "
               "(runlog API vs plain rows into a same-shape table):")
@@ -285,7 +294,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         with psycopg.connect(_libpq(url), autocommit=True) as c:
             for name in made:
-                c.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")  # type: ignore[arg-type]
+                c.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
     return results
 
 
