@@ -43,6 +43,7 @@ __all__ = ["LogReducer", "fold", "log_view"]
 
 Op = dict[str, Any]
 _SCALARS = (str, int, float, bool, type(None))
+_SCALAR_TYPES = frozenset(_SCALARS)
 
 
 def _iso_ms(time_us: int) -> str:
@@ -78,6 +79,10 @@ class LogReducer:
     counters: dict[str, int] = field(default_factory=dict)
     acc: Any = None
     last_seq: int = 0
+    lazy_text: bool = False
+    """Fold mode: grow a string root output as a list of parts, without ``replace``
+    ops (each would copy the whole string: quadratic); :meth:`finish` joins them."""
+    parts: list[str] = field(default_factory=list)
 
     def feed(self, event: Event) -> list[RunLogPatch]:
         """The patches ``event`` produces (often none)."""
@@ -152,8 +157,28 @@ class LogReducer:
         return [RunLogPatch({"op": "add", "path": f"/logs/{run.key}/streamed_output/-",
                              "value": e.data})]
 
+    def finish(self, state: Any) -> Any:
+        """Write the pending lazily grown root string into ``state`` (fold mode)."""
+        if self.parts and isinstance(state, dict):
+            self.acc = "".join(self.parts)
+            self.parts = [self.acc]
+            state["final_output"] = self.acc
+        return state
+
     def _root_chunk(self, chunk: Any, run: _Run) -> RunLogPatch:
         run.chunks += 1
+        if self.lazy_text:
+            if type(chunk) is str and (self.parts or type(self.acc) is str):
+                if not self.parts:
+                    self.parts.append(self.acc)
+                self.parts.append(chunk)
+                ops: list[Op] = []
+                if self.with_streamed_output_list:
+                    ops.append({"op": "add", "path": "/streamed_output/-", "value": chunk})
+                return RunLogPatch(*ops)
+            if self.parts:  # leaving string mode: materialise, then go on as usual
+                self.acc = "".join(self.parts)
+                self.parts = []
         prev = self.acc
         if prev is None:
             acc = chunk
@@ -164,13 +189,17 @@ class LogReducer:
                 prev = None
                 acc = chunk
         self.acc = acc
-        ops: list[Op] = []
+        ops = []
         if self.with_streamed_output_list:
             ops.append({"op": "add", "path": "/streamed_output/-", "value": fresh(chunk)})
         ops.extend(self._diff(prev, acc))
         return RunLogPatch(*ops)
 
     def _diff(self, prev: Any, acc: Any) -> list[Op]:
+        tp, ta = type(prev), type(acc)
+        if tp is ta and ta in _SCALAR_TYPES:  # the hot path: growing strings
+            return [] if prev == acc else [
+                {"op": "replace", "path": "/final_output", "value": acc}]
         containers = (MutableMapping, MutableSequence)
         if isinstance(prev, containers) or isinstance(acc, containers):
             ops = jsonpatch.JsonPatch.from_diff(prev, acc, dumps=self.diff_dumps)
@@ -276,12 +305,13 @@ def fold(events: Iterable[Event], *, filter: Filter | None = None,
     Linear in the events' size: patches are applied in place and never kept. Returns
     ``None`` when ``events`` holds no start event.
     """
-    red = LogReducer(filter=filter, with_streamed_output_list=with_streamed_output_list)
+    red = LogReducer(filter=filter, with_streamed_output_list=with_streamed_output_list,
+                     lazy_text=True)
     state: Any = None
     for e in events:
         for p in red.feed(e):
             state = apply_ops(state, p.ops)
         if red.done:
             break
-    return state  # type: ignore[no-any-return]
+    return red.finish(state)  # type: ignore[no-any-return]
 

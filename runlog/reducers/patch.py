@@ -22,6 +22,7 @@ the whole document. Failures raise :class:`PatchError` naming the operation.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -32,18 +33,32 @@ class PatchError(ValueError):
     """An operation cannot be applied (missing member, bad index, bad pointer)."""
 
 
-def parse_pointer(path: str) -> list[str]:
-    """Split a JSON Pointer into unescaped reference tokens (``""`` is the root)."""
+@functools.lru_cache(maxsize=4096)
+def _tokens(path: str) -> tuple[str, ...]:
     if path == "":
-        return []
+        return ()
     if not path.startswith("/"):
         raise PatchError(f"JSON pointer {path!r} must start with '/'")
-    return [t.replace("~1", "/").replace("~0", "~") for t in path[1:].split("/")]
+    return tuple(t.replace("~1", "/").replace("~0", "~") if "~" in t else t
+                 for t in path[1:].split("/"))
+
+
+def parse_pointer(path: str) -> list[str]:
+    """Split a JSON Pointer into unescaped reference tokens (``""`` is the root).
+
+    Parsed pointers are cached: a fold applies the same few paths over and over.
+    """
+    return list(_tokens(path))
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None), bytes})
 
 
 def structural_copy(value: Any) -> Any:
     """Copy dict/list containers recursively (keeping their types), share the leaves."""
     t = type(value)
+    if t in _LEAVES:
+        return value
     if t is dict:
         return {k: structural_copy(v) for k, v in value.items()}
     if t is list:
@@ -73,11 +88,12 @@ def _index(token: str, size: int, *, allow_end: bool, path: str) -> int:
     return i
 
 
-def _walk(doc: Any, tokens: list[str], path: str) -> Any:
+def _walk(doc: Any, tokens: tuple[str, ...], path: str) -> Any:
     """The container that holds the last token."""
     cur = doc
-    for tok in tokens[:-1]:
-        if isinstance(cur, dict):
+    for i in range(len(tokens) - 1):
+        tok = tokens[i]
+        if type(cur) is dict or isinstance(cur, dict):
             if tok not in cur:
                 raise PatchError(f"member {tok!r} not found ({path!r})")
             cur = cur[tok]
@@ -89,7 +105,7 @@ def _walk(doc: Any, tokens: list[str], path: str) -> Any:
 
 
 def _get(doc: Any, path: str) -> Any:
-    tokens = parse_pointer(path)
+    tokens = _tokens(path)
     if not tokens:
         return doc
     parent = _walk(doc, tokens, path)
@@ -104,12 +120,14 @@ def _get(doc: Any, path: str) -> Any:
 
 
 def _add(doc: Any, path: str, value: Any) -> Any:
-    tokens = parse_pointer(path)
+    tokens = _tokens(path)
     if not tokens:
         return value
     parent = _walk(doc, tokens, path)
     last = tokens[-1]
-    if isinstance(parent, dict):
+    if type(parent) is list and last == "-":  # the hot path: appending a chunk
+        parent.append(value)
+    elif isinstance(parent, dict):
         parent[last] = value
     elif isinstance(parent, list):
         parent.insert(_index(last, len(parent), allow_end=True, path=path), value)
@@ -119,7 +137,7 @@ def _add(doc: Any, path: str, value: Any) -> Any:
 
 
 def _remove(doc: Any, path: str) -> Any:
-    tokens = parse_pointer(path)
+    tokens = _tokens(path)
     if not tokens:
         raise PatchError("cannot remove the whole document")
     parent = _walk(doc, tokens, path)
@@ -136,7 +154,7 @@ def _remove(doc: Any, path: str) -> Any:
 
 
 def _replace(doc: Any, path: str, value: Any) -> Any:
-    tokens = parse_pointer(path)
+    tokens = _tokens(path)
     if not tokens:
         return value
     parent = _walk(doc, tokens, path)

@@ -62,8 +62,8 @@ class StateIndex:
         self.events_read = 0  # how many events the index has read (for tests/metrics)
 
     def _make(self) -> _Cursor:
-        return _Cursor(LogReducer(filter=self._filter,
-                                  with_streamed_output_list=self._with_list), None, 0, 0)
+        return _Cursor(LogReducer(filter=self._filter, with_streamed_output_list=self._with_list,
+                                  lazy_text=True), None, 0, 0)
 
     def _checkpoint(self, cur: _Cursor) -> None:
         if cur.fed == 0 or cur.fed % self._every:
@@ -87,7 +87,7 @@ class StateIndex:
         cur = self._cursor
         if seq is None or seq >= cur.seq:
             self._advance(cur, seq, checkpoints=True)
-            return copy.deepcopy(cur.state)
+            return copy.deepcopy(cur.reducer.finish(cur.state))
         base = None
         for cp in self._checkpoints:
             if cp.seq <= seq:
@@ -96,4 +96,4 @@ class StateIndex:
                 break
         tmp = copy.deepcopy(base) if base is not None else self._make()
         self._advance(tmp, seq, checkpoints=False)
-        return tmp.state
+        return tmp.reducer.finish(tmp.state)
