@@ -415,3 +415,52 @@ def test_an_interrupted_import_is_completed_with_skip(store: runlog.Store) -> No
         assert result.skipped_events == 20
         assert jsonl(target) == data
         assert target.verify().ok
+
+
+def test_crlf_and_a_final_blank_line_are_accepted() -> None:
+    """A file that went through a Windows editor or a mail client still imports."""
+    with runlog.open(":memory:") as source, runlog.open(":memory:") as target:
+        demo_store(source)
+        data = jsonl(source)
+        mangled = data.replace(b"\n", b"\r\n") + b"\r\n"
+        assert verify_jsonl(io.BytesIO(mangled)).ok
+        import_jsonl(target, io.BytesIO(mangled))
+        assert jsonl(target) == data
+
+
+def test_small_blocks_read_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines are read in blocks; a block boundary anywhere changes nothing."""
+    from runlog.exporters import jsonl as mod
+
+    with runlog.open(":memory:") as source:
+        demo_store(source)
+        demo_store(source)
+        data = jsonl(source)
+    whole = list(mod._iter_lines(io.BytesIO(data), "f"))
+    original = mod._iter_blocks
+    for size in (1, 500, 4000):
+        monkeypatch.setattr(mod, "_iter_blocks",
+                            lambda fp, name, size=size: original(fp, name, size))
+        assert list(mod._iter_lines(io.BytesIO(data), "f")) == whole
+        assert verify_jsonl(io.BytesIO(data)).ok
+        truncated = data[: data.rindex(b"\n", 0, len(data) - 1) + 1]
+        assert not verify_jsonl(io.BytesIO(truncated)).ok
+
+
+def test_import_builds_the_records_pending_from_raw_builds() -> None:
+    """The import's one-parse record builder agrees with the store's own rebuild."""
+    from runlog import codec
+    from runlog.exporters.jsonl import _pending
+    from runlog.store.base import pending_from_raw
+
+    with runlog.open(":memory:") as source:
+        demo_store(source)
+        with source.run("odd", inputs={"x": b"\x00"}, metadata={"t": (1,)}) as r:
+            r.end(error=ValueError("no"))
+        previous: dict[str, tuple[bytes | None, int]] = {}
+        for e in source.events():
+            prev, count = previous.get(e.run_id, (None, 0))
+            count += 1
+            mine = _pending(codec.loads_plain(e.raw), e.raw, prev, count, "f", 1)
+            assert mine == pending_from_raw(e.raw, prev, count)
+            previous[e.run_id] = (mine.digest, count)
