@@ -63,12 +63,10 @@ def record(store: Store | Recorder, *,
     store's queued events are flushed (a failing flush is logged and counted, never
     raised) so the recorded runs are readable right after the block.
 
-    Known limit: LangChain hands a chain's streamed output to the *first* streaming
-    handler of the run only. Inside the block the recorder is appended after the
-    callbacks the call already has, so if the application itself calls
-    ``astream_log``/``astream_events`` there, those handlers come first and the
-    recorder sees model tokens but not the output chunks of chains; put the recorder
-    first in ``config["callbacks"]`` for such calls.
+    The application may itself call ``astream_log``/``astream_events`` inside the
+    block: the recorder is attached after their handlers, and still records the output
+    chunks of chains (it routes LangChain's single output tap through itself), so the
+    recorded run replays as exactly what those calls yielded.
 
     Args:
         store: the store to write to, or a :class:`Recorder` to reuse.

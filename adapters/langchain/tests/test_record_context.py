@@ -8,7 +8,9 @@ then that the store holds the runs LangChain reported, with the right tree.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +22,15 @@ from langchain_core.messages import AIMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel
-from runlog_langchain import Recorder, arecord, current_recorder, record
+from lc_diff_helpers import frozen_clock
+from runlog_langchain import (
+    Recorder,
+    arecord,
+    astream_events,
+    astream_log,
+    current_recorder,
+    record,
+)
 
 import runlog
 from runlog import Event, Store
@@ -184,6 +194,28 @@ async def test_async_invoke_astream_abatch_and_tasks(store: Store) -> None:
         assert_well_formed(store, root)
         tokens = "".join(e.data["token"] for e in tree(store, root) if e.channel == "token")
         assert tokens == ANSWER
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("api", ["log", "events"])
+async def test_app_streaming_log_or_events_inside_the_block(store: Store, api: str) -> None:
+    """The app's own astream_log/astream_events inside record(): what it gets is
+    unchanged, and the recorded run replays as exactly that (same ids, same times)."""
+    warnings.simplefilter("ignore")  # astream_log's deprecation warning
+    with frozen_clock() as clock, record(store, clock=clock) as rec:
+        if api == "log":
+            live = [copy.deepcopy(p) async for p in chain().astream_log({"question": "q"})]
+        else:
+            live = [e async for e in chain().astream_events({"question": "q"},
+                                                           version="v2")]
+    root = rec.root_ids[0]
+    assert rec.failures == 0
+    assert any(e.channel == "output" and e.run_id == root for e in tree(store, root))
+    if api == "log":
+        replayed = [p async for p in astream_log(store, root)]
+    else:
+        replayed = [e async for e in astream_events(store, root)]
+    assert replayed == live
 
 
 @pytest.mark.anyio
