@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -313,3 +314,13 @@ def test_property_replay_reproduces_any_chunking(chunks: list[str], question: st
         model = replay_model(s, rec.root_ids[0])
         assert [c.content for c in model.stream(question)] == live
         assert model.invoke(question).content == "".join(chunks)
+
+
+def test_docs_example_is_the_tested_file() -> None:
+    """docs/langchain.md quotes tests/test_docs_example.py verbatim."""
+    root = Path(__file__).resolve().parents[3]
+    doc = (root / "docs" / "langchain.md").read_text()
+    marker = "<!-- example: adapters/langchain/tests/test_docs_example.py -->\n```python\n"
+    assert marker in doc
+    quoted = doc.split(marker, 1)[1].split("\n```\n", 1)[0] + "\n"
+    assert quoted == (Path(__file__).parent / "test_docs_example.py").read_text()
