@@ -28,8 +28,9 @@ from runlog.cli import cli
 from runlog.cli.options import _meta_pairs
 from runlog.tail import TailNotice
 from runlog.web import create_app, export_formats, is_loopback, server_url
+from runlog.web.app import host_of
 from runlog.web.model import TokenCounter, event_line, parse_meta
-from runlog.web.stream import parse_kinds, sse_message, status_message
+from runlog.web.stream import KIND_WORDS, parse_kinds, sse_message, status_message
 
 EVIL = '<img src=x onerror="window.__pwned=1"><script>alert(1)</script>'
 
@@ -122,6 +123,13 @@ def test_foreign_host_header_is_refused(store: runlog.Store) -> None:
         assert c.get("/api/runs").status_code == 400
     with TestClient(create_app(store), base_url="http://localhost:8765") as c:
         assert c.get("/api/runs").status_code == 200
+    with TestClient(create_app(store), base_url="http://[::1]:8765") as c:
+        assert c.get("/api/runs").status_code == 200
+    with TestClient(create_app(store), base_url="http://127.0.0.1.evil.example") as c:
+        assert c.get("/").status_code == 400
+    assert host_of("[::1]:8765") == "::1"
+    assert host_of("LOCALHOST:80") == "localhost"
+    assert host_of("127.0.0.1") == "127.0.0.1"
 
 
 # ------------------------------------------------------------------ runs list
@@ -348,6 +356,45 @@ def test_reconnect_with_last_event_id_has_no_gap_and_no_duplicate(
         rest = stream(client, f"/api/stream?run={root}&after=0&until_end=1",
                       **{"Last-Event-ID": str(first[-1])})
         assert first + [int(m["id"]) for m in rest] == full, cut
+
+
+@given(ops=st.lists(st.tuples(st.sampled_from(["root", "child", "grandchild", "other"]),
+                              st.sampled_from(["token", "output", "custom"])), max_size=20),
+       kinds=st.one_of(st.none(), st.sets(st.sampled_from(sorted(KIND_WORDS)), min_size=1)),
+       cut=st.floats(0, 1))
+def test_resumed_stream_equals_the_filtered_log_after_the_cursor(
+        ops: list[tuple[str, str]], kinds: set[str] | None, cut: float) -> None:
+    """Whatever was recorded (a run, its descendants, an unrelated run interleaved),
+    a stream resumed after any seq yields exactly the followed subtree's events after
+    it that pass ``kinds``, in order: nothing skipped, nothing repeated."""
+    with runlog.open(":memory:") as store:
+        root = store.start_run("root", "chain")
+        other = store.start_run("other", "chain")
+        child = root.start_child("child", "chat_model")
+        grandchild = child.start_child("grandchild", "tool")
+        runs = {"root": root, "child": child, "grandchild": grandchild, "other": other}
+        for who, what in ops:
+            run = runs[who]
+            if what == "token":
+                run.token("t")
+            elif what == "output":
+                run.stream("o")
+            else:
+                run.event("e", {"x": 1})
+        for run in (grandchild, child, other, root):
+            run.end(outputs=None)
+        store.flush()
+        subtree = {root.id, child.id, grandchild.id}
+        after = int(cut * store.last_seq())
+        expected = [event_line(e) for e in store.events(after=after)
+                    if e.run_id in subtree and (
+                        kinds is None or e.kind in kinds
+                        or (e.kind == "stream" and e.channel in kinds))]
+        query = f"run={root.id}&until_end=1" + (f"&kinds={','.join(kinds)}" if kinds else "")
+        with client_for(store) as c:
+            msgs = stream(c, f"/api/stream?{query}&after=0", **{"Last-Event-ID": str(after)})
+        assert [m["data"].encode() for m in msgs] == expected
+        assert [int(m["id"]) for m in msgs] == [json.loads(x)["seq"] for x in expected]
 
 
 def test_finished_run_stream_ends_with_204_so_eventsource_stops(

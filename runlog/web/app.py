@@ -34,9 +34,8 @@ import anyio.to_thread
 import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -53,9 +52,9 @@ from runlog.web.model import (
 )
 from runlog.web.stream import EventStream, parse_kinds
 
-__all__ = ["LOOPBACK_HOSTS", "create_app", "export_formats"]
+__all__ = ["LOOPBACK_HOSTS", "create_app", "export_formats", "host_of"]
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -99,6 +98,44 @@ class _SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def host_of(header: str) -> str:
+    """The host part of a ``Host`` header: ``[::1]:8765`` -> ``::1``, ``a:80`` -> ``a``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        end = header.find("]")
+        return header[1:end] if end > 0 else ""
+    return header.split(":", 1)[0]
+
+
+class _HostCheck:
+    """Refuses requests whose ``Host`` is not one the server was bound for (400).
+
+    A page on another site can point its own host name at 127.0.0.1 (DNS rebinding)
+    and then read from a local server as if same-origin; its requests still carry
+    that foreign name in ``Host``, so they are refused here.
+    """
+
+    def __init__(self, app: ASGIApp, allowed: Sequence[str]) -> None:
+        self.app = app
+        self.allowed = frozenset(host_of(h) if h.startswith("[") else h.lower()
+                                 for h in allowed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = ""
+            for key, value in scope["headers"]:
+                if key == b"host":
+                    host = host_of(value.decode("latin-1"))
+                    break
+            if host not in self.allowed:
+                response = PlainTextResponse(
+                    f"runlog serve answers only to {', '.join(sorted(self.allowed))}: "
+                    "this request's Host header names another site", status_code=400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _page(name: str) -> bytes:
@@ -243,8 +280,7 @@ def create_app(store: Store, *, allowed_hosts: Sequence[str] | None = LOOPBACK_H
     ]
     middleware = [Middleware(_SecurityHeaders)]
     if allowed_hosts is not None:
-        middleware.insert(0, Middleware(TrustedHostMiddleware,
-                                        allowed_hosts=list(allowed_hosts)))
+        middleware.insert(0, Middleware(_HostCheck, allowed=allowed_hosts))
     return Starlette(routes=routes, middleware=middleware)
 
 
