@@ -464,3 +464,18 @@ def test_import_builds_the_records_pending_from_raw_builds() -> None:
             mine = _pending(codec.loads_plain(e.raw), e.raw, prev, count, "f", 1)
             assert mine == pending_from_raw(e.raw, prev, count)
             previous[e.run_id] = (mine.digest, count)
+
+
+def test_ids_are_read_from_the_first_bytes_when_possible() -> None:
+    """The check pass reads kind and run id without parsing (trace_id None says so)."""
+    from runlog.exporters.jsonl import _envelope_ids
+
+    with runlog.open(":memory:") as source:
+        demo_store(source)
+        with source.run("quoted", run_id='id-with-"quote"') as r:
+            r.end()
+        for e in source.events():
+            kind, run_id, trace_id = _envelope_ids(e.raw, "f", 1)
+            assert (kind, run_id) == (e.kind, e.run_id)
+            assert trace_id is None or '"' in run_id  # an escaped id takes the slow path
+            assert _envelope_ids(e.raw, "f", 1, full=True) == (e.kind, e.run_id, e.trace_id)

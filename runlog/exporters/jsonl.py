@@ -253,7 +253,7 @@ def _envelope_ids(raw: bytes, name: str, lineno: int, *,
     ``full`` or the fast read does not apply) comes from a full parse.
     """
     if not full and raw.startswith(b'{"kind":"'):
-        at = raw.find(b'","run_id":"', 12, 24)
+        at = raw.find(b'","run_id":"', 12, 30)
         if at > 0:
             kind = _KINDS.get(raw[9:at])
             end = raw.find(b'"', at + 12)
