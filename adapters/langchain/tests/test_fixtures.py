@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel, BaseLLM, GenericFakeChatModel
+from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.language_models.llms import LLM
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
 from langchain_core.output_parsers import StrOutputParser
@@ -324,3 +325,29 @@ def test_docs_example_is_the_tested_file() -> None:
     assert marker in doc
     quoted = doc.split(marker, 1)[1].split("\n```\n", 1)[0] + "\n"
     assert quoted == (Path(__file__).parent / "test_docs_example.py").read_text()
+
+
+def test_tool_calling_loop_replays_offline(store: Store) -> None:
+    """A model -> tool -> model loop: the second model call's input holds the tool result,
+    so the whole loop replays only if every stand-in answers exactly as recorded."""
+    def run_agent(model: Runnable[Any, Any], tools: list[BaseTool]) -> str:
+        by_name = {t.name: t for t in tools}
+        messages: list[Any] = [("human", "what is 3 + 4?")]
+        while True:
+            ai = model.invoke(messages)
+            messages.append(ai)
+            if not ai.tool_calls:
+                return str(ai.content)
+            messages.extend(by_name[c["name"]].invoke(c) for c in ai.tool_calls)
+
+    live_model = FakeMessagesListChatModel(responses=[
+        AIMessage(content="", tool_calls=[{"name": "add", "args": {"a": 3, "b": 4},
+                                           "id": "call_1"}]),
+        AIMessage(content="3 + 4 = 7")])
+    with record(store) as rec:
+        answer = run_agent(live_model, [add])
+    assert answer == "3 + 4 = 7"
+    fx = replay_fixtures(store, rec.root_ids)
+    assert len(fx.calls) == 3  # model, tool, model
+    tools = fx.tools()
+    assert run_agent(fx.chat_model().bind_tools(tools), tools) == answer
