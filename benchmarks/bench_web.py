@@ -171,10 +171,10 @@ def bench_list(traces: int, tokens: int) -> dict[str, float]:
     return {"runs_ms": base * 1000, "cold_ms": cold * 1000, "warm_ms": warm * 1000}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     tokens = 200 if args.quick else 1000
     live = bench_live(tokens, 0.005)
     print(f"live ({tokens} tokens, one commit each, ~5 ms apart; token() -> received)")

@@ -38,9 +38,10 @@
   function row(run) {
     const tags = RL.el("span", {className: "tags"});
     for (const tag of run.tags) tags.append(RL.el("span", {className: "tag"}, tag));
-    let duration = RL.fmtDuration(run.duration_ms);
+    const durationCell = RL.el("td", {className: "num duration"}, RL.fmtDuration(run.duration_ms));
     if (run.status === "running") {
-      duration = `${RL.fmtDuration(Date.now() - run.start_us / 1000)}…`;
+      durationCell.dataset.startUs = String(run.start_us);
+      tickDuration(durationCell);
     }
     const link = RL.el("a", {href: `/runs/${encodeURIComponent(run.run_id)}`,
                              className: "run-link", title: run.run_id}, run.name);
@@ -55,7 +56,7 @@
       RL.el("td", {className: "type"}, run.run_type),
       RL.el("td", {}, RL.statusBadge(run.status)),
       RL.el("td", {className: "time"}, RL.fmtTime(run.start_us)),
-      RL.el("td", {className: "num"}, duration),
+      durationCell,
       RL.el("td", {className: "num tokens"}, String(run.token_count ?? "")),
       RL.el("td", {}, tags));
     tr.addEventListener("click", (event) => {
@@ -64,6 +65,15 @@
     });
     return tr;
   }
+
+  // Running rows show the time elapsed so far, redrawn each second from the page's
+  // own clock (no request).
+  function tickDuration(cell) {
+    cell.textContent = `${RL.fmtDuration(Date.now() - Number(cell.dataset.startUs) / 1000)}…`;
+  }
+  setInterval(() => {
+    for (const cell of tbody.querySelectorAll("td.duration[data-start-us]")) tickDuration(cell);
+  }, 1000);
 
   async function refresh() {
     if (loading) {
