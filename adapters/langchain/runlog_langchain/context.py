@@ -12,8 +12,8 @@ work LangChain does for the call: ``batch``/``RunnableParallel`` threads run in 
 of the caller's context (``ContextThreadPoolExecutor``), asyncio tasks copy it when
 they are created.
 
-A run that already carries the same recorder in its callbacks is not recorded twice
-(the hook compares handlers by identity).
+A run that already carries a :class:`Recorder` in its callbacks (this block's or any
+other) is left to that recorder, so nothing is recorded twice.
 """
 
 from __future__ import annotations
@@ -38,7 +38,11 @@ _recorder_var: ContextVar[Recorder | None] = ContextVar("runlog_langchain_record
                                                         default=None)
 # inheritable=True: child runs get the handler from their parent's manager too, which
 # keeps the recorder attached to runs whose config was built outside the context copy.
-register_configure_hook(_recorder_var, inheritable=True)
+# handle_class=Recorder: a run that already has a Recorder (this one, or one passed in
+# its config) is left to it; two recorders writing the same LangChain run ids into one
+# store would record every event twice. (With the variable set, LangChain never
+# instantiates handle_class itself: that happens only for env_var hooks.)
+register_configure_hook(_recorder_var, inheritable=True, handle_class=Recorder)
 
 
 def current_recorder() -> Recorder | None:
@@ -58,8 +62,8 @@ def record(store: Store | Recorder, *,
     ``runlog_langchain`` logger; recording never raises into the application).
 
     Pass an existing :class:`Recorder` instead of a store to keep adding to it. Blocks
-    nest: a run started in an inner block is recorded by the inner block's recorder
-    (and by the outer one too when its parent run was recorded there). On exit the
+    nest: a root run started in an inner block goes to the inner block's recorder; a
+    child of a run that is already recorded stays with that run's recorder. On exit the
     store's queued events are flushed (a failing flush is logged and counted, never
     raised) so the recorded runs are readable right after the block.
 

@@ -162,6 +162,19 @@ def test_same_recorder_in_config_and_context_records_once(store: Store) -> None:
     assert len(starts) == len({e.run_id for e in starts}) == 4
 
 
+def test_a_call_with_its_own_recorder_is_not_recorded_twice(store: Store) -> None:
+    own = Recorder(store)
+    with record(store) as rec:
+        chain().invoke({"question": "q"}, config={"callbacks": [own]})
+        chain().invoke({"question": "q"})
+    assert len(own.root_ids) == 1
+    assert len(rec.root_ids) == 1
+    assert own.root_ids != rec.root_ids
+    for root in (*own.root_ids, *rec.root_ids):
+        starts = [e for e in tree(store, root) if e.kind == "start"]
+        assert len(starts) == len({e.run_id for e in starts}) == 4
+
+
 def test_nested_blocks_innermost_gets_new_roots(store: Store) -> None:
     with record(store) as outer:
         chain().invoke({"question": "a"})
