@@ -113,7 +113,7 @@ def _peek(e: Event) -> tuple[str, str]:
     what its consumer touches (``runlog tail --json`` decodes nothing).
     """
     raw = e.raw
-    i = raw.find(b'","run_id":"', 9, 24)
+    i = raw.find(b'","run_id":"', 9, 32)
     if i > 0 and raw.startswith(b'{"kind":"'):
         kind = _KINDS.get(raw[9:i])
         start = i + 12

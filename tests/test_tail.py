@@ -388,3 +388,14 @@ def test_a_view_of_an_abandoned_run_ends_with_the_notice_after_its_items(
     assert items[-1] == TailNotice("abandoned", run.id, store.last_seq(), "doomed")
     folded = list(store.replay(run.id, view=view))  # type: ignore[arg-type]
     assert [view_json_line(i) for i in items[:-1]] == [view_json_line(i) for i in folded]
+
+
+def test_peeking_does_not_decode_the_envelope() -> None:
+    """The fast path reads only the first keys: bytes that would not even parse as JSON
+    beyond them still give kind and run id (so a busy tail decodes nothing)."""
+    from runlog.events import Event
+    from runlog.tail import _peek
+
+    for kind in ("start", "stream", "end"):
+        raw = b'{"kind":"' + kind.encode() + b'","run_id":"01a2-b3","parent_id":nul'
+        assert _peek(Event(7, raw)) == (kind, "01a2-b3")
