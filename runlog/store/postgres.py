@@ -529,21 +529,16 @@ class PostgresBackend(Backend):
             return [], max(q.after, self.last_seq())
         query, params = read_sql(q)
         with self._conn() as conn:
-            # One snapshot for the page and the high-water mark, one network round trip.
-            with conn.pipeline():
-                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                page = conn.execute(query, params)
-                top = conn.execute("SELECT coalesce(max(seq), 0) FROM events")
-                conn.execute("COMMIT")
-            rows = page.fetchall()
-            hrow = top.fetchone()
-        high = int(hrow[0]) if hrow else 0
+            rows = conn.execute(query, params).fetchall()
+        high = int(rows[0][0]) if rows else 0
+        if rows and rows[0][1] is None:  # no event matched: only the high-water row
+            rows = []
         if q.digests:
-            events = [Event(r[0], r[1].encode(), bytes.fromhex(r[2])) for r in rows]
+            events = [Event(r[1], r[2].encode(), bytes.fromhex(r[3])) for r in rows]
         else:
-            events = [Event(r[0], r[1].encode()) for r in rows]
+            events = [Event(r[1], r[2].encode()) for r in rows]
         if len(rows) >= q.limit:
-            high = rows[-1][0]
+            high = rows[-1][1]
         if q.until is not None:
             high = min(high, q.until)
         return events, max(high, q.after)
@@ -656,7 +651,8 @@ class PostgresBackend(Backend):
 
 
 def read_sql(q: EventQuery) -> tuple[str, list[Any]]:
-    """The page query of :meth:`PostgresBackend.read` (also what docs/postgres.md EXPLAINs)."""
+    """The statement of :meth:`PostgresBackend.read` (also what docs/postgres.md EXPLAINs):
+    rows of ``(high_water, seq, raw[, digest])``, or one ``(high_water, NULL, ...)``."""
     where = ["seq > %s"]
     params: list[Any] = [q.after]
     if q.until is not None:
@@ -673,7 +669,13 @@ def read_sql(q: EventQuery) -> tuple[str, list[Any]]:
         where.append(fsql)
         params.extend(fparams)
     cols = "seq, raw, digest" if q.digests else "seq, raw"
-    query = f"SELECT {cols} FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT %s"
+    # One statement, so one snapshot, gives the page and the high-water mark together
+    # (the mark comes first; the LEFT JOIN keeps it when the page is empty).
+    query = (
+        "SELECT h.high, p.* FROM (SELECT coalesce(max(seq), 0) AS high FROM events) h "
+        f"LEFT JOIN LATERAL (SELECT {cols} FROM events WHERE {' AND '.join(where)} "
+        "ORDER BY seq LIMIT %s) p ON true"
+    )
     params.append(q.limit)
     return query, params
 
