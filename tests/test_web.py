@@ -272,6 +272,16 @@ def test_unknown_run_is_a_404_with_a_hint(client: TestClient) -> None:
         assert "runlog runs" in r.json()["error"]
 
 
+def test_a_store_that_cannot_be_read_is_a_503(tmp_path: Path) -> None:
+    store = runlog.open(tmp_path / "gone.db")
+    app = create_app(store)
+    store.close()
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        r = c.get("/api/runs")
+    assert r.status_code == 503
+    assert "closed" in r.json()["error"]
+
+
 def test_event_pages_are_the_replay_bytes(store: runlog.Store, client: TestClient) -> None:
     root = record_pipeline(store, "alpha", tokens=7)
     record_pipeline(store, "other")

@@ -41,7 +41,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runlog.api import Store
-from runlog.errors import RunlogError, UnknownRunError
+from runlog.errors import RunlogError, StoreError, UnknownRunError
 from runlog.web.model import (
     MAX_LIMIT,
     RunsQuery,
@@ -166,7 +166,9 @@ def _json(data: Any) -> Response:
 
 
 def _api(fn: Callable[..., Any]) -> Callable[[Request], Any]:
-    """Maps runlog's errors to JSON answers: unknown run 404, bad parameters 400."""
+    """Maps runlog's errors to JSON answers: unknown run 404, the store failing 503,
+    anything else the request asked for that cannot be (a bad parameter, an ambiguous
+    id prefix) 400."""
 
     @functools.wraps(fn)
     async def wrapper(request: Request) -> Response:
@@ -175,6 +177,8 @@ def _api(fn: Callable[..., Any]) -> Callable[[Request], Any]:
             return result
         except UnknownRunError as e:
             return _error(404, str(e))
+        except StoreError as e:
+            return _error(503, f"the store cannot be read: {e}")
         except (ValueError, RunlogError) as e:
             return _error(400, str(e))
 
