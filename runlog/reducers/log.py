@@ -58,6 +58,27 @@ class _Run:
     chunks: int = 0  # output chunks or tokens seen (root only)
 
 
+class _Text:
+    """A string grown by appending parts, joined only when asked (and cached)."""
+
+    __slots__ = ("_joined", "parts")
+
+    def __init__(self, parts: list[str]) -> None:
+        self.parts = parts
+        self._joined: tuple[int, str] | None = None
+
+    def text(self, upto: int | None = None) -> str:
+        parts = self.parts
+        n = len(parts) if upto is None else upto
+        cached = self._joined
+        if cached is not None and cached[0] == n:
+            return cached[1]
+        joined = "".join(parts if n == len(parts) else parts[:n])
+        if n == len(parts):
+            self._joined = (n, joined)
+        return joined
+
+
 @dataclass(slots=True)
 class LogReducer:
     """Feed events in seq order; :meth:`feed` returns the patches each one produces.
@@ -82,7 +103,7 @@ class LogReducer:
     lazy_text: bool = False
     """Fold mode: grow a string root output as a list of parts, without ``replace``
     ops (each would copy the whole string: quadratic); :meth:`finish` joins them."""
-    parts: list[str] = field(default_factory=list)
+    text_buf: _Text | None = None
 
     def feed(self, event: Event) -> list[RunLogPatch]:
         """The patches ``event`` produces (often none)."""
@@ -158,27 +179,28 @@ class LogReducer:
                              "value": e.data})]
 
     def finish(self, state: Any) -> Any:
-        """Write the pending lazily grown root string into ``state`` (fold mode)."""
-        if self.parts and isinstance(state, dict):
-            self.acc = "".join(self.parts)
-            self.parts = [self.acc]
-            state["final_output"] = self.acc
+        """Write the lazily grown root string into ``state`` (fold mode)."""
+        if self.text_buf is not None and isinstance(state, dict):
+            state["final_output"] = self.text_buf.text()
         return state
 
     def _root_chunk(self, chunk: Any, run: _Run) -> RunLogPatch:
         run.chunks += 1
         if self.lazy_text:
-            if type(chunk) is str and (self.parts or type(self.acc) is str):
-                if not self.parts:
-                    self.parts.append(self.acc)
-                self.parts.append(chunk)
+            buf = self.text_buf
+            if type(chunk) is str and (buf is not None or type(self.acc) is str):
                 ops: list[Op] = []
                 if self.with_streamed_output_list:
                     ops.append({"op": "add", "path": "/streamed_output/-", "value": chunk})
-                return RunLogPatch(*ops)
-            if self.parts:  # leaving string mode: materialise, then go on as usual
-                self.acc = "".join(self.parts)
-                self.parts = []
+                if not chunk:  # "" + "" == "": the diff is empty
+                    return RunLogPatch(*ops)
+                if buf is None:
+                    buf = self.text_buf = _Text([self.acc])
+                buf.parts.append(chunk)
+                return _TextPatch(ops, buf, len(buf.parts))
+            if buf is not None:  # leaving string mode: materialise, then go on as usual
+                self.acc = buf.text()
+                self.text_buf = None
         prev = self.acc
         if prev is None:
             acc = chunk
@@ -237,6 +259,68 @@ class LogReducer:
         )]
 
 
+class _TextPatch(RunLogPatch):
+    """A root-string patch whose ``replace /final_output`` value is built on access.
+
+    Folding applies only :attr:`eager` (the ``/streamed_output/-`` append); the whole
+    accumulated string, which every such patch carries in LangChain, is joined only if
+    someone looks at :attr:`ops`.
+    """
+
+    def __init__(self, eager: list[Op], text: _Text, parts: int) -> None:
+        self.eager = eager
+        self._text = text
+        self._parts = parts
+
+    @property
+    def ops(self) -> list[Op]:
+        return [*self.eager, {"op": "replace", "path": "/final_output",
+                              "value": self._text.text(self._parts)}]
+
+    @ops.setter
+    def ops(self, value: list[Op]) -> None:
+        raise AttributeError("a text patch's ops are derived")
+
+
+def _eager(p: RunLogPatch) -> list[Op]:
+    return p.eager if type(p) is _TextPatch else p.ops
+
+
+class _LazyRunLog(RunLog):
+    """A ``diff=False`` item whose state's root string is joined only when looked at."""
+
+    def __init__(self, reducer: LogReducer, state: Any, patch: RunLogPatch,
+                 cumulative: OpsPrefix | None) -> None:
+        self._reducer = reducer
+        self._state = state
+        self._patch = patch
+        self._cumulative = cumulative
+
+    @property
+    def state(self) -> Any:
+        return self._reducer.finish(self._state)
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        self._state = value
+
+    @property
+    def ops(self) -> Any:
+        return self._cumulative if self._cumulative is not None else self._patch.ops
+
+    @ops.setter
+    def ops(self, value: list[Op]) -> None:
+        raise AttributeError("read-only")
+
+    @property
+    def ops_added(self) -> list[Op]:
+        return self._patch.ops
+
+    @ops_added.setter
+    def ops_added(self, value: list[Op]) -> None:
+        raise AttributeError("read-only")
+
+
 def _model_output(run_type: str, outputs: Any) -> Any:
     """What a root's ``astream`` yielded once when it did not stream: the output itself,
     or for a model the first generation's text (LLM) or message (chat model)."""
@@ -285,15 +369,19 @@ def log_view(
                 return
         return
     state: Any = None
-    journal: list[Op] = []
+    journal: list[RunLogPatch] = []
+    counts: list[int] = []
+    red.lazy_text = True
     for e in events:
         for p in red.feed(e):
-            state = apply_ops(state, p.ops)
+            state = apply_ops(state, _eager(p))
             if keep_ops:
-                journal.extend(p.ops)
-                yield RunLog._shared(OpsPrefix(journal, len(journal)), p.ops, state)
+                journal.append(p)
+                counts.append((counts[-1] if counts else 0) + len(_eager(p))
+                              + (type(p) is _TextPatch))
+                yield _LazyRunLog(red, state, p, OpsPrefix(journal, counts[-1], counts))
             else:
-                yield RunLog._shared(OpsPrefix(p.ops, len(p.ops)), p.ops, state)
+                yield _LazyRunLog(red, state, p, None)
         if red.done:
             return
 
@@ -310,7 +398,7 @@ def fold(events: Iterable[Event], *, filter: Filter | None = None,
     state: Any = None
     for e in events:
         for p in red.feed(e):
-            state = apply_ops(state, p.ops)
+            state = apply_ops(state, _eager(p))
         if red.done:
             break
     return red.finish(state)  # type: ignore[no-any-return]

@@ -19,7 +19,7 @@ from typing import Any
 
 from runlog.events import Event
 from runlog.filters import Filter
-from runlog.reducers.log import LogReducer
+from runlog.reducers.log import LogReducer, _eager
 from runlog.reducers.patch import apply_ops
 
 __all__ = ["StateIndex"]
@@ -39,7 +39,7 @@ class _Cursor:
         red = self.reducer
         for e in events:
             for p in red.feed(e):
-                self.state = apply_ops(self.state, p.ops)
+                self.state = apply_ops(self.state, _eager(p))
             self.seq = e.seq
             self.fed += 1
 

@@ -15,6 +15,7 @@ does too; the log view's ``diff=False`` mode does not use ``+`` at all (see
 
 from __future__ import annotations
 
+import bisect
 import copy
 from collections.abc import Iterator, Sequence
 from pprint import pformat
@@ -53,18 +54,21 @@ class RunState(TypedDict):
 
 
 class OpsPrefix(Sequence[dict[str, Any]]):
-    """The first ``n`` operations of a shared, growing list, without copying them.
+    """The first ``n`` operations of a shared, growing journal, without copying them.
 
     ``RunLog.ops`` is cumulative: LangChain builds a new list per yielded ``RunLog``,
-    which alone is quadratic. The log view hands out prefixes of one list instead;
-    a prefix compares equal to a list holding the same operations.
+    which alone is quadratic. The log view hands out prefixes of one journal instead;
+    a prefix compares equal to a list holding the same operations. The journal is a
+    list of ops, or of patches (whose ``ops`` may be built on access) with a parallel
+    list of cumulative op counts.
     """
 
-    __slots__ = ("_n", "_ops")
+    __slots__ = ("_counts", "_n", "_ops")
 
-    def __init__(self, ops: list[dict[str, Any]], n: int) -> None:
+    def __init__(self, ops: list[Any], n: int, counts: list[int] | None = None) -> None:
         self._ops = ops
         self._n = n
+        self._counts = counts
 
     def __len__(self) -> int:
         return self._n
@@ -75,17 +79,30 @@ class OpsPrefix(Sequence[dict[str, Any]]):
     def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
     def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
         if isinstance(i, slice):
-            return self._ops[: self._n][i]
+            return list(self)[i]
         if i < 0:
             i += self._n
         if not 0 <= i < self._n:
             raise IndexError("RunLog.ops index out of range")
-        return self._ops[i]
+        if self._counts is None:
+            return self._ops[i]  # type: ignore[no-any-return]
+        k = bisect.bisect_right(self._counts, i)
+        before = self._counts[k - 1] if k else 0
+        return self._ops[k].ops[i - before]  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        ops = self._ops
-        for i in range(self._n):
-            yield ops[i]
+        n = self._n
+        if self._counts is None:
+            for i in range(n):
+                yield self._ops[i]
+            return
+        done = 0
+        for p in self._ops:
+            for op in p.ops:
+                if done >= n:
+                    return
+                yield op
+                done += 1
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, OpsPrefix | list | tuple):
