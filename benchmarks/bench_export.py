@@ -162,6 +162,20 @@ def peak_rss_mb(db: Path, out: Path, fmt: str) -> float:
     return int(res.stdout.strip()) / 1024
 
 
+def peak_rss_import_mb(src: Path, db: Path) -> float:
+    """Peak RSS of a fresh interpreter importing ``src`` into a new store."""
+    code = (
+        "import resource, sys, runlog\n"
+        "s = runlog.open(sys.argv[2])\n"
+        "runlog.import_jsonl(s, sys.argv[1])\n"
+        "s.close()\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, str(src), str(db)],
+                         capture_output=True, text=True, check=True)
+    return int(res.stdout.strip()) / 1024
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="100k events instead of 1M")
@@ -207,6 +221,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rawi.append(raw_insert(db, tmp / f"raw-{i}.db"))
             for p in tmp.glob(f"*-{i}.db*"):
                 os.unlink(p)
+        rss["import"] = peak_rss_import_mb(tmp / "export.jsonl", tmp / "rss-import.db")
+        print(f"rss      peak import {rss['import']:.0f} MB")
         im, sm = statistics.median(imp), statistics.median(stream)
         rm, ri = statistics.median(rec), statistics.median(rawi)
         results["import"] = {"ours_eps": n / im, "core_eps": n / sm, "traces_eps": n / rm,
