@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from time import time_ns as _time_ns
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from time import time_ns as _time_ns
 from typing import Any, Literal, TypeAlias
 
 from runlog import codec

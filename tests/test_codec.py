@@ -128,7 +128,7 @@ def test_unknown_objects_are_refused_with_a_clear_error() -> None:
     class Secret:
         pass
 
-    with pytest.raises(EncodingError, match="cannot store a value of type .*Secret"):
+    with pytest.raises(EncodingError, match=r"cannot store a value of type .*Secret"):
         codec.encode({"x": Secret()})
     marker = codec.decode(codec.encode({"x": Secret()}, lossy=True))["x"]
     assert isinstance(marker, codec.Opaque)

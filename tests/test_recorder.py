@@ -8,6 +8,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import runlog
@@ -23,10 +24,14 @@ def tree(store: runlog.Store) -> dict[str, str | None]:
 def test_exception_ends_the_run_with_error_and_propagates_unchanged(
         store: runlog.Store) -> None:
     err = KeyError("missing")
-    with pytest.raises(KeyError) as caught, store.run("root") as root:
-        with root.child("step") as step:
+
+    def failing_pipeline() -> None:
+        with store.run("root") as root, root.child("step") as step:
             step.stream("partial")
             raise err
+
+    with pytest.raises(KeyError) as caught:
+        failing_pipeline()
     assert caught.value is err
     ends = {e.name: e for e in store.events() if e.kind == "end"}
     step_error = ends["step"].error
@@ -86,7 +91,7 @@ def test_thread_with_copied_context_gets_the_parent(store: runlog.Store) -> None
 async def test_async_tasks_get_their_parent(store: runlog.Store, anyio_backend: str) -> None:
     async def child(name: str) -> None:
         async with store.arun(name, "tool") as run:
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             await run.astream(name)
 
     async with store.arun("root") as root, anyio.create_task_group() as tg:
@@ -161,7 +166,7 @@ async def test_trace_decorator_async_and_async_generators(store: runlog.Store,
 
     assert await coro() == [1, 2]
     assert tree(store) == {"coro": None, "agen": "coro"}
-    coro_end = [e for e in store.events() if e.name == "coro" and e.kind == "end"][0]
+    coro_end = next(e for e in store.events() if e.name == "coro" and e.kind == "end")
     assert coro_end.data == [1, 2]
 
 

@@ -104,9 +104,13 @@ def test_filters_apply_to_events(store: runlog.Store) -> None:
 
 def test_runs_listing_and_status(store: runlog.Store) -> None:
     root_id, _, model_id = record_sample(store)
-    with pytest.raises(ZeroDivisionError), store.run("broken") as failing:
-        failing.stream("partial")
-        _ = 1 / 0
+    def broken() -> None:
+        with store.run("broken") as failing:
+            failing.stream("partial")
+            _ = 1 / 0
+
+    with pytest.raises(ZeroDivisionError):
+        broken()
     open_run = store.start_run("still-going")
     open_run.stream("x")
     store.flush()
