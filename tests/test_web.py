@@ -171,6 +171,23 @@ def test_token_counts_follow_new_tokens(store: runlog.Store, client: TestClient)
     run.end(outputs=None)
 
 
+def test_first_list_can_leave_uncounted_traces_for_a_second_request(
+        store: runlog.Store, client: TestClient) -> None:
+    a = record_pipeline(store, "alpha", tokens=4)
+    b = record_pipeline(store, "beta", tokens=2)
+    rows = client.get("/api/runs?tokens=cached").json()["runs"]
+    assert [r["token_count"] for r in rows] == [None, None]  # nothing counted yet
+    counts = client.get(f"/api/tokens?run={a}&run={b[-12:]}").json()["token_counts"]
+    assert counts == {a: 4, b: 2}
+    record_pipeline(store, "gamma", tokens=1)
+    rows = client.get("/api/runs?tokens=cached").json()["runs"]
+    assert {r["name"]: r["token_count"] for r in rows} == {"alpha": 4, "beta": 2,
+                                                           "gamma": None}
+    assert client.get("/api/runs").json()["runs"][0]["token_count"] == 1  # default: all
+    assert client.get("/api/tokens?run=nope").status_code == 404
+    assert client.get("/api/runs?tokens=some").status_code == 400
+
+
 def test_filters_match_the_cli(store: runlog.Store, client: TestClient) -> None:
     record_pipeline(store, "alpha", tags=["prod"], metadata={"user": "ann", "n": 1})
     record_pipeline(store, "beta", tags=["dev"], metadata={"user": "bob"})

@@ -6,7 +6,8 @@ Routes (``docs/web.md`` has the details)::
     GET /runs/{run_id}                 one run: tree, details, streamed text, timeline
     GET /static/...                    the page's own JS, CSS and icon (package data)
     GET /api/info                      the store's location and the version
-    GET /api/runs?q=&name=&type=&tag=&meta=KEY=VALUE&status=&all=&limit=
+    GET /api/runs?q=&name=&type=&tag=&meta=KEY=VALUE&status=&all=&limit=&tokens=
+    GET /api/tokens?run=ID&run=ID...   token counts (for rows listed with tokens=cached)
     GET /api/runs/{run_id}             the run and its descendants
     GET /api/runs/{run_id}/events?after=&limit=
     GET /api/runs/{run_id}/export?format=jsonl|otlp|chrome   (formats runlog.exporters has)
@@ -49,6 +50,7 @@ from runlog.web.model import (
     events_page,
     list_runs,
     run_detail,
+    token_counts,
 )
 from runlog.web.stream import EventStream, parse_kinds
 
@@ -217,6 +219,11 @@ def create_app(store: Store, *, allowed_hosts: Sequence[str] | None = LOOPBACK_H
         return _json(await anyio.to_thread.run_sync(list_runs, store, query, tokens))
 
     @_api
+    async def api_tokens(request: Request) -> Response:
+        ids = request.query_params.getlist("run")
+        return _json(await anyio.to_thread.run_sync(token_counts, store, ids, tokens))
+
+    @_api
     async def api_run(request: Request) -> Response:
         run_id = request.path_params["run_id"]
         detail = await anyio.to_thread.run_sync(run_detail, store, run_id, tokens)
@@ -276,6 +283,7 @@ def create_app(store: Store, *, allowed_hosts: Sequence[str] | None = LOOPBACK_H
         Route("/runs/{run_id}", run_page),
         Route("/api/info", api_info),
         Route("/api/runs", api_runs),
+        Route("/api/tokens", api_tokens),
         Route("/api/runs/{run_id}", api_run),
         Route("/api/runs/{run_id}/events", api_events),
         Route("/api/runs/{run_id}/export", api_export),

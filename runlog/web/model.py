@@ -33,6 +33,7 @@ __all__ = [
     "parse_meta",
     "run_detail",
     "run_dict",
+    "token_counts",
 ]
 
 STATUSES = ("running", "ok", "error", "abandoned")
@@ -120,13 +121,24 @@ class TokenCounter:
                 self._cache.popitem(last=False)
             return Counter(cur)
 
-    def for_runs(self, runs: Sequence[RunInfo]) -> dict[str, int]:
-        """Token count of each run *and its descendants* (a root: its whole trace)."""
+    def is_cached(self, trace_id: str) -> bool:
+        with self._lock:
+            return trace_id in self._cache
+
+    def for_runs(self, runs: Sequence[RunInfo], *,
+                 cached_only: bool = False) -> dict[str, int]:
+        """Token count of each run *and its descendants* (a root: its whole trace).
+
+        With ``cached_only``, runs of traces never counted before are left out (their
+        first count reads every event of the trace); the others are brought up to date.
+        """
         out: dict[str, int] = {}
         by_trace: dict[str, list[RunInfo]] = {}
         for r in runs:
             by_trace.setdefault(r.trace_id, []).append(r)
         for trace_id, wanted in by_trace.items():
+            if cached_only and not self.is_cached(trace_id):
+                continue
             counts = self.per_run(trace_id)
             if all(r.parent_id is None for r in wanted):
                 total = sum(counts.values())
@@ -187,6 +199,10 @@ class RunsQuery:
     status: str | None = None
     all_runs: bool = False
     limit: int = 100
+    tokens: str = "all"
+    """``"all"``: count every listed run's tokens; ``"cached"``: only runs whose trace
+    was counted before (the others get ``null``, see :func:`token_counts`), so the
+    first list of a large store answers at once."""
 
     @classmethod
     def from_params(cls, params: Mapping[str, Sequence[str]]) -> RunsQuery:
@@ -224,8 +240,12 @@ class RunsQuery:
             raise ValueError(f"limit {limit_text!r} is not a whole number") from None
         if not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
+        tokens = one("tokens") or "all"
+        if tokens not in ("all", "cached"):
+            raise ValueError(f"tokens {tokens!r} is not 'all' or 'cached'")
         return cls(q=one("q").strip(), filter=None if f.is_empty else f, status=status,
-                   all_runs=one("all") in ("1", "true", "on", "yes"), limit=limit)
+                   all_runs=one("all") in ("1", "true", "on", "yes"), limit=limit,
+                   tokens=tokens)
 
 
 def list_runs(store: Store, query: RunsQuery, tokens: TokenCounter) -> dict[str, Any]:
@@ -248,13 +268,28 @@ def list_runs(store: Store, query: RunsQuery, tokens: TokenCounter) -> dict[str,
                            limit=want)
     more = len(found) > query.limit
     found = found[: query.limit]
-    counts = tokens.for_runs(found)
+    counts = tokens.for_runs(found, cached_only=query.tokens == "cached")
     return {
-        "runs": [run_dict(r, counts.get(r.run_id, 0)) for r in found],
+        "runs": [run_dict(r, counts.get(r.run_id)) for r in found],
         "more": more,
         "last_seq": last_seq,
         "roots_only": roots_only,
     }
+
+
+def token_counts(store: Store, run_ids: Sequence[str],
+                 tokens: TokenCounter) -> dict[str, Any]:
+    """``{"token_counts": {run_id: n}}`` for these runs (and their descendants).
+
+    Raises:
+        UnknownRunError: one of the ids is no run.
+        ValueError: more than :data:`MAX_LIMIT` ids.
+    """
+    if len(run_ids) > MAX_LIMIT:
+        raise ValueError(f"at most {MAX_LIMIT} runs per request, not {len(run_ids)}")
+    infos = [store.run_info(rid) for rid in run_ids]
+    counts = tokens.for_runs(infos)
+    return {"token_counts": {i.run_id: counts[i.run_id] for i in infos}}
 
 
 def run_detail(store: Store, run_id: str, tokens: TokenCounter) -> dict[str, Any]:

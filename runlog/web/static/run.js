@@ -248,12 +248,14 @@
       children.get(parent).push(id);
     }
     const out = [];
+    const seen = new Set();
     const visit = (id) => {
       out.push(id);
+      seen.add(id);
       for (const child of children.get(id) || []) visit(child);
     };
     if (runs.has(runId)) visit(runId);
-    for (const id of order) if (!out.includes(id)) out.push(id);
+    for (const id of order) if (!seen.has(id)) out.push(id);
     return out;
   }
 

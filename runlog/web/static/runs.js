@@ -57,7 +57,8 @@
       RL.el("td", {}, RL.statusBadge(run.status)),
       RL.el("td", {className: "time"}, RL.fmtTime(run.start_us)),
       durationCell,
-      RL.el("td", {className: "num tokens"}, String(run.token_count ?? "")),
+      RL.el("td", {className: "num tokens", title: run.token_count === null ? "counting…" : ""},
+            run.token_count === null ? "…" : String(run.token_count)),
       RL.el("td", {}, tags));
     tr.addEventListener("click", (event) => {
       if (event.target.closest("a")) return;
@@ -83,12 +84,28 @@
     loading = (async () => {
       const params = paramsFromForm();
       params.set("limit", String(limit));
+      // Counts of traces the server has not counted yet come as null (counting reads
+      // every event of a trace once); the rows show at once and one more request fills
+      // those counts in.
+      params.set("tokens", "cached");
       try {
         const data = await RL.getJSON(`/api/runs?${params}`);
         RL.showError("");
         tbody.replaceChildren(...data.runs.map(row));
         empty.hidden = data.runs.length > 0;
         moreButton.hidden = !data.more;
+        const uncounted = data.runs.filter((run) => run.token_count === null);
+        if (uncounted.length) {
+          const query = new URLSearchParams(uncounted.map((run) => ["run", run.run_id]));
+          const counted = await RL.getJSON(`/api/tokens?${query}`);
+          for (const [id, count] of Object.entries(counted.token_counts)) {
+            const cell = tbody.querySelector(`tr[data-run-id="${CSS.escape(id)}"] td.tokens`);
+            if (cell) {
+              cell.textContent = String(count);
+              cell.title = "";
+            }
+          }
+        }
         return data;
       } catch (err) {
         RL.showError(err.message);
