@@ -110,14 +110,15 @@ class LogReducer:
         self.last_seq = event.seq
         if self.done:
             return []
-        kind = event.kind
+        env = event.envelope  # one parse, then plain dict lookups on the hot path
+        kind = env["kind"]
         if kind == "start":
             return self._start(event)
-        run = self.runs.get(event.run_id)
+        run = self.runs.get(env["run_id"])
         if run is None:
             return []
         if kind == "stream":
-            return self._stream(event, run)
+            return self._stream(event, run, env)
         return self._end(event, run)
 
     # -- start ----------------------------------------------------------------------
@@ -148,11 +149,11 @@ class LogReducer:
         return out
 
     # -- stream ---------------------------------------------------------------------
-    def _stream(self, e: Event, run: _Run) -> list[RunLogPatch]:
-        channel = e.channel
+    def _stream(self, e: Event, run: _Run, env: dict[str, Any]) -> list[RunLogPatch]:
+        channel = env.get("channel", "output")
         if channel == "custom":
             return []
-        is_root = e.run_id == self.root_id
+        is_root = env["run_id"] == self.root_id
         if channel == "token":
             data = e.data
             token = data.get("token") if isinstance(data, dict) else data
