@@ -15,23 +15,26 @@ The properties:
 
 * :func:`assert_recorded`: the store committed exactly the events the program made;
 * :func:`assert_replay_exact`: replaying a run yields the bytes that were stored;
-* :func:`assert_fold_matches_live`: folding a whole stream at once gives the same
-  states as folding it event by event while it was being recorded (each prefix);
-* :func:`assert_filters_commute`: folding the filtered stream equals filtering the
-  folded states (the runs a filter keeps do not depend on when you apply it);
+* :func:`assert_fold_matches_live`: :func:`runlog.fold` of each prefix of a stream
+  equals the state the ``astream_log`` view built live, event by event;
+* :func:`assert_filters_commute`: folding with a filter equals folding the filtered
+  stream (the runs a filter keeps do not depend on when you apply it);
 * :func:`assert_export_roundtrip`: importing an export yields the same log.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
+
+import jsonpatch
 
 from runlog import codec
 from runlog.diff import RunTreeState, fold_trees
 from runlog.events import Event
 from runlog.filters import Filter
+from runlog.reducers import fold, log_view
 from runlog.testing.strategies import Custom, Fail, Ok, Recording, Stream, Token, same_value
 
 if TYPE_CHECKING:
@@ -151,44 +154,84 @@ def _canonical(states: Mapping[str, RunTreeState]) -> dict[str, Any]:
     return {k: codec.loads_plain(codec.encode(v.to_dict())) for k, v in states.items()}
 
 
-def assert_fold_matches_live(events: Iterable[Event]) -> None:
-    """Folding the whole stream equals the state a live reader built event by event.
+def _by_trace(events: Iterable[Event]) -> dict[str, list[Event]]:
+    out: dict[str, list[Event]] = {}
+    for e in events:
+        out.setdefault(e.trace_id, []).append(e)
+    return out
 
-    A live reader (a tail) folds each event as it is committed and may be asked for the
-    state at any moment; this checks, for every prefix of the stream, that folding the
-    prefix from scratch equals the live state at that point, and that the final states
-    are equal. It uses :func:`runlog.diff.fold_trees` (one state per trace).
+
+def _state_bytes(state: Any) -> bytes:
+    return codec.encode(state, lossy=True)
+
+
+def assert_fold_matches_live(events: Iterable[Event], *, every: int = 1) -> None:
+    """Folding a stream at once equals the state a live reader built event by event.
+
+    For each trace in ``events``: applying the ``astream_log`` view's patches as they
+    come (the view consuming events lazily, as a tail feeds it) must give, after each
+    event, the state :func:`runlog.fold` gives for the events up to that one; and the
+    :class:`~runlog.diff.RunTreeState` folded live must equal the one folded from the
+    prefix. ``every`` checks only every n-th event (folding each prefix is quadratic).
     """
-    evs = list(events)
-    live: dict[str, RunTreeState] = {}
-    for i, e in enumerate(evs):
-        state = live.get(e.trace_id)
-        if state is None:
-            state = live[e.trace_id] = RunTreeState(e.trace_id)
-        state.apply(e)
-        if i % 7 == 6 or i == len(evs) - 1:  # every prefix would be quadratic; sample them
-            batch = _canonical(fold_trees(evs[: i + 1]))
-            assert batch == _canonical(live), (
-                f"after event seq {e.seq}, folding the prefix differs from the live state")
+    for trace_id, evs in _by_trace(events).items():
+        consumed = 0
+
+        def feed(evs: list[Event] = evs) -> Iterator[Event]:
+            nonlocal consumed
+            for e in evs:
+                consumed += 1
+                yield e
+
+        live_states: dict[int, bytes] = {}
+        state: Any = None
+        for patch in log_view(feed()):  # what an astream_log consumer applies, live
+            state = jsonpatch.apply_patch(state, list(patch.ops), in_place=True)
+            live_states[consumed] = _state_bytes(state)
+        for n, live in live_states.items():
+            if n % every and n != len(evs):
+                continue
+            batch = _state_bytes(fold(evs[:n]))
+            assert live == batch, (
+                f"trace {trace_id}: after event seq {evs[n - 1].seq} the live astream_log "
+                f"state differs from runlog.fold of the same events:\n live  {live!r}\n"
+                f" batch {batch!r}")
+        tree = RunTreeState(trace_id)
+        for i, e in enumerate(evs, 1):
+            tree.apply(e)
+            if i % every == 0 or i == len(evs):
+                batch_tree = fold_trees(evs[:i])[trace_id]
+                assert _canonical({"t": tree}) == _canonical({"t": batch_tree}), (
+                    f"trace {trace_id}: after event seq {e.seq}, the run-tree state folded "
+                    "live differs from folding the prefix")
 
 
 def assert_filters_commute(events: Iterable[Event], filter: Filter) -> None:
-    """Folding the filtered stream equals restricting the folded state to kept runs.
+    """Folding the filtered stream equals folding with the filter.
 
     A filter selects runs by their own name, type, tags and metadata, so whether a run is
-    kept cannot depend on the other events; filtering before or after folding must agree.
+    kept cannot depend on the other events. For each trace: ``runlog.fold(events,
+    filter=f)`` must equal ``runlog.fold`` of the root's events plus the events ``f``
+    keeps (the log view never drops its root), and the run-tree state of the filtered
+    events must equal the full run-tree state restricted to the runs ``f`` keeps.
     """
-    evs = list(events)
-    filtered = fold_trees([e for e in evs if filter.matches(e)])
-    folded = fold_trees(evs)
-    restricted = {}
-    for tid, st in folded.items():
-        kept = st.restricted(lambda r: filter.matches_run(r.name, r.run_type, r.tags,
-                                                          r.metadata))
-        if kept.runs:
-            restricted[tid] = kept
-    assert _canonical(filtered) == _canonical(restricted), (
-        f"filter {filter!r}: folding after filtering differs from filtering the fold")
+    for trace_id, evs in _by_trace(events).items():
+        root = evs[0].run_id
+        with_filter = _state_bytes(fold(evs, filter=filter))
+        prefiltered = _state_bytes(fold([e for e in evs if e.run_id == root
+                                         or filter.matches(e)]))
+        assert with_filter == prefiltered, (
+            f"trace {trace_id}, {filter!r}: fold(events, filter) differs from fold of the "
+            f"filtered events:\n with filter {with_filter!r}\n prefiltered {prefiltered!r}")
+        kept = fold_trees([e for e in evs if filter.matches(e)]).get(trace_id)
+        restricted = fold_trees(evs)[trace_id].restricted(
+            lambda r: filter.matches_run(r.name, r.run_type, r.tags, r.metadata))
+        if kept is None:
+            assert not restricted.runs, f"{filter!r} keeps runs of {trace_id} only one way"
+        else:
+            assert _canonical({"t": kept}) == _canonical({"t": restricted}), (
+                f"trace {trace_id}, {filter!r}: the run-tree state of the filtered events "
+                "differs from the full state restricted to the kept runs")
 
 
 def assert_export_roundtrip(store: Store) -> None:

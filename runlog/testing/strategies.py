@@ -46,6 +46,7 @@ from hypothesis import strategies as st
 
 from runlog import codec
 from runlog.events import RUN_TYPES, ErrorInfo, Event
+from runlog.filters import ANY, Filter
 from runlog.recorder import Run
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ __all__ = [
     "chunks",
     "compile_program",
     "event_streams",
+    "filters",
     "json_values",
     "message_chunks",
     "play",
@@ -542,6 +544,7 @@ class _Parts:
     """Strategies built once per knob setting: hypothesis validates a strategy object
     on first use, so rebuilding them inside each draw made generation ~10x slower."""
 
+    names: st.SearchStrategy[str]
     run_types: st.SearchStrategy[str]
     value: st.SearchStrategy[Any]
     actions: st.SearchStrategy[list[Stream | Token | Custom]]
@@ -551,8 +554,8 @@ class _Parts:
 
 
 def _parts(max_children: int, max_actions: int, run_types: Sequence[str], errors: bool,
-           unfinished: bool, interleave: bool,
-           values: st.SearchStrategy[Any] | None) -> _Parts:
+           unfinished: bool, interleave: bool, values: st.SearchStrategy[Any] | None,
+           names: st.SearchStrategy[str] | None = None) -> _Parts:
     if max_children < 0 or max_actions < 0:
         raise ValueError("max_depth, max_children and max_actions must be >= 0")
     if not run_types:
@@ -572,7 +575,8 @@ def _parts(max_children: int, max_actions: int, run_types: Sequence[str], errors
             st.text(max_size=10), value))
     if unfinished:
         endings.append(st.just(Unfinished()))
-    return _Parts(st.sampled_from(tuple(run_types)), value,
+    return _Parts(names if names is not None else _NAMES, st.sampled_from(tuple(run_types)),
+                  value,
                   st.lists(leaf, max_size=max_actions), st.one_of(*endings), max_children,
                   interleave)
 
@@ -580,7 +584,7 @@ def _parts(max_children: int, max_actions: int, run_types: Sequence[str], errors
 @st.composite
 def _run_spec(draw: st.DrawFn, parts: _Parts,
               children_of: st.SearchStrategy[list[RunSpec]] | None) -> RunSpec:
-    name = draw(_NAMES)
+    name = draw(parts.names)
     run_type = draw(parts.run_types)
     inputs = draw(parts.value)
     tags = draw(_TAG_LISTS)
@@ -618,7 +622,8 @@ def run_specs(*, max_depth: int = 2, max_children: int = 2, max_actions: int = 3
 def programs(*, max_roots: int = 2, max_depth: int = 2, max_children: int = 2,
              max_actions: int = 3, run_types: Sequence[str] = RUN_TYPES,
              errors: bool = True, unfinished: bool = True, interleave: bool = True,
-             values: st.SearchStrategy[Any] | None = None) -> st.SearchStrategy[Program]:
+             values: st.SearchStrategy[Any] | None = None,
+             names: st.SearchStrategy[str] | None = None) -> st.SearchStrategy[Program]:
     """Recording programs: what :func:`play` turns into a valid event stream.
 
     Args:
@@ -631,6 +636,8 @@ def programs(*, max_roots: int = 2, max_depth: int = 2, max_children: int = 2,
         unfinished: allow runs that never end.
         interleave: allow concurrent runs (sibling runs and traces whose events interleave).
         values: strategy for inputs, outputs and chunks (default :func:`chunks`).
+        names: strategy for run names (default: :data:`RUN_NAMES`, then any non-empty
+            valid Unicode string, ``/`` included).
 
     Shrinking goes toward one root, no children, no actions, normal endings, sequential
     order, names from :data:`RUN_NAMES` and empty strings.
@@ -638,11 +645,29 @@ def programs(*, max_roots: int = 2, max_depth: int = 2, max_children: int = 2,
     if max_roots < 1:
         raise ValueError("max_roots must be >= 1")
     spec = _spec_strategy(max_depth, _parts(max_children, max_actions, run_types, errors,
-                                            unfinished, interleave, values))
+                                            unfinished, interleave, values, names))
     roots = st.lists(spec, min_size=1, max_size=max_roots).map(tuple)
     schedule = (st.lists(st.integers(0, 7), max_size=16).map(tuple) if interleave
                 else st.just(()))
     return st.builds(Program, roots, schedule)
+
+
+def filters(*, run_types: Sequence[str] = RUN_TYPES) -> st.SearchStrategy[Filter]:
+    """:class:`~runlog.Filter` objects over the names, types, tags and metadata keys that
+    :func:`programs` draws from, so they select some runs and drop others."""
+    names = st.lists(st.sampled_from(RUN_NAMES), max_size=2)
+    types = st.lists(st.sampled_from(tuple(run_types)), max_size=2)
+    tags = st.lists(_TAGS, max_size=2)
+    meta = st.dictionaries(st.sampled_from(["user", "attempt", "ls_model_name"]),
+                           st.one_of(st.just(ANY), st.integers(0, 9)), max_size=1)
+
+    def opt(s: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        return st.one_of(st.none(), s)
+
+    return st.builds(Filter, include_names=opt(names), include_types=opt(types),
+                     include_tags=opt(tags), exclude_names=opt(names),
+                     exclude_types=opt(types), exclude_tags=opt(tags),
+                     include_metadata=opt(meta), exclude_metadata=opt(meta))
 
 
 @st.composite
