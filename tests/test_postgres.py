@@ -318,6 +318,39 @@ def test_leases_use_the_server_clock(pg: runlog.Store) -> None:
     assert pg.runs()[0].status == "ok"
 
 
+def test_a_dropped_writer_connection_loses_and_duplicates_nothing(pg: runlog.Store) -> None:
+    """The server closes the writer's connection (restart, proxy timeout): the next
+    commit reconnects, checks whether the batch already committed, and carries on."""
+    backend = _backend(pg)
+    with pg.run("before") as run:
+        run.stream(1)
+    pid_row = backend._writer_conn().execute("SELECT pg_backend_pid()").fetchone()
+    assert pid_row is not None
+    with _admin() as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid_row[0],))
+    with pg.run("after") as run:
+        run.stream(2)
+    pg.flush()
+    assert pg.writer.failures == 0
+    assert [(e.seq, e.name) for e in pg.events()] == [
+        (1, "before"), (2, "before"), (3, "before"), (4, "after"), (5, "after"), (6, "after")]
+
+    # A batch whose commit was hidden by a dropped connection is not appended twice.
+    sample = list(pg.events())[3:]
+    from runlog.store.base import pending_from_raw
+
+    prev: bytes | None = None
+    again = []
+    for i, e in enumerate(sample, 1):
+        p = pending_from_raw(e.raw, prev, i)
+        prev = p.digest
+        again.append(p)
+    backend._in_doubt = again[0].digest.hex()
+    assert backend.append(again, pg.writer.info, 0) == 6
+    assert pg.last_seq() == 6
+    assert pg.verify().ok
+
+
 # ------------------------------------------------------------------ wake-ups
 
 def test_notify_wakes_a_waiter_and_a_dropped_connection_loses_nothing(

@@ -363,6 +363,7 @@ class PostgresBackend(Backend):
         self._connect_url = connect_url
         self._wlock = threading.Lock()
         self._wfairy: Any = None
+        self._in_doubt: str | None = None  # a batch whose commit a dropped connection hid
         self._closed = False
         try:
             self.channel = self._init_store(create)
@@ -479,16 +480,47 @@ class PostgresBackend(Backend):
             return self.last_seq()
         b = _Batch(batch)
         with self._wlock:
-            conn = self._writer_conn()
             try:
-                if self.insert == "copy":
-                    return self._append_copy(conn, batch, b, writer)
-                row = conn.execute(_APPEND, b.params(writer, self.channel)).fetchone()
+                conn = self._writer_conn()
+                if self._in_doubt is not None:
+                    found = self._committed_already(conn, b)
+                    if found is not None:
+                        return found
+                try:
+                    return self._append_on(conn, batch, b, writer)
+                except psycopg.OperationalError:
+                    # The connection died (server restart, a proxy's idle timeout) with
+                    # the statement sent: it committed whole or not at all. Reconnect,
+                    # look for the batch's first event by its chain digest, and send
+                    # it again only if it is not there: never twice.
+                    self._drop_writer_conn()
+                    self._in_doubt = b.digest[0]
+                    conn = self._writer_conn()
+                    found = self._committed_already(conn, b)
+                    if found is not None:
+                        return found
+                    return self._append_on(conn, batch, b, writer)
             except psycopg.errors.UniqueViolation as e:
                 raise AppendOnlyError(f"could not append to {self.location}: {e}") from e
             except psycopg.OperationalError:
+                # Still in doubt: the writer retries this batch, and the check above
+                # runs first then.
                 self._drop_writer_conn()
+                self._in_doubt = b.digest[0]
                 raise
+
+    def _committed_already(self, conn: psycopg.Connection[Any], b: _Batch) -> int | None:
+        """The last seq of ``b`` if an earlier, failed attempt did commit it."""
+        row = conn.execute("SELECT seq FROM events WHERE run_id = %s AND digest = %s",
+                           (b.run[0], b.digest[0])).fetchone()
+        self._in_doubt = None
+        return None if row is None else int(row[0]) + b.n - 1
+
+    def _append_on(self, conn: psycopg.Connection[Any], batch: Sequence[Pending], b: _Batch,
+                   writer: WriterInfo) -> int:
+        if self.insert == "copy":
+            return self._append_copy(conn, batch, b, writer)
+        row = conn.execute(_APPEND, b.params(writer, self.channel)).fetchone()
         if row is None:
             raise StoreError(f"{self.location}: the seq_counter row is missing; run "
                              "`runlog migrate --db URL` to repair the schema")
