@@ -171,8 +171,8 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
 
     raise_error = False
 
-    @property  # type: ignore[override]
-    def run_inline(self) -> bool:
+    @property
+    def run_inline(self) -> bool:  # type: ignore[override]
         """Always ``False``, and the moment to look at the runnable's stack.
 
         Not inline: LangChain's async manager skips the non-inline handlers'
@@ -351,9 +351,10 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
                           _r: Recorder = self) -> Iterator[T]:
                     return _o(run_id, _r._tap(run_id, output))  # type: ignore[no-any-return]
 
-                h.tap_output_aiter = tap_a
-                h.tap_output_iter = tap_s
-                h._runlog_recorders = [*getattr(h, "_runlog_recorders", []), self]
+                setattr(h, "tap_output_aiter", tap_a)  # noqa: B010 - an instance override
+                setattr(h, "tap_output_iter", tap_s)  # noqa: B010
+                setattr(h, "_runlog_recorders",  # noqa: B010
+                        [*getattr(h, "_runlog_recorders", []), self])
             except Exception as e:  # a handler that refuses attributes: chunks may be lost
                 self._failed("the stream of another streaming handler", e)
 
