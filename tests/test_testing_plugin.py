@@ -126,3 +126,13 @@ def test_record_option_records_every_test(pytester: pytest.Pytester) -> None:
 def test_marker_is_registered(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.runlog_record:*"])
+
+
+def test_the_documented_pytest_example_passes(pytester: pytest.Pytester) -> None:
+    """docs/testing-toolkit.md's example is run as written."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "testing-toolkit.md").read_text()
+    section = doc.split("## A pytest example", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    pytester.makepyfile(test_pipeline=code)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
