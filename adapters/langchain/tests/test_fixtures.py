@@ -15,9 +15,16 @@ from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel, BaseLLM, GenericFakeChatModel
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.language_models.llms import LLM
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ToolMessage,
+    convert_to_messages,
+)
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, GenerationChunk
+from langchain_core.prompt_values import ChatPromptValue
 from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable
@@ -351,3 +358,30 @@ def test_tool_calling_loop_replays_offline(store: Store) -> None:
     assert len(fx.calls) == 3  # model, tool, model
     tools = fx.tools()
     assert run_agent(fx.chat_model().bind_tools(tools), tools) == answer
+
+
+_text = st.text(max_size=12)
+_message = st.one_of(
+    st.builds(lambda c: ("human", c), _text),
+    st.builds(lambda c: ("system", c), _text),
+    st.builds(lambda c: ("ai", c), _text),
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(messages=st.lists(_message, min_size=1, max_size=5))
+def test_property_input_key_ignores_the_input_form(messages: list[tuple[str, str]]) -> None:
+    """Invariant: the forms LangChain converts to the same messages share one key, and
+    the recorded child-run shape ``{"messages": [[...]]}`` has that key too."""
+    as_messages = convert_to_messages(messages)
+    forms: list[Any] = [messages, as_messages, ChatPromptValue(messages=as_messages),
+                        {"messages": [as_messages]},
+                        # ids and provider metadata do not take part
+                        [m.model_copy(update={"id": f"id-{i}", "response_metadata": {"x": 1}})
+                         for i, m in enumerate(as_messages)]]
+    keys = {fixtures_module.input_key("chat_model", f) for f in forms}
+    assert len(keys) == 1
+    if len(messages) == 1 and messages[0][0] == "human":
+        assert fixtures_module.input_key("chat_model", messages[0][1]) in keys
+    changed = [*messages[:-1], (messages[-1][0], messages[-1][1] + "!")]
+    assert fixtures_module.input_key("chat_model", changed) not in keys
