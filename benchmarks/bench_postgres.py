@@ -10,8 +10,8 @@ Every figure is taken in the same run against a baseline on the same server:
            and indexes with a ``bigserial`` seq: no ordering guarantee, no projection.
 * insert:  one process appending pre-built batches of 1, 10 and 500 events through
            ``PostgresBackend.append`` with ``insert="unnest"`` (one statement) vs
-           ``insert="copy"`` (counter, COPY, projection: three round trips), interleaved,
-           to pick the default.
+           ``insert="copy"`` (counter, COPY, projection: three round trips), interleaved;
+           ``insert="auto"`` (the default) switches to COPY at ``COPY_FROM`` events.
 * tail:    a writer process records one token every 5 ms; this process follows with
            ``store.tail`` (LISTEN/NOTIFY wake-ups). Latency = time the tailer yields
            the event minus the event's recorded time (same host clock). Goal p99 < 10 ms.

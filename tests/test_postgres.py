@@ -351,6 +351,46 @@ def test_a_dropped_writer_connection_loses_and_duplicates_nothing(pg: runlog.Sto
     assert pg.verify().ok
 
 
+@pytest.mark.parametrize("insert", ["unnest", "copy", "auto"])
+def test_every_insert_method_appends_the_same_log(insert: str, url: str) -> None:
+    """One statement, COPY, and the size switch between them: same seqs, bytes, runs."""
+    from runlog.store.base import pending_from_raw
+
+    with runlog.open(":memory:") as mem:
+        a = mem.start_run("a")
+        with mem.run("b", tags=["t"]) as b:
+            for i in range(300):
+                b.token(str(i))
+        a.end("done")
+        source = list(mem.events(digests=True))
+        expected = {r.name: (r.status, r.event_count, r.start_seq, r.end_seq)
+                    for r in mem.runs()}
+    prev: dict[str, bytes] = {}
+    counts: dict[str, int] = {}
+    pendings = []
+    for e in source:
+        counts[e.run_id] = counts.get(e.run_id, 0) + 1
+        p = pending_from_raw(e.raw, prev.get(e.run_id), counts[e.run_id])
+        prev[e.run_id] = p.digest
+        pendings.append(p)
+    backend = PostgresBackend(url, insert=insert)
+    writer = WriterInfo(writer_id="w")
+    try:
+        # a's start alone; then b whole (start, 300 tokens, end) with a's end: runs that
+        # start and end in one batch, and a run ending in a later batch
+        assert backend.append(pendings[:1], writer, 0) == 1
+        assert backend.append(pendings[1:], writer, 0) == len(source)
+        page, high = backend.read(EventQuery(limit=10_000, digests=True))
+        assert high == len(source)
+        assert [(e.seq, e.raw, e.digest) for e in page] == [
+            (e.seq, e.raw, e.digest) for e in source]
+        got = {r.name: (r.status, r.event_count, r.start_seq, r.end_seq)
+               for r in backend.find_runs(runlog.store.base.RunQuery())}
+        assert got == expected
+    finally:
+        backend.close()
+
+
 # ------------------------------------------------------------------ wake-ups
 
 def test_notify_wakes_a_waiter_and_a_dropped_connection_loses_nothing(

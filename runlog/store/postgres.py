@@ -18,8 +18,10 @@ SQLite backend. How, and why (figures and query plans in ``docs/postgres.md``):
   projection, the writer's heartbeat and the ``pg_notify`` wake-up) is a single
   statement of data-modifying CTEs over ``unnest``-ed arrays, run in autocommit mode:
   one statement is one transaction, so the batch commits whole or not at all and the
-  counter row is held for the shortest possible time. ``COPY`` is kept as an
-  alternative (``insert="copy"``) for measurement; it needs three round trips.
+  counter row is held for the shortest possible time. Large batches (from
+  :data:`COPY_FROM` events, which group commit produces under load) use ``COPY``
+  instead, in one explicit transaction of three round trips, because it costs less
+  per row; small ones, the latency case, use the one statement.
 * **Bytes.** ``events.raw`` is TEXT holding the envelope's UTF-8 as written. Envelopes
   never contain a NUL byte (JSON escapes U+0000 as ``\\u0000``), which is the one
   thing TEXT cannot hold, so the bytes read back are the bytes written.
@@ -79,6 +81,10 @@ from runlog.store.base import (
 __all__ = ["PgNotifyWaiter", "PostgresBackend", "parse_url", "pg_extras_ddl", "read_sql"]
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+COPY_FROM = 256
+"""Batch size from which ``insert="auto"`` uses COPY (``benchmarks/bench_postgres.py``:
+one statement wins 2.4x at 1 event and 1.5x at 10; COPY wins 1.2x at 500)."""
 
 # The database server's clock, in microseconds since the epoch (leases, heartbeats).
 NOW_US = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
@@ -326,15 +332,17 @@ class PostgresBackend(Backend):
             otherwise commits use ``synchronous_commit=off`` like SQLite's NORMAL mode
             (a server crash can lose the last few hundred milliseconds of
             acknowledged events, never corrupt the log or break seq order).
-        insert: ``"unnest"`` (one statement per batch, the default) or ``"copy"``
-            (``COPY`` into ``events``; kept for the benchmark).
+        insert: how events reach the table: ``"unnest"`` (one statement per batch),
+            ``"copy"`` (counter, ``COPY``, projection: three round trips, cheaper per
+            row) or ``"auto"`` (the default: ``copy`` from :data:`COPY_FROM` events
+            on, where it wins; ``unnest`` below, where the round trips dominate).
         pool_size: pooled connections for readers (the writer has its own).
     """
 
     def __init__(self, url: str, *, create: bool = True, durable: bool = False,
-                 insert: str = "unnest", pool_size: int = 4) -> None:
-        if insert not in ("unnest", "copy"):
-            raise ValueError(f"insert must be 'unnest' or 'copy', not {insert!r}")
+                 insert: str = "auto", pool_size: int = 4) -> None:
+        if insert not in ("auto", "unnest", "copy"):
+            raise ValueError(f"insert must be 'auto', 'unnest' or 'copy', not {insert!r}")
         self.url = url
         connect_url, self.schema = parse_url(url)
         self.location = make_url(connect_url).render_as_string(hide_password=True) + (
@@ -518,7 +526,7 @@ class PostgresBackend(Backend):
 
     def _append_on(self, conn: psycopg.Connection[Any], batch: Sequence[Pending], b: _Batch,
                    writer: WriterInfo) -> int:
-        if self.insert == "copy":
+        if self.insert == "copy" or (self.insert == "auto" and b.n >= COPY_FROM):
             return self._append_copy(conn, batch, b, writer)
         row = conn.execute(_APPEND, b.params(writer, self.channel)).fetchone()
         if row is None:
