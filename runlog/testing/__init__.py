@@ -27,4 +27,37 @@ except ImportError as e:  # pragma: no cover - depends on the install
     raise ImportError(
         "runlog.testing needs hypothesis: pip install 'runlog-engine[testing]'") from e
 
-__all__: list[str] = []
+from runlog.testing.invariants import (
+    assert_export_roundtrip,
+    assert_filters_commute,
+    assert_fold_matches_live,
+    assert_recorded,
+    assert_replay_exact,
+)
+from runlog.testing.machine import StoreMachine, store_machine
+from runlog.testing.strategies import (
+    Program,
+    Recording,
+    RunSpec,
+    event_streams,
+    filters,
+    play,
+    programs,
+)
+
+__all__ = [
+    "Program",
+    "Recording",
+    "RunSpec",
+    "StoreMachine",
+    "assert_export_roundtrip",
+    "assert_filters_commute",
+    "assert_fold_matches_live",
+    "assert_recorded",
+    "assert_replay_exact",
+    "event_streams",
+    "filters",
+    "play",
+    "programs",
+    "store_machine",
+]
