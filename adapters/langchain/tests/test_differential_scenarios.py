@@ -112,8 +112,18 @@ def rag_like() -> Runnable[Any, Any]:
     return RunnableLambda(lambda x: x).with_config(run_name="pre") | inner
 
 
+def parallel_sync() -> Runnable[Any, Any]:
+    """Sync functions: LangChain runs them in worker threads."""
+    return RunnableParallel(
+        a=RunnableLambda(lambda x: x + "a").with_config(run_name="f"),
+        b=RunnableLambda(lambda x: x + "b").with_config(run_name="f"),
+        c=(RunnableLambda(lambda x: x.upper()) | StrOutputParser()),
+    )
+
+
 SCENARIOS: dict[str, tuple[Callable[[], Any], Any]] = {
     "parallel": (parallel, "xyz"),
+    "parallel_sync": (parallel_sync, "q"),
     "tool": (tool_chain, 41),
     "tool_error": (tool_error_chain, 1),
     "error_midstream": (error_midstream, "q"),
@@ -126,7 +136,7 @@ SCENARIOS: dict[str, tuple[Callable[[], Any], Any]] = {
     "rag_like": (rag_like, {"q": "why"}),
 }
 
-NONDETERMINISTIC = {"parallel"}
+NONDETERMINISTIC = {"parallel", "parallel_sync"}
 KNOWN_DIVERGENT = {("llm_root", "events")}  # see test_llm_root_without_streaming
 
 FILTERS: list[dict[str, Any]] = [
