@@ -98,12 +98,16 @@ def runlog_run(request: pytest.FixtureRequest) -> Run | None:
 
 
 @pytest.fixture(autouse=True)
-def _runlog_record(request: pytest.FixtureRequest,
-                   monkeypatch: pytest.MonkeyPatch) -> Iterator[Run | None]:
-    """Records the test as a run when asked (marker, option or ``runlog_run``)."""
+def _runlog_record(request: pytest.FixtureRequest) -> Iterator[Run | None]:
+    """Records the test as a run when asked (marker, option or ``runlog_run``).
+
+    Autouse so the marker and options work without naming a fixture; a test that is not
+    recorded pays one marker lookup and sets up nothing else.
+    """
     if not _wants_recording(request):
         yield None
         return
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
     store = _session_store(request.config)
     metadata: dict[str, str] = {"pytest_nodeid": request.node.nodeid}
     if store is None:
