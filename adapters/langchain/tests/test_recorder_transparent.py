@@ -86,3 +86,34 @@ def test_a_failing_store_never_reaches_the_application() -> None:
     assert list(chain.stream(1, config={"callbacks": [rec]})) == [4]
     assert rec.failures > 0
     assert rec.last_error is not None
+
+
+def test_sync_invoke_in_threads_records_the_tree() -> None:
+    """The sync callback manager (RunnableParallel runs branches in threads)."""
+    import runlog_langchain
+    from langchain_core.runnables import RunnableParallel
+
+    chain = RunnableLambda(lambda x: x + 1).with_config(run_name="inc") | RunnableParallel(
+        a=RunnableLambda(lambda x: x * 2).with_config(run_name="dbl"),
+        b=RunnableLambda(lambda x: x * 3).with_config(run_name="tri"),
+    )
+    store = runlog.open(":memory:")
+    try:
+        rec = Recorder(store)
+        assert chain.invoke(1, config={"callbacks": [rec], "max_concurrency": 2}) == {
+            "a": 4, "b": 6}
+        store.flush()
+        root = rec.root_ids[0]
+        runs = {r.name: r for r in store.trace_runs(root)}
+        assert runs["RunnableSequence"].parent_id is None
+        assert runs["dbl"].parent_id == runs["RunnableParallel<a,b>"].run_id
+        assert all(r.status == "ok" for r in runs.values())
+        events = list(runlog_langchain.stream_events(store, root))
+        assert events[0]["data"] == {"input": 1}  # the invoke() input, from the stack
+        assert events[-1]["event"] == "on_chain_end"
+        assert events[-1]["data"] == {"output": {"a": 4, "b": 6}}
+        state = store.state_at(root)
+        assert state["final_output"] == {"a": 4, "b": 6}
+        assert {e["name"] for e in state["logs"].values()} >= {"inc", "dbl", "tri"}
+    finally:
+        store.close()
