@@ -20,6 +20,9 @@ traces: first as the page asks (``tokens=cached``: nothing counted yet, counts c
 later), cold (token counts read from every trace's events) and warm (the per-trace
 cache reads only what was committed since), against ``store.runs()`` alone.
 
+``idle``: CPU of the ``runlog serve`` process while 5 streams are open and nothing is
+written (the pages never poll; the server waits on the store's change notification).
+
 Run: ``python -m benchmarks.bench_web`` (``--quick`` for smaller sizes).
 """
 
@@ -178,6 +181,47 @@ def bench_list(traces: int, tokens: int) -> dict[str, float]:
             "warm_ms": warm * 1000}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_idle(streams: int, seconds: float) -> dict[str, float]:
+    """CPU of ``runlog serve`` while ``streams`` EventSource-like clients wait, idle."""
+    import httpx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "idle.db"
+        with runlog.open(db) as s, s.run("x") as r:
+            r.end(outputs=None)
+        server, url = serve(db)
+        stop = threading.Event()
+
+        def hold() -> None:
+            try:
+                with httpx.stream("GET", url + "api/stream", timeout=None) as r:
+                    for _ in r.iter_raw():
+                        if stop.is_set():
+                            return
+            except httpx.HTTPError:  # the server stopped at the end of the measure
+                return
+
+        threads = [threading.Thread(target=hold, daemon=True) for _ in range(streams)]
+        try:
+            for t in threads:
+                t.start()
+            time.sleep(1.0)
+            c0, t0 = cpu_seconds(server.pid), time.monotonic()
+            time.sleep(seconds)
+            cpu = (cpu_seconds(server.pid) - c0) / (time.monotonic() - t0)
+        finally:
+            stop.set()
+            server.terminate()
+            server.wait(10)
+    return {"cpu_percent": cpu * 100}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
@@ -191,6 +235,8 @@ def main(argv: list[str] | None = None) -> None:
           f"p99 {live['tail_p99_ms']:.2f} ms")
     print(f"  ratio sse/tail: p50 {live['sse_p50_ms'] / live['tail_p50_ms']:.2f}x, "
           f"p99 {live['sse_p99_ms'] / live['tail_p99_ms']:.2f}x")
+    idle = bench_idle(5, 3.0 if args.quick else 10.0)
+    print(f"idle server, 5 open streams, no writes: {idle['cpu_percent']:.2f} % of a core")
     traces, per = (50, 200) if args.quick else (200, 1000)
     lst = bench_list(traces, per)
     print(f"runs list ({traces} traces x {per} tokens, 100 shown)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -27,7 +28,7 @@ import runlog
 from runlog.cli import cli
 from runlog.cli.options import _meta_pairs
 from runlog.tail import TailNotice
-from runlog.web import create_app, export_formats, is_loopback, server_url
+from runlog.web import close_streams, create_app, export_formats, is_loopback, server_url
 from runlog.web.app import host_of
 from runlog.web.model import TokenCounter, event_line, parse_meta
 from runlog.web.stream import KIND_WORDS, parse_kinds, sse_message, status_message
@@ -491,6 +492,31 @@ def test_abandoned_run_is_reported_as_a_status_message(tmp_path: Path) -> None:
     assert msgs[-1]["id"] is None  # not an event: the cursor does not move
 
 
+def test_close_streams_ends_open_streams(store: runlog.Store) -> None:
+    app = create_app(store)
+    ended = threading.Event()
+    opened = threading.Event()
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+
+        def follow() -> None:
+            with c.stream("GET", "/api/stream") as r:
+                opened.set()
+                r.read()  # until the server ends the stream
+            ended.set()
+
+        t = threading.Thread(target=follow)
+        t.start()
+        assert opened.wait(30)
+        while not app.state.streams:  # registered once its task group runs
+            assert t.is_alive()
+            threading.Event().wait(0.01)
+        assert c.portal is not None
+        assert c.portal.call(close_streams, app) == 1
+        t.join(30)
+        assert ended.is_set()
+        assert not app.state.streams
+
+
 def test_sse_message_keeps_multiline_envelopes_intact() -> None:
     pretty = b'{\n  "kind": "start",\r\n "name": "x"}'
     e = runlog.Event(9, pretty)
@@ -565,9 +591,19 @@ def test_serve_runs_a_real_server_on_loopback(tmp_path: Path) -> None:
             page = httpx.get(url, timeout=10)
             assert page.status_code == 200
             assert "runs.js" in page.text
+            # An open page's event stream does not hold up Ctrl-C.
+            with httpx.stream("GET", url + "api/stream", timeout=10) as r:
+                lines = r.iter_lines()
+                assert next(lines) == "retry: 1000"
+                proc.send_signal(signal.SIGINT)
+                rest = list(lines)  # ends: the server closed the stream
+            assert rest[0].startswith(": runlog stream after")
+            assert proc.wait(timeout=10) == 0
+            assert "ERROR" not in proc.stdout.read()
         finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=10)
 
 
 def test_loopback_detection_and_urls() -> None:

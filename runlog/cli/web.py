@@ -65,5 +65,7 @@ def serve(db: str, host: str, port: int, open_browser: bool | None) -> None:
 
     try:
         serve_web(store, host=host, port=port, on_ready=ready)
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its clean shutdown
+        out.print("[dim]stopped[/]")
     finally:
         store.close()

@@ -15,11 +15,12 @@ import socket
 from collections.abc import Callable
 
 import uvicorn
+from starlette.applications import Starlette
 
 from runlog.api import Store
-from runlog.web.app import LOOPBACK_HOSTS, create_app, export_formats
+from runlog.web.app import LOOPBACK_HOSTS, close_streams, create_app, export_formats
 
-__all__ = ["create_app", "export_formats", "is_loopback", "serve", "server_url"]
+__all__ = ["close_streams", "create_app", "export_formats", "is_loopback", "serve", "server_url"]
 
 
 def is_loopback(host: str) -> bool:
@@ -59,17 +60,23 @@ def serve(store: Store, *, host: str = "127.0.0.1", port: int = 8765,
                             # Open event streams never end by themselves: close them
                             # after a second instead of waiting forever on Ctrl-C.
                             timeout_graceful_shutdown=1)
-    server = _Server(config, on_ready)
+    server = _Server(config, on_ready, app)
     server.run()
 
 
 class _Server(uvicorn.Server):
     """uvicorn's Server, telling the caller the bound URL once it listens."""
 
-    def __init__(self, config: uvicorn.Config,
-                 on_ready: Callable[[str], None] | None) -> None:
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[str], None] | None,
+                 app: Starlette) -> None:
         super().__init__(config)
         self.on_ready = on_ready
+        self.app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Open pages hold event streams that never end by themselves: end them first.
+        close_streams(self.app)
+        await super().shutdown(sockets=sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)

@@ -31,6 +31,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+import anyio
 import anyio.to_thread
 import orjson
 from starlette.applications import Starlette
@@ -54,7 +55,7 @@ from runlog.web.model import (
 )
 from runlog.web.stream import EventStream, parse_kinds
 
-__all__ = ["LOOPBACK_HOSTS", "create_app", "export_formats", "host_of"]
+__all__ = ["LOOPBACK_HOSTS", "close_streams", "create_app", "export_formats", "host_of"]
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -198,6 +199,7 @@ def create_app(store: Store, *, allowed_hosts: Sequence[str] | None = LOOPBACK_H
         keepalive: seconds of silence before an SSE keepalive comment.
     """
     tokens = TokenCounter(store)
+    streams: set[anyio.CancelScope] = set()
 
     async def runs_page(request: Request) -> Response:
         return Response(_page("runs.html"), media_type="text/html; charset=utf-8")
@@ -275,7 +277,7 @@ def create_app(store: Store, *, allowed_hosts: Sequence[str] | None = LOOPBACK_H
             return Response(status_code=204)
         return EventStream(store, after=setup["after"], run_id=setup["run_id"], kinds=kinds,
                            until_end=until_end and setup["run_id"] is not None,
-                           idle_timeout=idle, keepalive=keepalive)
+                           idle_timeout=idle, keepalive=keepalive, registry=streams)
 
     static = StaticFiles(packages=[("runlog.web", "static")])
     routes: list[BaseRoute] = [
@@ -293,7 +295,22 @@ def create_app(store: Store, *, allowed_hosts: Sequence[str] | None = LOOPBACK_H
     middleware = [Middleware(_SecurityHeaders)]
     if allowed_hosts is not None:
         middleware.insert(0, Middleware(_HostCheck, allowed=allowed_hosts))
-    return Starlette(routes=routes, middleware=middleware)
+    app = Starlette(routes=routes, middleware=middleware)
+    app.state.streams = streams
+    return app
+
+
+def close_streams(app: Starlette) -> int:
+    """End every open event stream of ``app`` (call it in the server's event loop).
+
+    uvicorn waits for open responses when it shuts down, and an event stream never
+    ends by itself; closing them first lets Ctrl-C stop the server at once. Returns
+    how many were open.
+    """
+    streams: set[anyio.CancelScope] = app.state.streams
+    for scope in list(streams):
+        scope.cancel()
+    return len(streams)
 
 
 def _stream_setup(store: Store, run: str | None, after: int) -> dict[str, Any]:

@@ -100,12 +100,20 @@ class EventStream:
             reported abandoned).
         idle_timeout: close the stream after this many seconds without an event.
         keepalive: seconds of silence before a ``: keepalive`` comment.
+        poll_interval: the tail's fallback re-read when no change notification came
+            (notifications wake it at once; this only bounds a missed one).
+        registry: a set the stream's cancel scope is in while it runs (the server
+            cancels them all when it shuts down, so open pages do not hold it up).
     """
 
     def __init__(self, store: Store, *, after: int, run_id: str | None = None,
                  kinds: frozenset[str] | None = None, until_end: bool = False,
-                 idle_timeout: float | None = None, keepalive: float = 15.0) -> None:
+                 idle_timeout: float | None = None, keepalive: float = 15.0,
+                 poll_interval: float = 0.5,
+                 registry: set[anyio.CancelScope] | None = None) -> None:
         self.store = store
+        self.poll_interval = poll_interval
+        self.registry = registry
         self.after = after
         self.run_id = run_id
         self.kinds = kinds
@@ -128,10 +136,18 @@ class EventStream:
         # retry: how long the browser waits before reconnecting (ms).
         await self._send(send, b"retry: 1000\n: runlog stream after " +
                          str(self.after).encode() + b"\n\n")
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._pump, send, tg.cancel_scope)
-            tg.start_soon(self._keepalive, send)
-            tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
+        cancel: anyio.CancelScope | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                cancel = tg.cancel_scope
+                if self.registry is not None:  # so a server shutting down can end it
+                    self.registry.add(cancel)
+                tg.start_soon(self._pump, send, cancel)
+                tg.start_soon(self._keepalive, send)
+                tg.start_soon(self._watch_disconnect, receive, cancel)
+        finally:
+            if self.registry is not None and cancel is not None:
+                self.registry.discard(cancel)
         try:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:  # the client is gone
@@ -153,7 +169,8 @@ class EventStream:
         chunks: list[bytes] = []
         async with self.store.atail(after=self.after, run_id=self.run_id,
                                     until_end=self.until_end,
-                                    idle_timeout=self.idle_timeout) as tail:
+                                    idle_timeout=self.idle_timeout,
+                                    poll_interval=self.poll_interval) as tail:
             async for item in tail:
                 if isinstance(item, Event):
                     if self._wanted(item):
