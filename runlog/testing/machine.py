@@ -2,11 +2,12 @@
 
 Every rule does the same thing to both stores through the public API (start a root or a
 child run, stream a chunk, a token or a custom event, end a run normally or with an
-error, flush, read from a cursor, follow the log like a tail, reopen the store, replay
-a trace, verify). Run ids and times are chosen by the machine and passed to both, so
-the two stores must hold *the same bytes at the same seqs*; the invariants check that
-after every step (what the real store has committed must be a prefix of the model's
-log), and the reading rules compare every answer.
+error, flush, read from a cursor in small pages, follow the log without flushing, open
+``store.tail(after=cursor)``, reopen the store, replay a trace, compare runs, verify).
+Run ids and times are chosen by the machine and passed to both, so the two stores must
+hold *the same bytes at the same seqs*; the invariants check that after every step
+(what the real store has committed must be a prefix of the model's log), and the
+reading rules compare every answer.
 
 Test your own backend with it::
 
@@ -31,7 +32,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from runlog.api import Store
 from runlog.api import open as open_store
-from runlog.events import RUN_TYPES, ErrorInfo
+from runlog.events import RUN_TYPES, ErrorInfo, Event
 from runlog.ids import new_run_id
 from runlog.recorder import Run
 from runlog.testing.strategies import RUN_NAMES, json_values
@@ -153,6 +154,17 @@ class StoreMachine(RuleBasedStateMachine):
         assert new == want, f"a reader following from seq {self.tail_cursor} saw other events"
         if new:
             self.tail_cursor = new[-1][0]
+
+    @rule(fraction=st.floats(0, 1))
+    def tail_from_cursor(self, fraction: float) -> None:
+        """``store.tail(after=cursor)`` yields what was committed after it, then goes idle."""
+        self._flush()
+        cursor = int(self.model.last_seq() * fraction)
+        with self.real.tail(after=cursor, idle_timeout=0.02, poll_interval=0.01) as t:
+            got = [(e.seq, e.raw) for e in t if isinstance(e, Event)]
+            end = t.cursor
+        assert got == self._raw(self.model, after=cursor), f"tail(after={cursor}) differs"
+        assert end == self.model.last_seq()
 
     @precondition(lambda self: self.roots)
     @rule(i=_picks)
