@@ -220,6 +220,27 @@ def test_clear_errors_for_unreachable_foreign_absent_and_newer(url: str) -> None
         runlog.open(other)
 
 
+def test_concurrent_first_opens_create_one_store(url: str) -> None:
+    """Eight clients opening a store that does not exist yet: one creates it (under an
+    advisory lock), the others open it; nobody fails on a half-made schema."""
+    errors: list[BaseException] = []
+
+    def open_close() -> None:
+        try:
+            runlog.open(url).close()
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_close) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with runlog.open(url, create=False) as s:
+        assert s.last_seq() == 0
+
+
 def test_search_path_in_options_works_like_schema(url: str) -> None:
     schema = url.rsplit("schema=", 1)[1]
     with runlog.open(url) as s, s.run("r") as run:

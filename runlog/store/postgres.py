@@ -351,6 +351,8 @@ class PostgresBackend(Backend):
         self.insert = insert
         connect_args: dict[str, Any] = {"application_name": "runlog"}
         u = make_url(connect_url)
+        if "connect_timeout" not in u.query:  # an unreachable host fails, not hangs
+            connect_args["connect_timeout"] = 10
         given = u.query.get("options")  # the user's own options: keep them, add ours
         options = [given] if isinstance(given, str) else []
         if given is not None:
@@ -426,8 +428,11 @@ class PostgresBackend(Backend):
                         raise StoreNotFoundError(
                             f"no runlog store at {self.location}: schema {self.schema} "
                             "does not exist; record a run first or check the URL")
-                    conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                        pgsql.Identifier(self.schema)))
+                    try:
+                        conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                            pgsql.Identifier(self.schema)))
+                    except psycopg.errors.UniqueViolation:
+                        pass  # another process created it at the same moment
             row = conn.execute("SELECT current_schema()").fetchone()
             current = row[0] if row else None
             if current is None:
