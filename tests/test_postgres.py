@@ -184,6 +184,20 @@ def test_bytes_with_escaped_nul_round_trip_and_filter(pg: runlog.Store) -> None:
     assert [r.name for r in pg.runs(filter=Filter(include_tags=["plain"]))] == ["nul\x00name"]
 
 
+@given(a=st.text(alphabet=st.sampled_from("a0\x00\ufffe\\%_")),
+       b=st.text(alphabet=st.sampled_from("a0\x00\ufffe\\%_")))
+def test_text_column_mapping_is_injective_and_reversible(a: str, b: str) -> None:
+    """Names and ids in TEXT columns: no NUL ever reaches PostgreSQL, equality is kept
+    both ways (so filters and lookups stay exact), and reads get the original back."""
+    from runlog.store.postgres import dec, enc
+
+    assert "\x00" not in enc(a)
+    assert dec(enc(a)) == a
+    assert (enc(a) == enc(b)) == (a == b)
+    if "\x00" not in a and "\ufffe" not in a:
+        assert enc(a) == a
+
+
 def test_the_database_refuses_update_delete_truncate(pg: runlog.Store) -> None:
     with pg.run("r") as run:
         run.stream("x")
