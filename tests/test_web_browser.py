@@ -183,6 +183,13 @@ def test_runs_list_filter_and_open_a_run(page: Any, server: str) -> None:
     assert "Traceback" in error_text
     assert text_of(page, "#live") == "finished"
 
+    # A unique suffix of the id opens the same page, under the full id.
+    full = page.url.rsplit("/", 1)[1]
+    page.goto(f"{server}runs/{full[-12:]}")
+    page.wait_for_selector("details.run")
+    assert text_of(page, "#title") == "rag-demo"
+    assert page.url.endswith(f"/runs/{full}")
+
 
 WRITER = textwrap.dedent("""
     import sys, runlog
@@ -367,3 +374,35 @@ def test_page_reconnects_to_a_restarted_server_without_gap_or_duplicate(
                 stop_server(first)
             if second is not None:
                 stop_server(second)
+
+
+DYING_WRITER = textwrap.dedent("""
+    import sys, time, runlog
+    store = runlog.open(sys.argv[1], lease_seconds=1.0)
+    root = store.start_run("dying-e2e", "chain")
+    model = root.start_child("DyingModel", "chat_model")
+    model.token("last ")
+    store.flush()
+    print(root.id, model.id, flush=True)
+    time.sleep(120)  # killed long before
+""")
+
+
+def test_a_writer_killed_mid_run_shows_as_abandoned(page: Any, server: str, db: Path) -> None:
+    with subprocess.Popen([sys.executable, "-c", DYING_WRITER, str(db)],
+                          stdout=subprocess.PIPE, text=True) as writer:
+        assert writer.stdout is not None
+        try:
+            root_id, model_id = writer.stdout.readline().split()
+            page.goto(f"{server}runs/{root_id}")
+            page.wait_for_selector("#live[data-state=live]")
+            assert text_of(page, "#summary .status") == "running"
+        finally:
+            writer.kill()  # SIGKILL: no end events, no lease release
+            writer.wait(timeout=20)
+        # The tail reports the expired lease; the page marks the run and its open child.
+        page.wait_for_function(
+            "() => document.querySelector('#summary .status')?.textContent === 'abandoned'")
+        node = f'details[data-run-id="{model_id}"]'
+        page.wait_for_selector(f"{node}[data-status=abandoned]")
+        assert text_of(page, f"{node} > .run-body pre.stream") == "last "

@@ -9,7 +9,8 @@
 "use strict";
 
 (function () {
-  const runId = decodeURIComponent(window.location.pathname.split("/").pop());
+  // The id as typed (a unique prefix or suffix works); the full id once loaded.
+  let runId = decodeURIComponent(window.location.pathname.split("/").pop());
   const runs = new Map();      // run id -> record (see newRecord)
   const order = [];            // run ids in start order
   const treeRoot = document.getElementById("tree");
@@ -415,13 +416,20 @@
       schedule();
     };
     source.addEventListener("status", (message) => {
+      // The notice names the run whose writer died; its open descendants share it.
       const change = JSON.parse(message.data);
-      const rec = runs.get(change.run_id);
-      if (rec && change.status === "abandoned" && !rec.ended) {
-        rec.abandoned = true;
-        dirty.add(rec.id);
-        schedule();
+      if (change.status !== "abandoned") return;
+      const hit = new Set([change.run_id]);
+      for (const id of order) {
+        const rec = runs.get(id);
+        if (!hit.has(id) && !hit.has(rec.parentId)) continue;
+        hit.add(id);
+        if (!rec.ended) {
+          rec.abandoned = true;
+          dirty.add(id);
+        }
       }
+      schedule();
     });
   }
 
@@ -434,6 +442,10 @@
       RL.showError(err.message);
       RL.setLive("closed", "");
       return;
+    }
+    if (detail.run.run_id !== runId) {
+      runId = detail.run.run_id;
+      history.replaceState(null, "", `/runs/${encodeURIComponent(runId)}`);
     }
     liveFrom = detail.last_seq;  // statuses were read at this seq
     for (const info of detail.runs) fromInfo(info);
