@@ -317,3 +317,30 @@ def test_runlog_type_semantics() -> None:
         p1 + log
     with pytest.raises(TypeError):
         hash(p1)
+
+
+def test_store_state_at_continues_and_uses_checkpoints() -> None:
+    store = runlog.open(":memory:")
+    try:
+        with store.run("root", inputs={}) as root:
+            for i in range(50):
+                root.stream(str(i % 10))
+            root.end("x")
+        events = list(store.events(root.id, descendants=True))
+        for e in events[::7]:
+            assert store.state_at(root.id, e.seq) == fold(
+                [x for x in events if x.seq <= e.seq])
+        assert store.state_at(root.id)["final_output"] == "".join(
+            str(i % 10) for i in range(50))
+        index = StateIndex(lambda after, until: iter(
+            [e for e in events if e.seq > after and (until is None or e.seq <= until)]),
+            every=10, max_checkpoints=8)
+        index.state_at(events[40].seq)
+        read = index.events_read
+        index.state_at(events[45].seq)  # continues the cursor: 5 more events
+        assert index.events_read - read == 5
+        read = index.events_read
+        index.state_at(events[12].seq)  # an earlier seq: from a checkpoint, not seq 0
+        assert index.events_read - read < 12
+    finally:
+        store.close()
