@@ -151,6 +151,7 @@ def test_awkward_values_round_trip_through_the_codec(value: object) -> None:
     assert same_value(codec.decode(codec.encode(value)), value)
 
 
+@settings(max_examples=20)  # each example opens a store; validity is tested above
 @given(event_streams(max_roots=1))
 def test_event_streams_are_committed_events(events: list[runlog.Event]) -> None:
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
