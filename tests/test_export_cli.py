@@ -122,6 +122,10 @@ def test_export_usage_errors(demo_db: Path, tmp_path: Path) -> None:
     assert "chrome only" in err
     code, _, err = run("export", "--db", str(demo_db), "--max-value-bytes", "10")
     assert code == 2
+    code, _, err = run("export", "--db", str(demo_db), "--format", "chrome",
+                       "--max-bytes", "100000")
+    assert code == 2
+    assert "never split" in err
     code, _, err = run("export", "--db", str(tmp_path / "nothing.db"))
     assert code == 1
     assert "no runlog store" in err

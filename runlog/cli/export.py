@@ -78,6 +78,8 @@ def export(db: str, filter: Filter | None, fmt: str, run_id: str | None,
     if max_bytes is not None:
         if fmt != "chrome":
             raise click.UsageError("--max-bytes applies to --format chrome only")
+        if output == "-":
+            raise click.UsageError("--max-bytes needs -o FILE: standard output is never split")
         options["max_bytes"] = max_bytes
     if max_value_bytes is not None:
         if fmt == "jsonl":
