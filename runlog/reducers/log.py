@@ -104,6 +104,10 @@ class LogReducer:
     """Fold mode: grow a string root output as a list of parts, without ``replace``
     ops (each would copy the whole string: quadratic); :meth:`finish` joins them."""
     text_buf: _Text | None = None
+    escape_keys: bool = False
+    """Escape ``/`` and ``~`` in ``/logs/<key>`` pointers. LangChain does not (a run named
+    ``a/b`` yields ``/logs/a/b``, which no JSON Patch applier can apply), so the log view
+    keeps its bytes unescaped; folds, which only need the resulting state, escape."""
 
     def feed(self, event: Event) -> list[RunLogPatch]:
         """The patches ``event`` produces (often none)."""
@@ -139,6 +143,8 @@ class LogReducer:
         n = self.counters.get(name, 0) + 1
         self.counters[name] = n
         key = name if n == 1 else f"{name}:{n}"
+        if self.escape_keys:
+            key = key.replace("~", "~0").replace("/", "~1")
         self.runs[rid] = _Run(name, rtype, key)
         entry = LogEntry(
             id=rid, name=name, type=log_type(rtype), tags=list(e.tags),
@@ -223,8 +229,7 @@ class LogReducer:
         if tp is ta and ta in _SCALAR_TYPES:  # the hot path: growing strings
             return [] if prev == acc else [
                 {"op": "replace", "path": "/final_output", "value": acc}]
-        containers = (MutableMapping, MutableSequence)
-        if isinstance(prev, containers) or isinstance(acc, containers):
+        if _is_container(prev) or _is_container(acc):
             ops = jsonpatch.JsonPatch.from_diff(prev, acc, dumps=self.diff_dumps)
             return [{**op, "path": f"/final_output{op['path']}"} for op in ops]
         # Leaves: jsonpatch replaces the value unless dumps(prev) == dumps(acc). Values
@@ -281,6 +286,13 @@ class _TextPatch(RunLogPatch):
     @ops.setter
     def ops(self, value: list[Op]) -> None:
         raise AttributeError("a text patch's ops are derived")
+
+
+def _is_container(value: Any) -> bool:
+    """What jsonpatch diffs member by member; bytes-like values are leaves here (a
+    ``bytearray`` is a MutableSequence, but its items are not JSON values)."""
+    return isinstance(value, (MutableMapping, MutableSequence)) and not isinstance(
+        value, bytearray)
 
 
 def _eager(p: RunLogPatch) -> list[Op]:
@@ -392,10 +404,11 @@ def fold(events: Iterable[Event], *, filter: Filter | None = None,
     """The final ``RunState`` of a run (what the last ``diff=False`` RunLog holds).
 
     Linear in the events' size: patches are applied in place and never kept. Returns
-    ``None`` when ``events`` holds no start event.
+    ``None`` when ``events`` holds no start event. Unlike the log view, a run whose name
+    contains ``/`` folds fine (its ``/logs`` pointer is escaped; the key is the name).
     """
     red = LogReducer(filter=filter, with_streamed_output_list=with_streamed_output_list,
-                     lazy_text=True)
+                     lazy_text=True, escape_keys=True)
     state: Any = None
     for e in events:
         for p in red.feed(e):

@@ -63,7 +63,7 @@ class StateIndex:
 
     def _make(self) -> _Cursor:
         return _Cursor(LogReducer(filter=self._filter, with_streamed_output_list=self._with_list,
-                                  lazy_text=True), None, 0, 0)
+                                  lazy_text=True, escape_keys=True), None, 0, 0)
 
     def _checkpoint(self, cur: _Cursor) -> None:
         if cur.fed == 0 or cur.fed % self._every:
