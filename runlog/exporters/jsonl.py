@@ -241,7 +241,10 @@ def _check_trailer(line: bytes, name: str, lineno: int, count: int, order: str) 
             "trailer's digest differs); lines were moved or replaced")
 
 
-_KINDS = {b"start": "start", b"stream": "stream", b"end": "end"}
+_KIND_KEY = b'{"kind":"'
+_RUN_ID_KEY = b'","run_id":"'
+_BY_12TH = {b"a": ("start", 26), b"r": ("stream", 27), b"d": ("end", 24)}
+"""The 12th byte of an envelope tells its kind, and so where its run id starts."""
 
 
 def _envelope_ids(raw: bytes, name: str, lineno: int, *,
@@ -252,13 +255,13 @@ def _envelope_ids(raw: bytes, name: str, lineno: int, *,
     read from the first bytes without parsing the JSON; ``trace_id`` (None unless
     ``full`` or the fast read does not apply) comes from a full parse.
     """
-    if not full and raw.startswith(b'{"kind":"'):
-        at = raw.find(b'","run_id":"', 12, 30)
-        if at > 0:
-            kind = _KINDS.get(raw[9:at])
-            end = raw.find(b'"', at + 12)
-            rid = raw[at + 12:end]
-            if kind is not None and end > 0 and b"\\" not in rid:
+    if not full:
+        # {"kind":"start","run_id":"  {"kind":"stream","run_id":"  {"kind":"end","run_id":"
+        kind, at = _BY_12TH.get(raw[11:12], ("", 0))
+        if at and raw[at - 12:at] == _RUN_ID_KEY and raw.startswith(_KIND_KEY):
+            end = raw.find(b'"', at)
+            rid = raw[at:end]
+            if end > 0 and b"\\" not in rid:
                 return kind, rid.decode(), None
     try:
         env = codec.loads_plain(raw)
@@ -282,6 +285,15 @@ def _check_line(runs: dict[str, _RunState], digest: bytes, raw: bytes, name: str
     """
     kind, run_id, trace_id = _envelope_ids(raw, name, lineno, full=full)
     state = runs.get(run_id)
+    if state is not None and not state.ended and kind != "start":  # the common case
+        if chain_digest(state.digest, raw) != digest:
+            raise ExportFileError(
+                f"{name}, line {lineno} (run {run_id}): the event's bytes do not match the "
+                "hash chain; the line was edited, or lines were reordered")
+        state.digest = digest
+        state.count += 1
+        state.ended = kind == "end"
+        return run_id, state, False
     if state is None:
         if kind != "start":
             raise ExportFileError(
@@ -469,17 +481,20 @@ def _check_pass(store: StoreLike, fp: IO[bytes], name: str,
     runs: dict[str, _RunState] = {}
     empty_store = store.last_seq() == 0
     known: dict[str, dict[str, int]] = {}  # trace id -> {run id: event count} in the store
-    for lineno, digest, raw in _iter_lines(fp, name):
-        run_id, state, new = _check_line(runs, digest, raw, name, lineno, False)
-        if new and not empty_store:  # a run the store may already have
-            in_trace = known.get(state.trace_id)
-            if in_trace is None:
-                in_trace = known[state.trace_id] = {
-                    r.run_id: r.event_count for r in store.runs(trace_id=state.trace_id)}
-            if run_id in in_trace:
-                state.store_count, _ = _store_chain(store, state.trace_id, run_id, 0)
-        if state.store_count and state.count == state.store_count:
-            state.store_digest = digest  # compared with the store's last digest below
+    check = _check_line
+    for first, digests, raws in _iter_blocks(fp, name):
+        for k, raw in enumerate(raws):
+            digest = digests[16 * k:16 * k + 16]
+            run_id, state, new = check(runs, digest, raw, name, first + k, False)
+            if new and not empty_store:  # a run the store may already have
+                in_trace = known.get(state.trace_id)
+                if in_trace is None:
+                    in_trace = known[state.trace_id] = {
+                        r.run_id: r.event_count for r in store.runs(trace_id=state.trace_id)}
+                if run_id in in_trace:
+                    state.store_count, _ = _store_chain(store, state.trace_id, run_id, 0)
+            if state.store_count and state.count == state.store_count:
+                state.store_digest = digest  # compared with the store's last digest below
     conflicts = [rid for rid, s in runs.items() if s.store_count]
     if not conflicts:
         return runs
