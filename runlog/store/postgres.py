@@ -84,7 +84,8 @@ _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 COPY_FROM = 256
 """Batch size from which ``insert="auto"`` uses COPY (``benchmarks/bench_postgres.py``:
-one statement wins 2.4x at 1 event and 1.5x at 10; COPY wins 1.2x at 500)."""
+the one statement wins 1.6-2.6x at 1-10 events; at 500 COPY ties or wins by up to
+1.2x, more so when the client's CPU is scarce)."""
 
 # The database server's clock, in microseconds since the epoch (leases, heartbeats).
 NOW_US = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
