@@ -14,7 +14,7 @@ The tree::
     ├── UnknownRunError        no run with that id (also a LookupError)
     ├── RunStateError          misuse of a run handle (stream after end, end twice)
     ├── ImportConflictError    an import would duplicate events already in the store
-    └── ExportFileError        an export file is truncated, edited or not an export (also a ValueError)
+    └── ExportFileError        an export file is truncated, edited or not an export
 
 Messages say what happened, why it matters and what to do, because most of them
 reach a person through the CLI as one line.
