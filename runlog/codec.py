@@ -19,7 +19,8 @@ tuple               ``{"$rl:tuple": [...]}``
 set, frozenset      ``{"$rl:set": [...]}`` / ``{"$rl:frozenset": [...]}`` (sorted by encoding)
 odd dict keys       ``{"$rl:dict": [[key, value], ...]}`` (non-str keys, or keys
                     starting with ``$rl:`` so user data can never pose as a tag)
-datetime/date/time  ``{"$rl:datetime": iso}`` ... (tz and microseconds kept)
+datetime/date/time  ``{"$rl:datetime": iso}`` ... (offset and microseconds kept);
+                    ZoneInfo: ``{"$rl:datetime": [naive iso, "Zone/Key", fold]}``
 timedelta           ``{"$rl:timedelta": [days, seconds, microseconds]}``
 UUID, Decimal       ``{"$rl:uuid": str}``, ``{"$rl:decimal": str}``
 Enum member         ``{"$rl:enum": ["module:Qualname", value]}``
@@ -212,10 +213,14 @@ def _tagged(v: Any, lossy: bool) -> Any:
     if isinstance(v, bytearray):
         return _tag("bytearray", base64.b64encode(bytes(v)).decode("ascii"))
     if isinstance(v, dt.datetime):
-        return _tag("datetime", v.isoformat())
+        return _tag("datetime", _datetime_payload(v, lossy))
     if isinstance(v, dt.date):
         return _tag("date", v.isoformat())
     if isinstance(v, dt.time):
+        if v.tzinfo is not None and type(v.tzinfo) is not dt.timezone and not lossy:
+            raise EncodingError(
+                f"cannot store a time with tzinfo {type(v.tzinfo).__name__} losslessly; "
+                "use a fixed offset (datetime.timezone) or a datetime")
         return _tag("time", v.isoformat())
     if isinstance(v, dt.timedelta):
         return _tag("timedelta", [v.days, v.seconds, v.microseconds])
@@ -280,6 +285,36 @@ def _find_class(qualname: str) -> type | None:
     return obj if isinstance(obj, type) else None
 
 
+def _datetime_payload(v: dt.datetime, lossy: bool) -> Any:
+    """ISO text for naive and fixed-offset datetimes; ``[naive ISO, zone key, fold]`` for
+    ``zoneinfo.ZoneInfo`` ones, so the zone (and the fold of a repeated hour) survives.
+    Other tzinfo classes (pytz, dateutil) cannot be rebuilt without importing their
+    code: refused, or stored as their UTC offset when ``lossy``."""
+    tz = v.tzinfo
+    if tz is None or type(tz) is dt.timezone:
+        return v.isoformat() if not v.fold else [v.isoformat(), None, v.fold]
+    key = getattr(tz, "key", None)
+    if type(tz).__module__ == "zoneinfo" and isinstance(key, str):
+        return [v.replace(tzinfo=None).isoformat(), key, v.fold]
+    if lossy:
+        return v.isoformat()
+    raise EncodingError(
+        f"cannot store a datetime with tzinfo {type(tz).__module__}.{type(tz).__name__} "
+        "losslessly; convert it to zoneinfo.ZoneInfo or a fixed offset (datetime.timezone)")
+
+
+def _datetime_from(p: Any) -> dt.datetime:
+    if isinstance(p, str):
+        return dt.datetime.fromisoformat(p)
+    text, key, fold = p
+    value = dt.datetime.fromisoformat(text)
+    if key is not None:
+        import zoneinfo  # the standard library's zone database, not user code
+
+        value = value.replace(tzinfo=zoneinfo.ZoneInfo(key))
+    return value.replace(fold=fold)
+
+
 def _untag_one(tag: str, p: Any) -> Any:
     decoder = _registry_by_tag.get(tag)
     if decoder is not None:
@@ -304,7 +339,7 @@ def _untag_one(tag: str, p: Any) -> Any:
         case "dict":
             return {untag(k): untag(x) for k, x in p}
         case "datetime":
-            return dt.datetime.fromisoformat(p)
+            return _datetime_from(p)
         case "date":
             return dt.date.fromisoformat(p)
         case "time":

@@ -175,6 +175,30 @@ def test_registered_types_win() -> None:
         codec.register(Money, "$rl:x", lambda m: m, Money)
 
 
+def test_zoneinfo_datetimes_keep_their_zone_and_fold() -> None:
+    import zoneinfo
+
+    tz = zoneinfo.ZoneInfo("America/Guatemala")
+    for fold in (0, 1):  # 23:00 on 1983-09-21 happened twice there (DST ended)
+        value = dt.datetime(1983, 9, 21, 23, 0, tzinfo=tz, fold=fold)
+        back = codec.decode(codec.encode(value))
+        assert back == value
+        assert back.tzinfo is tz  # ZoneInfo instances are cached per key
+        assert back.fold == fold
+        assert back.utcoffset() == value.utcoffset()
+
+
+def test_foreign_tzinfo_is_refused_unless_lossy() -> None:
+    class Odd(dt.tzinfo):
+        def utcoffset(self, d: dt.datetime | None) -> dt.timedelta:
+            return dt.timedelta(hours=2)
+
+    value = dt.datetime(2026, 1, 1, tzinfo=Odd())
+    with pytest.raises(EncodingError, match="tzinfo"):
+        codec.encode(value)
+    assert codec.decode(codec.encode(value, lossy=True)) == value  # same instant, as offset
+
+
 def test_uuid_and_namedtuple() -> None:
     u = uuid.uuid4()
     assert codec.decode(codec.encode(u)) == u
