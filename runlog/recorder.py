@@ -214,16 +214,20 @@ class Run:
                     f"run {self.name!r} ({self.id}) has already ended; start a new run "
                     "or a child instead of writing to an ended one"
                 )
-            self._count += 1
+            count = self._count + 1
             if ending:
-                self._ended = True
-                run_row = (*cast(tuple[Any, ...], run_row), self._count)
-            self._digest = digest = chain_digest(self._digest, raw)
+                run_row = (*cast(tuple[Any, ...], run_row), count)
+            digest = chain_digest(self._digest, raw)
             # tuple.__new__ skips NamedTuple's Python-level __new__ on the hot path
             self._recorder.writer.put(_new_pending(Pending, (
                 self.id, self.trace_id, kind, self.name, self.run_type, time_us, raw, digest,
                 run_row,
             )))
+            # only once queued: a refused event (closed store) leaves the chain intact
+            self._digest = digest
+            self._count = count
+            if ending:
+                self._ended = True
 
     def _emit_start(self, inputs: bytes, time_us: int) -> None:
         raw = make_envelope("start", self._header, time_us, inputs)
@@ -331,6 +335,8 @@ class Run:
                 self._emit_end(None, None, _NO_INPUTS, None, True)
         except RunStateError:  # ended concurrently by another thread
             pass
+        except WriteError as e:  # the store was closed under the block: never mask the
+            log.error("runlog: could not record the end of %r: %s", self.name, e)  # app
 
 
 class RunScope:

@@ -242,3 +242,14 @@ def test_recording_from_many_threads_keeps_every_event(store: runlog.Store) -> N
             per_run.setdefault(e.name, []).append(e.data)
     assert per_run == {f"w{i}": list(range(200)) for i in range(4)}
     assert store.verify().ok
+
+
+def test_a_store_closed_inside_a_block_never_masks_the_apps_exception(
+        store: runlog.Store) -> None:
+    def app() -> None:
+        with store.run("root"):
+            store.close()
+            raise ValueError("the app's own error")
+
+    with pytest.raises(ValueError, match="the app's own error"):
+        app()

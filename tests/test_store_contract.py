@@ -186,3 +186,17 @@ def test_awkward_values_round_trip_through_the_store(store: runlog.Store) -> Non
         assert decoded["nan"] != decoded["nan"]
         rest = {k: v for k, v in decoded.items() if k != "nan"}
         assert rest == {k: v for k, v in value.items() if k != "nan"}
+
+
+def test_recording_into_a_closed_store_is_a_clear_error(store: runlog.Store) -> None:
+    """After close nothing can commit an event, so recording says so instead of
+    queueing it forever; flush returns (everything was committed at close)."""
+    run = store.start_run("before-close")
+    run.stream("kept")
+    store.writer.close()
+    with pytest.raises(runlog.WriteError, match="closed"):
+        run.stream("lost?")
+    with pytest.raises(runlog.WriteError, match="closed"):
+        store.start_run("after-close")
+    store.flush(timeout=5)
+    assert [e.data for e in store.events() if e.kind == "stream"] == ["kept"]

@@ -82,7 +82,14 @@ class Writer:
 
     # -- producer side -----------------------------------------------------------
     def put(self, item: Pending) -> None:
-        """Queue one event; never blocks on I/O (see ``max_pending`` for backpressure)."""
+        """Queue one event; never blocks on I/O (see ``max_pending`` for backpressure).
+
+        Raises:
+            WriteError: the store was closed (nothing would ever commit the event).
+        """
+        if self._closed:
+            raise WriteError(
+                f"the store {self.backend.location} is closed; open it again to record")
         if self._thread is None:
             self._start()
         self._q.put(item)
@@ -107,8 +114,9 @@ class Writer:
             WriteError: the writer cannot commit right now (the events stay queued), or
                 ``timeout`` passed first.
         """
-        if self._thread is None:
-            return
+        thread = self._thread
+        if thread is None or (self._closed and not thread.is_alive()):
+            return  # nothing was recorded, or close() already committed everything
         marker = _Flush()
         self._q.put(marker)
         deadline = None if timeout is None else time.monotonic() + timeout
