@@ -561,6 +561,10 @@ def _write_pass(store: StoreLike, fp: IO[bytes], name: str, runs: dict[str, _Run
                     raise ExportFileError(f"{name}, line {first + k}: the file changed while "
                                           "it was being imported")
                 batch.append(pending)
+                if len(batch) & 0x1F == 0:
+                    # hand the GIL to the committing thread (see runlog/store/writer.py:
+                    # a busy parser would otherwise keep it for 5 ms switch intervals)
+                    time.sleep(0)
                 if len(batch) >= batch_size:
                     appender.put(batch)
                     if progress is not None:
