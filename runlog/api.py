@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -183,9 +183,12 @@ class Store:
     def subtree_ids(self, run_id: str) -> tuple[str, frozenset[str]]:
         """The trace id of a run and the ids of the run and all its descendants."""
         info = self.run_info(run_id)
+        return info.trace_id, self._subtree(info)
+
+    def _subtree(self, info: RunInfo) -> frozenset[str]:
         runs = self.backend.trace_runs(info.trace_id)
         if info.parent_id is None:
-            return info.trace_id, frozenset(r.run_id for r in runs)
+            return frozenset(r.run_id for r in runs)
         children: dict[str | None, list[str]] = {}
         for r in runs:
             children.setdefault(r.parent_id, []).append(r.run_id)
@@ -195,21 +198,22 @@ class Store:
                 if c not in found:
                     found.add(c)
                     todo.append(c)
-        return info.trace_id, frozenset(found)
+        return frozenset(found)
 
     def _query(self, run_id: str | None, trace_id: str | None, after: int,
                filter: Filter | None, until: int | None, page_size: int,
                descendants: bool, digests: bool = False) -> EventQuery:
         run_ids: frozenset[str] | None = None
         if run_id is not None:
-            tid, subtree = self.subtree_ids(run_id)
-            full = self.resolve_run_id(run_id)
-            run_ids = subtree if descendants else frozenset({full})
-            if trace_id is not None and trace_id != tid:
-                run_ids = frozenset()
-            trace_id = tid
-            if descendants and full == tid:
-                run_ids = None  # the whole trace: the index alone answers it
+            info = self.run_info(run_id)  # resolves a prefix/suffix once
+            if trace_id is not None and trace_id != info.trace_id:
+                run_ids = frozenset()  # contradictory selection: nothing
+            elif not descendants:
+                run_ids = frozenset({info.run_id})
+            elif info.parent_id is not None:
+                run_ids = self._subtree(info)
+            # else: a root and its descendants are the whole trace; the index answers it
+            trace_id = info.trace_id
         if filter is not None and filter.is_empty:
             filter = None
         return EventQuery(after=after, limit=page_size, trace_id=trace_id, run_ids=run_ids,
@@ -225,8 +229,7 @@ class Store:
                     yield e
             if len(page) < q.limit:  # everything up to the page's snapshot was read
                 return
-            q = EventQuery(after=high, limit=q.limit, trace_id=q.trace_id, run_ids=q.run_ids,
-                           filter=q.filter, until=q.until, digests=q.digests)
+            q = replace(q, after=high)
 
     def events(
         self,
@@ -278,8 +281,7 @@ class Store:
                     yield e
             if len(page) < q.limit:
                 return
-            q = EventQuery(after=high, limit=q.limit, trace_id=q.trace_id, run_ids=q.run_ids,
-                           filter=q.filter, until=q.until, digests=q.digests)
+            q = replace(q, after=high)
 
     def last_seq(self) -> int:
         """The highest committed seq: a cursor that means "from now on"."""
