@@ -39,16 +39,22 @@ def _median(fn: Callable[[], float], repeat: int) -> float:
     return statistics.median(fn() for _ in range(repeat))
 
 
-def record_tokens(path: Path, n: int, *, durable: bool = False, runs: int = 10) -> float:
-    """Seconds to record ``n`` stream events spread over ``runs`` interleaved runs."""
+def record_tokens(path: Path, n: int, *, durable: bool = False, runs: int = 10,
+                  method: str = "stream") -> float:
+    """Seconds to record ``n`` stream events spread over ``runs`` interleaved runs.
+
+    ``method`` is the Run method each event goes through: ``stream`` (output chunks) or
+    ``token`` (model tokens, the larger ``{"token", "chunk"}`` envelope).
+    """
     store = runlog.open(path, durable=durable)
     handles = [store.start_run(f"model-{i}", "chat_model", tags=["bench"],
                                metadata={"ls_model_name": "fake"}) for i in range(runs)]
     store.flush()
+    record = [getattr(h, method) for h in handles]
     gc.disable()
     t0 = time.perf_counter()
     for i in range(n):
-        handles[i % runs].stream(TOKEN_CHUNKS[i % 10])
+        record[i % runs](TOKEN_CHUNKS[i % 10])
     store.flush()
     elapsed = time.perf_counter() - t0
     gc.enable()

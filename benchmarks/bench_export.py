@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import runlog
+from benchmarks.bench_core import TOKEN_CHUNKS, record_tokens
 from runlog.store.sqlite import _INSERT_EVENT, SQLiteBackend
 
-TOKENS = ["Hel", "lo", " wor", "ld", ",", " how", " are", " you", "?", " I"]
+TOKENS = TOKEN_CHUNKS
 FORMATS = ("jsonl", "otlp", "chrome")
 PER_TRACE = 100  # 1 chain start + retriever start/end + model start + 95 tokens + ends
 
@@ -74,24 +75,10 @@ def timed_record(path: Path, n_events: int) -> float:
 def timed_stream(path: Path, n_events: int, runs: int = 10) -> float:
     """The core append rate: tokens streamed into open runs, group-committed.
 
-    What ``bench_core`` measures as "append": the recorder at full speed, with no wait
-    for a commit until the final flush.
+    What ``bench_core`` measures as "append" (the recorder at full speed, no wait for a
+    commit until the final flush), with model tokens as the events.
     """
-    store = runlog.open(path)
-    handles = [store.start_run(f"model-{i}", "chat_model", tags=["bench"],
-                               metadata={"ls_model_name": "fake"}) for i in range(runs)]
-    store.flush()
-    gc.disable()
-    t0 = time.perf_counter()
-    for i in range(n_events):
-        handles[i % runs].token(TOKENS[i % 10])
-    store.flush()
-    elapsed = time.perf_counter() - t0
-    gc.enable()
-    for h in handles:
-        h.end()
-    store.close()
-    return elapsed
+    return record_tokens(path, n_events, runs=runs, method="token")
 
 
 def raw_select_to_file(db: Path, out: Path) -> float:
