@@ -459,12 +459,13 @@ def test_import_builds_the_records_pending_from_raw_builds() -> None:
         with source.run("odd", inputs={"x": b"\x00"}, metadata={"t": (1,)}) as r:
             r.end(error=ValueError("no"))
         previous: dict[str, tuple[bytes | None, int]] = {}
-        for e in source.events():
+        for e in source.events(digests=True):
             prev, count = previous.get(e.run_id, (None, 0))
             count += 1
-            mine = _pending(codec.loads_plain(e.raw), e.raw, prev, count, "f", 1)
+            assert e.digest is not None
+            mine = _pending(codec.loads_plain(e.raw), e.raw, e.digest, count, "f", 1)
             assert mine == pending_from_raw(e.raw, prev, count)
-            previous[e.run_id] = (mine.digest, count)
+            previous[e.run_id] = (e.digest, count)
 
 
 def test_ids_are_read_from_the_first_bytes_when_possible() -> None:
@@ -480,3 +481,179 @@ def test_ids_are_read_from_the_first_bytes_when_possible() -> None:
             assert (kind, run_id) == (e.kind, e.run_id)
             assert trace_id is None or '"' in run_id  # an escaped id takes the slow path
             assert _envelope_ids(e.raw, "f", 1, full=True) == (e.kind, e.run_id, e.trace_id)
+
+
+# --------------------------------------------------------------------- the two passes
+
+
+def seal(raws: Sequence[bytes]) -> bytes:
+    """An export file around ``raws`` with digests and a trailer that check out.
+
+    What someone forging a file would do: each line is chained to the run its first
+    bytes name. It shows what the import checks beyond the digests.
+    """
+    from runlog.events import chain_digest
+    from runlog.exporters.jsonl import _envelope_ids, _order_hash, _trailer
+
+    last: dict[str, bytes] = {}
+    order = _order_hash()
+    lines = [HEADER]
+    for raw in raws:
+        run_id = _envelope_ids(raw, "f", 1)[1]
+        digest = last[run_id] = chain_digest(last.get(run_id), raw)
+        order.update(digest)
+        lines.append(b'{"digest":"%b","event":%b}\n' % (digest.hex().encode(), raw))
+    lines.append(_trailer(len(raws), order.digest()))
+    return b"".join(lines)
+
+
+def test_import_hands_append_the_records_pending_from_raw_builds() -> None:
+    """Every record the import appends (columns, bytes, digest, runs row) is the one
+    the store's own rebuild makes from the envelope."""
+    from runlog.store.base import pending_from_raw
+
+    with runlog.open(":memory:") as source, runlog.open(":memory:") as target:
+        demo_store(source)
+        with source.run("odd", inputs={"x": b"\x00"}, metadata={"t": (1,)},
+                        run_id='id-with-"quote"') as r:
+            r.stream({"y": 2**70})
+            r.token("t")
+            r.end(error=ValueError("no"))
+        appended: list[Pending] = []
+        append = target.backend.append
+
+        def recording(batch: Sequence[Pending], writer: WriterInfo, hb: int) -> int:
+            appended.extend(batch)
+            return append(batch, writer, hb)
+
+        target.backend.append = recording  # type: ignore[method-assign]
+        import_jsonl(target, io.BytesIO(jsonl(source)), batch_size=7)
+        expected, previous = [], {}
+        for e in source.events():
+            prev, count = previous.get(e.run_id, (None, 0))
+            p = pending_from_raw(e.raw, prev, count + 1)
+            previous[e.run_id] = (p.digest, count + 1)
+            expected.append(p)
+        assert appended == expected
+        assert [type(p) for p in appended] == [Pending] * len(expected)
+
+
+def test_a_repeated_run_id_key_is_refused() -> None:
+    """A line whose digests were forged for the run its first bytes name, but which
+    parses to another run (a repeated key), is not written to either run."""
+    with runlog.open(":memory:") as source, runlog.open(":memory:") as target:
+        with source.run("a") as a:
+            a.stream(1)
+        with source.run("b") as b:
+            b.stream(2)
+        raws = [e.raw for e in source.events()]
+        assert raws[1].startswith(b'{"kind":"stream","run_id":"' + a.id.encode())
+        raws[1] = raws[1][:-1] + b',"run_id":"' + b.id.encode() + b'"}'
+        data = seal(raws)
+        with pytest.raises(runlog.ExportFileError, match=r"line 3.*run id twice"):
+            import_jsonl(target, io.BytesIO(data))
+        assert target.last_seq() == 0
+
+
+def test_invalid_json_behind_forged_digests_is_refused() -> None:
+    """The check pass reads the first bytes of a stream event; the write pass parses
+    it, so an envelope that is not JSON never reaches the store."""
+    with runlog.open(":memory:") as source, runlog.open(":memory:") as target:
+        with source.run("a") as a:
+            a.stream(1)
+            a.stream(2)
+        raws = [e.raw for e in source.events()]
+        raws[2] = b'{"kind":"stream","run_id":"' + a.id.encode() + b'",oops}'
+        data = seal(raws)
+        assert not verify_jsonl(io.BytesIO(data)).ok
+        with pytest.raises(runlog.ExportFileError, match="line 4: the event is not"):
+            import_jsonl(target, io.BytesIO(data), batch_size=1)
+        assert target.last_seq() <= 2  # at most the lines before it, which are sound
+        assert target.verify().ok
+        assert all(e.kind for e in target.events())
+
+
+def many_traces(n: int = 12) -> bytes:
+    with runlog.open(":memory:") as source:
+        for _ in range(n):
+            demo_store(source)
+        return jsonl(source)
+
+
+CHANGES = ["edited", "truncated", "another export", "extended"]
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_file_changed_between_the_passes_is_refused(change: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write pass writes only blocks that hash as they did in the check pass.
+
+    The change comes after the check pass and keeps the file's size, so only the
+    block fingerprints can see it; the blocks before it are imported, and the error
+    says so. Importing the intact file with skip completes the import.
+    """
+    from runlog.exporters import jsonl as mod
+
+    data = many_traces()
+    lines = data.splitlines(keepends=True)
+    at = 2 * len(lines) // 3
+    changed = {
+        "edited": flip_digest(lines, at),
+        "truncated": data[: data.index(b"\n", len(data) // 2) + 1],
+        "another export": many_traces(),
+        "extended": data[:-1] + data[:-1],
+    }[change]
+    monkeypatch.setattr(mod, "_BLOCK_BYTES", 2000)
+    check = mod._check_pass
+    fp = io.BytesIO(data)
+
+    def check_then_change(*args: Any) -> dict[str, Any]:
+        runs = check(*args)
+        fp.seek(0)
+        fp.truncate()
+        fp.write(changed)
+        return runs
+
+    monkeypatch.setattr(mod, "_check_pass", check_then_change)
+    with runlog.open(":memory:") as target:
+        with pytest.raises(runlog.ExportFileError,
+                           match="changed while it was being imported") as e:
+            import_jsonl(target, fp, batch_size=10)
+        written = target.last_seq()
+        assert f"{written} events were imported" in str(e.value)
+        assert written < len(lines) - 2
+        if change == "another export":
+            assert written == 0  # the first block already differs
+        else:
+            assert written > 0
+        assert target.verify().ok
+        exported = jsonl(target).splitlines(keepends=True)
+        assert exported[1:-1] == lines[1:1 + written]  # a prefix of what was checked
+        monkeypatch.setattr(mod, "_check_pass", check)
+        result = import_jsonl(target, io.BytesIO(data), on_conflict="skip")
+        assert result.skipped_events == written
+        assert jsonl(target) == data
+
+
+def test_a_file_changed_during_the_check_pass_is_refused(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file on disk whose size or time changed while it was checked writes nothing."""
+    from runlog.exporters import jsonl as mod
+
+    data = many_traces(2)
+    path = tmp_path / "runs.jsonl"
+    path.write_bytes(data)
+    check = mod._check_pass
+
+    def check_then_append(*args: Any) -> dict[str, Any]:
+        runs = check(*args)
+        with path.open("ab") as f:
+            f.write(b"\n")
+        return runs
+
+    monkeypatch.setattr(mod, "_check_pass", check_then_append)
+    with runlog.open(":memory:") as target:
+        with pytest.raises(runlog.ExportFileError,
+                           match="changed while it was being checked; nothing was imported"):
+            import_jsonl(target, path)
+        assert target.last_seq() == 0

@@ -136,6 +136,11 @@ class _RunState:
     """The store's digest at position ``min(store_count, count)`` once compared."""
     store_match: bool | None = None
     """Import: whether the store's events are a prefix of the file's (or vice versa)."""
+    written: int = 0
+    """Import, write pass: events of this run read so far (skipped or written)."""
+    stream_key: bytes = b"\0"
+    """Import, write pass: how this run's stream events begin (``\\0``, never the start of
+    a JSON text, until the first one is checked; see :func:`_write_pass`)."""
 
 
 def _iter_lines(fp: IO[bytes], name: str) -> Iterator[tuple[int, bytes, bytes]]:
@@ -145,8 +150,25 @@ def _iter_lines(fp: IO[bytes], name: str) -> Iterator[tuple[int, bytes, bytes]]:
             yield first + k, digests[16 * k:16 * k + 16], raw
 
 
-def _iter_blocks(fp: IO[bytes], name: str,
-                 block_bytes: int = 1 << 22) -> Iterator[tuple[int, bytes, list[bytes]]]:
+_BLOCK_BYTES = 1 << 22
+
+
+class _FileChanged(Exception):
+    """The write pass read a block that is not the block the check pass checked."""
+
+    def __init__(self, lineno: int) -> None:
+        super().__init__(lineno)
+        self.lineno = lineno
+
+
+_Fingerprints = list[tuple[bytes, bool]]
+"""Per block read by an import's check pass: SHA-256 of its bytes, and whether all its
+lines had the usual shape."""
+
+
+def _iter_blocks(fp: IO[bytes], name: str, block_bytes: int | None = None, *,
+                 fingerprints: _Fingerprints | None = None,
+                 replay: bool = False) -> Iterator[tuple[int, bytes, list[bytes]]]:
     """The event lines a block at a time: ``(first line number, digests, raw envelopes)``.
 
     ``digests`` holds the blocks' 16-byte digests back to back. Checks the header, the
@@ -154,25 +176,49 @@ def _iter_blocks(fp: IO[bytes], name: str,
     all have the usual shape is handled with a few whole-list operations, which is
     most of the speed of an import; any other block goes line by line, for the exact
     error.
+
+    ``fingerprints`` (import) gets a SHA-256 of each block's bytes as read (the header
+    counts as part of the first block, the trailer as part of the last). With
+    ``replay=True`` it is the list an earlier read made instead: each block must hash
+    to its entry before it is yielded, or :class:`_FileChanged` is raised; so a second
+    read yields exactly the bytes the first one checked, or nothing more, and the
+    checks the first read made are not made again. Block boundaries depend only on the
+    bytes, so the same file gives the same blocks.
     """
     first = fp.readline()
     try:
         head = codec.loads_plain(first)
         version = head["runlog_export"]
     except Exception:
+        if replay:
+            raise _FileChanged(1) from None
         raise ExportFileError(
             f"{name} is not a runlog JSONL export (its first line is not the "
             "runlog_export header); make one with `runlog export --format jsonl`") from None
     if version != FORMAT_VERSION:
+        if replay:
+            raise _FileChanged(1)
         raise ExportFileError(
             f"{name} is a runlog export of format {version!r}, which this runlog does not "
             f"read (it reads {FORMAT_VERSION}); upgrade runlog-engine")
     lineno = 1
     count = 0
+    index = 0
     order = _order_hash()
     prefix, mid, end = _PREFIX, _MID, b"}}\n"
+    sha256 = hashlib.sha256
+    block_bytes = block_bytes or _BLOCK_BYTES
     while True:
         block = fp.readlines(block_bytes)
+        checked = False  # the block is a replay of a checked block of the usual shape
+        if fingerprints is not None:
+            fingerprint = sha256(b"".join([first, *block]) if index == 0
+                                 else b"".join(block)).digest()
+            if replay:
+                if index >= len(fingerprints) or fingerprints[index][0] != fingerprint:
+                    raise _FileChanged(lineno + 1)
+                checked = fingerprints[index][1]
+            index += 1
         if not block:
             raise ExportFileError(
                 f"{name} ends without its trailer line after {count} events: the file is "
@@ -183,21 +229,28 @@ def _iter_blocks(fp: IO[bytes], name: str,
         if block[-1].startswith(_TRAILER_KEY):
             trailer = block.pop()
         try:
-            if not all([line.startswith(prefix) and line.endswith(end)
-                        and line[43:53] == mid for line in block]):
+            if not checked and not all([line.startswith(prefix) and line.endswith(end)
+                                        and line[43:53] == mid for line in block]):
                 raise ValueError("not the usual shape")
             digests = a2b_hex(b"".join([line[11:43] for line in block]))
         except ValueError:
             digests, raws = _slow_block(block, name, lineno)
+            usual = False
         else:
             raws = [line[53:-2] for line in block]
-        order.update(digests)
+            usual = True
+        if not replay:
+            order.update(digests)
+            if fingerprints is not None:
+                fingerprints.append((fingerprint, usual))
         if raws:
             yield lineno + 1, digests, raws
         lineno += len(block)
         count += len(block)
         if trailer is not None:
             lineno += 1
+            if replay:  # the same bytes as the checked trailer block: checked then
+                return
             _check_trailer(trailer, name, lineno, count, order.hexdigest())
             if fp.readline().strip():
                 raise ExportFileError(f"{name}: text after the trailer (line {lineno + 1})")
@@ -241,10 +294,11 @@ def _check_trailer(line: bytes, name: str, lineno: int, count: int, order: str) 
             "trailer's digest differs); lines were moved or replaced")
 
 
-_KIND_KEY = b'{"kind":"'
-_RUN_ID_KEY = b'","run_id":"'
-_BY_12TH = {b"a": ("start", 26), b"r": ("stream", 27), b"d": ("end", 24)}
-"""The 12th byte of an envelope tells its kind, and so where its run id starts."""
+_STREAM_KEY = b'{"kind":"stream","run_id":"'
+_END_KEY = b'{"kind":"end","run_id":"'
+_START_KEY = b'{"kind":"start","run_id":"'
+_FAST_KINDS = ((_STREAM_KEY, "stream"), (_START_KEY, "start"), (_END_KEY, "end"))
+"""An envelope's first bytes tell its kind, and so where its run id starts."""
 
 
 def _envelope_ids(raw: bytes, name: str, lineno: int, *,
@@ -253,16 +307,21 @@ def _envelope_ids(raw: bytes, name: str, lineno: int, *,
 
     The envelope's key order is fixed (:mod:`runlog.events`), so kind and run id are
     read from the first bytes without parsing the JSON; ``trace_id`` (None unless
-    ``full`` or the fast read does not apply) comes from a full parse.
+    ``full`` or the fast read does not apply) comes from a full parse. The fast read
+    applies when the run id is written without escapes: its bytes are then its UTF-8.
     """
     if not full:
-        # {"kind":"start","run_id":"  {"kind":"stream","run_id":"  {"kind":"end","run_id":"
-        kind, at = _BY_12TH.get(raw[11:12], ("", 0))
-        if at and raw[at - 12:at] == _RUN_ID_KEY and raw.startswith(_KIND_KEY):
-            end = raw.find(b'"', at)
-            rid = raw[at:end]
-            if end > 0 and b"\\" not in rid:
-                return kind, rid.decode(), None
+        for key, kind in _FAST_KINDS:
+            if raw.startswith(key):
+                at = len(key)
+                end = raw.find(b'"', at)
+                rid = raw[at:end]
+                if end > 0 and b"\\" not in rid:
+                    try:
+                        return kind, rid.decode(), None
+                    except UnicodeDecodeError:
+                        pass  # the full parse names the problem
+                break
     try:
         env = codec.loads_plain(raw)
         kind, run_id, trace_id = env["kind"], env["run_id"], env["trace_id"]
@@ -419,8 +478,9 @@ def import_jsonl(store: StoreLike, source: str | os.PathLike[str] | IO[bytes], *
     :func:`verify_jsonl` does) and looks up which of its runs the store already has;
     nothing is written unless the whole file is sound and the conflicts are resolved.
     The second pass appends through the backend's ``append`` in batches of
-    ``batch_size`` events (one transaction each), recomputing every digest, so the
-    imported runs verify exactly like the originals.
+    ``batch_size`` events (one transaction each), with the digests the first pass
+    verified, so the imported runs verify exactly like the originals; it writes only
+    blocks of the file that are byte for byte the ones the first pass checked.
 
     Args:
         on_conflict: what to do with runs the store already has.
@@ -433,7 +493,8 @@ def import_jsonl(store: StoreLike, source: str | os.PathLike[str] | IO[bytes], *
         progress: called with the number of events handled, for progress bars.
 
     Raises:
-        ExportFileError: the file is truncated, edited or not an export.
+        ExportFileError: the file is truncated, edited or not an export, or it changed
+            while it was being imported (the error says how many events were).
         ImportConflictError: runs of the file are already in the store (see above).
 
     An import is not one transaction: if it is interrupted, the batches committed so
@@ -444,9 +505,15 @@ def import_jsonl(store: StoreLike, source: str | os.PathLike[str] | IO[bytes], *
         raise ValueError(f"on_conflict must be 'error' or 'skip', not {on_conflict!r}")
     with _open_source(source, seekable=True) as (fp, name):
         start_at = fp.tell()
-        runs = _check_pass(store, fp, name, on_conflict)
+        before = _file_state(fp)
+        fingerprints: _Fingerprints = []
+        runs = _check_pass(store, fp, name, on_conflict, fingerprints)
+        if _file_state(fp) != before:
+            raise ExportFileError(
+                f"{name} changed while it was being checked; nothing was imported. Import "
+                "it once nothing writes to it")
         fp.seek(start_at)
-        return _write_pass(store, fp, name, runs, batch_size, progress)
+        return _write_pass(store, fp, name, runs, fingerprints, batch_size, progress)
 
 
 def _store_digests(store: StoreLike, trace_id: str, run_id: str) -> Iterator[bytes]:
@@ -475,24 +542,66 @@ def _store_chain(store: StoreLike, trace_id: str, run_id: str,
     return count, found
 
 
-def _check_pass(store: StoreLike, fp: IO[bytes], name: str,
-                on_conflict: OnConflict) -> dict[str, _RunState]:
-    """Verify the whole file and compare its runs with the store's (no writes)."""
+def _check_pass(store: StoreLike, fp: IO[bytes], name: str, on_conflict: OnConflict,
+                fingerprints: _Fingerprints) -> dict[str, _RunState]:
+    """Verify the whole file and compare its runs with the store's (no writes).
+
+    Every event's digest is checked against its bytes here, once; ``fingerprints`` gets
+    a hash per block, so the write pass can trust the digests of the blocks it reads
+    again instead of recomputing them (:func:`_iter_blocks`).
+    """
     runs: dict[str, _RunState] = {}
+    open_runs: dict[bytes, _RunState] = {}  # run id bytes (no escapes) -> its open run
     empty_store = store.last_seq() == 0
     known: dict[str, dict[str, int]] = {}  # trace id -> {run id: event count} in the store
-    check = _check_line
-    for first, digests, raws in _iter_blocks(fp, name):
+    chain = hashlib.blake2b(digest_size=16).copy  # chain_digest, a little faster
+    stream_key, end_key = _STREAM_KEY, _END_KEY
+    stream_at, end_at = len(_STREAM_KEY), len(_END_KEY)
+    for first, digests, raws in _iter_blocks(fp, name, fingerprints=fingerprints):
         for k, raw in enumerate(raws):
             digest = digests[16 * k:16 * k + 16]
-            run_id, state, new = check(runs, digest, raw, name, first + k, False)
-            if new and not empty_store:  # a run the store may already have
-                in_trace = known.get(state.trace_id)
-                if in_trace is None:
-                    in_trace = known[state.trace_id] = {
-                        r.run_id: r.event_count for r in store.runs(trace_id=state.trace_id)}
-                if run_id in in_trace:
-                    state.store_count, _ = _store_chain(store, state.trace_id, run_id, 0)
+            # The common case, inline: a stream or end event of an open run whose id is
+            # written without escapes (what _check_line does, minus the calls).
+            state = None
+            if raw.startswith(stream_key):
+                end = raw.find(b'"', stream_at)
+                if end > 0:
+                    state = open_runs.get(raw[stream_at:end])
+                ended = False
+            elif raw.startswith(end_key):
+                end = raw.find(b'"', end_at)
+                if end > 0:
+                    state = open_runs.get(raw[end_at:end])
+                ended = True
+            if state is not None:
+                h = chain()
+                h.update(state.digest)
+                h.update(raw)
+                if h.digest() != digest:
+                    raise ExportFileError(
+                        f"{name}, line {first + k}: the event's bytes do not match the hash "
+                        "chain; the line was edited, or lines were reordered")
+                state.digest = digest
+                state.count += 1
+                if ended:
+                    state.ended = True
+                    del open_runs[raw[end_at:end]]
+            else:
+                run_id, state, new = _check_line(runs, digest, raw, name, first + k, False)
+                if new:
+                    if "\\" not in run_id and '"' not in run_id:
+                        open_runs[run_id.encode("utf-8", "surrogatepass")] = state
+                    if not empty_store:  # a run the store may already have
+                        in_trace = known.get(state.trace_id)
+                        if in_trace is None:
+                            in_trace = known[state.trace_id] = {
+                                r.run_id: r.event_count
+                                for r in store.runs(trace_id=state.trace_id)}
+                        if run_id in in_trace:
+                            state.store_count, _ = _store_chain(store, state.trace_id,
+                                                                run_id, 0)
+                elif state.ended:
+                    open_runs.pop(run_id.encode("utf-8", "surrogatepass"), None)
             if state.store_count and state.count == state.store_count:
                 state.store_digest = digest  # compared with the store's last digest below
     conflicts = [rid for rid, s in runs.items() if s.store_count]
@@ -521,45 +630,66 @@ def _check_pass(store: StoreLike, fp: IO[bytes], name: str,
     return runs
 
 
+def _file_state(fp: IO[bytes]) -> tuple[int, int, int] | None:
+    """Size, modification time and inode of a real file (None for other streams)."""
+    try:
+        st = os.fstat(fp.fileno())
+    except (AttributeError, OSError, ValueError):  # io.BytesIO has no fileno
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
 def _write_pass(store: StoreLike, fp: IO[bytes], name: str, runs: dict[str, _RunState],
-                batch_size: int, progress: Progress | None) -> ImportResult:
+                fingerprints: _Fingerprints, batch_size: int,
+                progress: Progress | None) -> ImportResult:
     """Append every event the store lacks, in file order, in batches.
 
     Batches are committed by a helper thread while the next one is parsed (SQLite does
     its work without the GIL), so reading the file and writing the store overlap the
-    way recording and the group-commit writer do. Every envelope is parsed once here
-    and its digest recomputed from its bytes.
+    way recording and the group-commit writer do. Each block must hash to the
+    fingerprint the check pass took (:func:`_iter_blocks`), so the digests it holds
+    are the ones checked, and are written as they are. Every envelope is parsed here
+    (the check pass reads only the first bytes of most of them): one that is not
+    valid JSON, or whose parsed kind and run id are not the ones its first bytes gave
+    the check pass, stops the import.
     """
     result = ImportResult()
     result.skipped_runs = [rid for rid, s in runs.items() if s.store_count]
-    seen: dict[str, tuple[bytes | None, int]] = {}
     batch: list[Pending] = []
     appender = _Appender(store, result)
     loads = codec.loads_plain
+    record = tuple.__new__
+    changed: _FileChanged | None = None
     try:
-        for first, digests, raws in _iter_blocks(fp, name):
+        for first, digests, raws in _iter_blocks(fp, name, fingerprints=fingerprints,
+                                                 replay=True):
             for k, raw in enumerate(raws):
                 try:
                     env = loads(raw)
                     run_id = env["run_id"]
+                    kind = env["kind"]
+                    state = runs[run_id]
+                    if kind != "stream" or not raw.startswith(state.stream_key):
+                        _check_ids(raw, kind, run_id, name, first + k)
+                        if kind == "stream":
+                            state.stream_key = _STREAM_KEY + codec.dumps_plain(run_id)[1:]
+                    state.written += 1
+                    if state.written <= state.store_count:
+                        result.skipped_events += 1
+                        continue
+                    time_us = env["time"]
+                    if kind == "stream" and time_us.__class__ is int:
+                        pending = record(Pending, (
+                            run_id, env["trace_id"], "stream", env["name"], env["run_type"],
+                            time_us, raw, digests[16 * k:16 * k + 16], None))
+                    else:
+                        pending = _pending(env, raw, digests[16 * k:16 * k + 16],
+                                           state.written, name, first + k)
+                except ExportFileError:
+                    raise
                 except Exception:
                     raise ExportFileError(f"{name}, line {first + k}: the event is not a "
                                           "runlog envelope") from None
-                prev, count = seen.get(run_id, (None, 0))
-                count += 1
-                digest = digests[16 * k:16 * k + 16]
-                seen[run_id] = (digest, count)
-                state = runs.get(run_id)
-                if state is None:
-                    raise ExportFileError(f"{name}, line {first + k}: the file changed while "
-                                          "it was being imported")
-                if count <= state.store_count:
-                    result.skipped_events += 1
-                    continue
-                pending = _pending(env, raw, prev, count, name, first + k)
-                if pending.digest != digest:
-                    raise ExportFileError(f"{name}, line {first + k}: the file changed while "
-                                          "it was being imported")
                 batch.append(pending)
                 if len(batch) & 0x1F == 0:
                     # hand the GIL to the committing thread (see runlog/store/writer.py:
@@ -574,21 +704,44 @@ def _write_pass(store: StoreLike, fp: IO[bytes], name: str, runs: dict[str, _Run
             appender.put(batch)
             if progress is not None:
                 progress(len(batch))
+    except _FileChanged as e:
+        changed = e
     finally:
         appender.close()
+    if changed is not None:
+        raise ExportFileError(
+            f"{name} changed while it was being imported (from line {changed.lineno} on, "
+            f"it is not what was checked); {result.events} events were imported before "
+            "that. Import the file again with --skip-existing (on_conflict='skip') once "
+            "nothing writes to it")
     result.runs = sum(1 for rid, s in runs.items() if not s.store_count)
     return result
 
 
-def _pending(env: dict[str, Any], raw: bytes, previous: bytes | None, count: int,
-             name: str, lineno: int) -> Pending:
+def _check_ids(raw: bytes, kind: Any, run_id: Any, name: str, lineno: int) -> None:
+    """The kind and run id an envelope parses to must be the ones the check pass read.
+
+    The check pass reads them from the first bytes (:func:`_envelope_ids`); they differ
+    only when a key is repeated, and then the line's digest was checked against another
+    run's chain than the one it would be written to.
+    """
+    if _envelope_ids(raw, name, lineno)[:2] != (kind, run_id):
+        raise ExportFileError(
+            f"{name}, line {lineno}: the event is not a runlog envelope (it gives its kind "
+            "or run id twice)")
+
+
+def _pending(env: dict[str, Any], raw: bytes, digest: bytes, count: int, name: str,
+             lineno: int) -> Pending:
     """:func:`runlog.store.base.pending_from_raw` from an envelope already parsed.
 
-    The same record (a test holds them equal), without parsing the bytes a second time.
+    The same record (a test holds them equal), without parsing the bytes a second time
+    and with the digest the check pass verified.
     """
     try:
         kind = env["kind"]
         time_us = env["time"]
+        run_id = env["run_id"]
         run_row: tuple[Any, ...] | None = None
         if kind == "start":
             run_row = (env.get("parent_id"), codec.dumps_plain(env.get("tags", [])),
@@ -601,8 +754,8 @@ def _pending(env: dict[str, Any], raw: bytes, previous: bytes | None, count: int
             raise ValueError(kind)
         if not isinstance(time_us, int):
             raise ValueError(time_us)
-        return Pending(env["run_id"], env["trace_id"], kind, env["name"], env["run_type"],
-                       time_us, raw, chain_digest(previous, raw), run_row)
+        return Pending(run_id, env["trace_id"], kind, env["name"], env["run_type"],
+                       time_us, raw, digest, run_row)
     except Exception:
         raise ExportFileError(
             f"{name}, line {lineno}: the event is not a runlog envelope") from None
