@@ -72,10 +72,12 @@ TAG_PREFIX = "$rl:"
 _TAG_MARK = b'"$rl:'
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
+_JSON_TYPES = frozenset({str, int, float, bool, type(None), dict, list, object})
 _Encoder = Callable[[Any], Any]
 _Decoder = Callable[[Any], Any]
 _registry_by_type: dict[type, tuple[str, _Encoder]] = {}
 _registry_by_tag: dict[str, _Decoder] = {}
+_resolved: dict[type, tuple[str, _Encoder] | None] = {}  # type -> registration, by MRO
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,11 +98,29 @@ def register(
     """Teach the codec a type: ``encoder(value)`` returns any encodable value that
     ``decoder`` turns back into an equal object. Adapters use it (LangChain messages
     go through their own ``dumpd``/``load``). Registered types win over the built-in
-    rules, subclasses included, so a registered ``dict`` subclass keeps its type."""
+    rules, subclasses included, so a registered ``dict`` subclass keeps its type.
+
+    The encoder may instead return an ``orjson.Fragment`` of JSON text that is already
+    plain in the sense of this module (nothing in it would be tagged), which spares the
+    codec a walk over the payload. It is stored verbatim, so checking that it is plain
+    is the encoder's duty; the LangChain adapter does it for streamed message chunks,
+    and its tests check that the bytes equal those of the walk."""
+    if cls in _JSON_TYPES:
+        raise ValueError(f"{cls.__name__} is plain JSON to the codec; register a subclass")
     if not name or TAG_PREFIX in name:
         raise ValueError(f"bad codec tag name {name!r}")
     _registry_by_type[cls] = (name, encoder)
     _registry_by_tag[name] = decoder
+    _resolved.clear()
+
+
+def _resolve(t: type) -> tuple[str, _Encoder] | None:
+    """The registration that applies to type ``t``: its own, else its nearest base's."""
+    for cls in t.__mro__:
+        reg = _registry_by_type.get(cls)
+        if reg is not None:
+            return reg
+    return None
 
 
 def dumps_plain(value: Any) -> bytes:
@@ -171,11 +191,36 @@ def _qualname(cls: type) -> str:
 def _tagged(v: Any, lossy: bool) -> Any:
     """Return a plain-JSON structure equivalent to ``v`` (tags where needed)."""
     t = type(v)
+    # exact JSON types first: they cannot be registered (see register), and a
+    # recorded chunk is mostly made of them
+    if t is str:
+        if v.isascii():
+            return v
+    elif t is dict:
+        for k in v:
+            if type(k) is not str or k.startswith(TAG_PREFIX):
+                break
+        else:
+            return {k: _tagged(x, lossy) for k, x in v.items()}
+    elif t is list:
+        return [_tagged(x, lossy) for x in v]
+    elif v is None or t is bool:
+        return v
+    elif t is int:
+        if _INT64_MIN <= v <= _INT64_MAX:
+            return v
+    elif t is float and math.isfinite(v):
+        return v
     if _registry_by_type:
-        for cls in t.__mro__:
-            reg = _registry_by_type.get(cls)
-            if reg is not None:
-                return _tag(reg[0], _tagged(reg[1](v), lossy))
+        try:
+            reg = _resolved[t]
+        except KeyError:
+            reg = _resolved[t] = _resolve(t)
+        if reg is not None:
+            payload = reg[1](v)
+            if type(payload) is orjson.Fragment:
+                return {TAG_PREFIX + reg[0]: payload}
+            return {TAG_PREFIX + reg[0]: _tagged(payload, lossy)}
     if v is None or t is bool:
         return v
     if isinstance(v, enum.Enum):

@@ -40,6 +40,9 @@ def same(a: Any, b: Any) -> bool:
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if dataclasses.is_dataclass(a):  # its own == says NaN != NaN inside
+        return all(same(getattr(a, f.name), getattr(b, f.name))
+                   for f in dataclasses.fields(a))
     return bool(a == b)
 
 
@@ -173,6 +176,42 @@ def test_registered_types_win() -> None:
     assert codec.decode(codec.encode([Money(5)])) == [Money(5)]
     with pytest.raises(ValueError, match="bad codec tag"):
         codec.register(Money, "$rl:x", lambda m: m, Money)
+
+
+@pytest.mark.parametrize("cls", [str, int, float, bool, dict, list, type(None), object])
+def test_plain_json_types_cannot_be_registered(cls: type) -> None:
+    # their meaning is fixed: a registration would re-tag every plain value
+    with pytest.raises(ValueError, match="plain JSON"):
+        codec.register(cls, "test-plain", lambda v: v, lambda v: v)
+
+
+def test_a_subclass_registered_later_wins_over_its_base() -> None:
+    class Base:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+    class Sub(Base):
+        pass
+
+    codec.register(Base, "test-base", lambda b: b.n, Base)
+    assert codec.encode(Sub(1)) == b'{"$rl:test-base":1}'  # resolved through the MRO
+    codec.register(Sub, "test-sub", lambda b: b.n, Sub)  # clears the resolution cache
+    assert codec.encode(Sub(1)) == b'{"$rl:test-sub":1}'
+    assert codec.encode(Base(1)) == b'{"$rl:test-base":1}'
+
+
+def test_an_encoder_may_return_pre_encoded_json() -> None:
+    class Point:
+        def __init__(self, x: int, y: int) -> None:
+            self.x, self.y = x, y
+
+    codec.register(Point, "test-point",
+                   lambda p: orjson.Fragment(b'{"x":%d,"y":%d}' % (p.x, p.y)),
+                   lambda d: Point(d["x"], d["y"]))
+    raw = codec.encode({"p": Point(1, 2), "n": math.nan})
+    assert raw == b'{"p":{"$rl:test-point":{"x":1,"y":2}},"n":{"$rl:float":"nan"}}'
+    back = codec.decode(raw)
+    assert (back["p"].x, back["p"].y) == (1, 2)
 
 
 def test_zoneinfo_datetimes_keep_their_zone_and_fold() -> None:
