@@ -44,6 +44,7 @@ def open(
     durable: bool = False,
     lease_seconds: float = 10.0,
     end_timeout: float = 30.0,
+    commit_interval: float = 0.002,
 ) -> Store:
     """Open (or create) a run log.
 
@@ -56,10 +57,14 @@ def open(
         lease_seconds: how long after this process's last heartbeat its open runs are
             shown as *abandoned* by other processes.
         end_timeout: how long the end of a root run waits for its commit.
+        commit_interval: while events keep coming, commit at most this often (seconds)
+            so a stream of tokens shares commits; a lone event, a flush and the end of
+            a root run commit at once. ``0`` commits as soon as the writer is free.
     """
     backend = open_backend(target if target is not None else default_location(),
                            create=create, durable=durable)
-    return Store(backend, lease_seconds=lease_seconds, end_timeout=end_timeout)
+    return Store(backend, lease_seconds=lease_seconds, end_timeout=end_timeout,
+                 commit_interval=commit_interval)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +83,11 @@ class Store:
 
     def __init__(self, backend: Backend, *, lease_seconds: float = 10.0,
                  heartbeat_seconds: float | None = None, end_timeout: float = 30.0,
-                 max_batch: int = 1000) -> None:
+                 max_batch: int = 1000, commit_interval: float = 0.002) -> None:
         self.backend = backend
         self.writer = Writer(backend, lease_seconds=lease_seconds,
-                             heartbeat_seconds=heartbeat_seconds, max_batch=max_batch)
+                             heartbeat_seconds=heartbeat_seconds, max_batch=max_batch,
+                             commit_interval=commit_interval)
         self.recorder = Recorder(self.writer, owner=self, end_timeout=end_timeout)
         self._closed = False
         self._state_indexes: dict[Any, Any] = {}  # state_at: per-run fold indexes
