@@ -14,23 +14,70 @@ so that ``+`` keeps merging its chunks on replay.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
+import orjson
 from langchain_core._api.beta_decorator import LangChainBetaWarning
-from langchain_core.load import dumpd, load
+from langchain_core.load import load
 from langchain_core.load.serializable import Serializable
 from langchain_core.runnables.utils import AddableDict
 
 from runlog import Opaque, codec
+from runlog_langchain.fast_dumpd import dumpd
 
 __all__ = ["register"]
 
 _done = False
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_plain_shapes: set[tuple[Any, ...]] = set()  # class path + kwargs names known to be plain
+
+
 def _encode_lc(obj: Any) -> Any:
-    return dumpd(obj)
+    """``dumpd(obj)``; pre-encoded when it is flat (see :func:`_is_flat`)."""
+    d = dumpd(obj)
+    if _is_flat(d):
+        try:
+            return orjson.Fragment(orjson.dumps(d))
+        except orjson.JSONEncodeError:  # a lone surrogate: let the codec tag it
+            pass
+    return d
+
+
+def _is_flat(d: Any) -> bool:
+    """True for a serialised object whose kwargs are all leaves or empty containers,
+    each of a kind runlog's codec writes as it is (exact ``str``, ``bool``, ``None``,
+    64-bit ``int``, finite ``float``; ``runlog.codec._is_plain`` is the rule): what a
+    streamed message chunk usually is. Such a dict needs no walk by the codec; the
+    tests compare the bytes of both paths. Strings are left to orjson, which refuses
+    lone surrogates (the caller then falls back to the walk)."""
+    if type(d) is not dict or d.get("type") != "constructor":
+        return False
+    kwargs = d["kwargs"]
+    shape = (*d["id"], *kwargs)  # the class path and the kwargs' names
+    if shape not in _plain_shapes:
+        if not all(type(k) is str and not k.startswith(codec.TAG_PREFIX) for k in shape):
+            return False
+        if len(_plain_shapes) < 1024:
+            _plain_shapes.add(shape)
+    for v in kwargs.values():
+        t = type(v)
+        if t is str or t is bool or v is None:
+            continue
+        if t is int:
+            if not _INT64_MIN <= v <= _INT64_MAX:
+                return False
+        elif t is float:
+            if not math.isfinite(v):
+                return False
+        elif (t is list or t is dict) and not v:
+            continue
+        else:
+            return False
+    return len(d) == 4
 
 
 def _decode_lc(payload: Any) -> Any:

@@ -16,6 +16,9 @@ tokens internally even when called with ``invoke`` (the final message is the sam
 
 Recording never raises into the application: a failure (unencodable value, store
 error) is logged and counted in :attr:`Recorder.failures`, and recording continues.
+
+The callbacks are plain methods and the handler is inline (see
+:attr:`Recorder.run_inline`): a token costs one call, not an ``asyncio`` task.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from types import FrameType
 from typing import Any, TypeVar
 from uuid import UUID
 
-from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.callbacks import AsyncCallbackManager, BaseCallbackHandler
 from langchain_core.outputs import ChatGenerationChunk, LLMResult
 from langchain_core.runnables import Runnable
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
@@ -46,7 +49,11 @@ _ENTRY_METHODS = frozenset({"invoke", "ainvoke", "stream", "astream"})
 _MISSING: Any = object()
 _ROOT_CANDIDATES: contextvars.ContextVar[list[tuple[str, Any]]] = contextvars.ContextVar(
     "runlog_langchain_root_candidates", default=[])  # noqa: B039 - never mutated
-_START_DISPATCH = frozenset({"ahandle_event", "on_llm_start", "on_chat_model_start"})
+_HANDLER_FRAMES = frozenset({"handle_event", "ahandle_event", "on_llm_start",
+                             "on_chat_model_start"})
+
+
+_ASYNC_LLM_START = AsyncCallbackManager.on_llm_start.__code__
 
 
 def llm_result_outputs(response: LLMResult) -> dict[str, Any]:
@@ -105,16 +112,36 @@ def _entry_inputs(frame: FrameType | None) -> list[tuple[str, Any]]:
     return out
 
 
+def _handlers_on_stack(frame: FrameType | None) -> Any:
+    """The handler list LangChain is dispatching a start to, found on the stack: the
+    ``handlers`` of ``handle_event``/``ahandle_event``, or of the manager whose
+    ``on_llm_start``/``on_chat_model_start`` is running (those dispatch to one handler
+    at a time). ``None`` if there is none (a callback called by hand)."""
+    f, depth = frame, 0
+    while f is not None and depth < 12:
+        if f.f_code.co_name in _HANDLER_FRAMES:
+            loc = f.f_locals
+            handlers = loc.get("handlers")
+            if handlers and len(handlers) > 1:
+                return handlers
+            manager_handlers = getattr(loc.get("self"), "handlers", None)
+            if manager_handlers:
+                return manager_handlers
+        f, depth = f.f_back, depth + 1
+    return None
+
+
 def _call_input(name: str) -> Any:
     """The value the root runnable named ``name`` was called with.
 
     LangChain hands a root chain the placeholder ``{"input": ""}`` when its input is
     streamed in, and a chat model its converted messages, while ``astream_events``
-    reports the value passed to ``astream``/``invoke``. The sync callback manager calls
-    the recorder on the runnable's own stack, which holds that value; the async one
-    runs it in a separate task, so :attr:`Recorder.run_inline` (which LangChain reads on
-    the runnable's stack just before) leaves the candidates in a context variable.
-    When neither has it, the callback's own input is kept.
+    reports the value passed to ``astream``/``invoke``. Both callback managers call the
+    recorder on the runnable's own stack, which holds that value, except for a text
+    LLM's start under the async manager, which runs in a gather task of its own: for
+    that one :attr:`Recorder.run_inline` (which LangChain reads on the runnable's stack
+    just before) leaves the candidates in a context variable. When neither has it, the
+    callback's own input is kept.
     """
     for own, value in _entry_inputs(sys._getframe(2)):
         if own == name:
@@ -123,38 +150,6 @@ def _call_input(name: str) -> Any:
         if own == name:
             return value
     return _MISSING
-
-
-def _dual(name: str) -> Any:
-    """A callback that is a coroutine function for LangChain's async callback manager
-    and a plain function for the sync one.
-
-    LangChain awaits async handlers together with its own ``astream_events`` handler
-    (one ``asyncio.gather``), so recording as a coroutine there keeps the recorded
-    order of starts/ends relative to streamed chunks identical to what that handler
-    emits; a sync handler would instead run in a worker thread, racing the stream. The
-    sync manager calls handlers in place, in order. Which manager is calling is read
-    from the caller's frame (``_ahandle_event_for_handler`` is the async dispatcher).
-    """
-    sync_name = f"_sync_{name}"
-
-    def get(self: Any) -> Any:
-        fn = getattr(self, sync_name)
-        frame = sys._getframe(1)
-        caller = frame.f_code.co_name
-        if caller != "_ahandle_event_for_handler":
-            if caller == "handle_event" and name.endswith("_start"):
-                handlers = frame.f_locals.get("handlers")
-                if handlers:
-                    self._adopt(handlers)
-            return fn
-
-        async def call(*args: Any, **kwargs: Any) -> None:
-            fn(*args, **kwargs)
-
-        return call
-
-    return property(get)
 
 
 class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
@@ -173,36 +168,27 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
 
     @property
     def run_inline(self) -> bool:  # type: ignore[override]
-        """Always ``False``, and the moment to look at the runnable's stack.
+        """``True``: LangChain's async manager calls the recorder in place, in the
+        runnable's own task, instead of wrapping each callback in an ``asyncio.gather``
+        task (about 40 µs per streamed token, more than the recording itself).
 
-        Not inline: LangChain's async manager skips the non-inline handlers'
-        ``on_llm_start`` when any inline handler exists (langchain-core 1.7.2), which
-        would break its own astream_log tracer; see :func:`_dual` for how callbacks run.
-        LangChain reads this attribute on the runnable's stack right before dispatching
-        a callback; for a root run's start the call inputs found there are kept for
-        :func:`_call_input` (the dispatch itself runs in another task).
+        One exception: langchain-core 1.7.2's ``AsyncCallbackManager.on_llm_start``
+        skips the non-inline handlers' starts when any handler is inline, which would
+        break LangChain's own ``astream_log``/``astream_events`` tracers; there the
+        recorder answers ``False``. That start then runs in a gather task whose stack
+        does not hold the call's input, so this is also the moment to find it
+        (:func:`_call_input`): LangChain reads the attribute on the runnable's stack.
         """
+        f = sys._getframe(1)
+        if f.f_code.co_name in ("<listcomp>", "<genexpr>"):
+            f = f.f_back  # type: ignore[assignment]
+        if f is None or f.f_code is not _ASYNC_LLM_START:
+            return True
         try:
-            f = sys._getframe(1)
-            if f.f_code.co_name in ("<listcomp>", "<genexpr>"):
-                f = f.f_back  # type: ignore[assignment]
-            code = f.f_code.co_name if f is not None else ""
-            if code in _START_DISPATCH:
-                loc = f.f_locals
-                handlers = loc.get("handlers")
-                if handlers is None:
-                    handlers = getattr(loc.get("self"), "handlers", None)
-                if handlers:
-                    self._adopt(handlers)
-                if code == "ahandle_event":
-                    is_root_start = (str(loc.get("event_name", "")).endswith("_start") and
-                                     (loc.get("kwargs") or {}).get("parent_run_id") is None)
-                else:
-                    is_root_start = getattr(loc.get("self"), "parent_run_id", 1) is None
-                if is_root_start:
-                    found = _entry_inputs(f)
-                    if found:  # a dispatch task of its own sees none: keep the caller's
-                        _ROOT_CANDIDATES.set(found)
+            if getattr(f.f_locals.get("self"), "parent_run_id", 1) is None:
+                found = _entry_inputs(f)
+                if found:  # the dispatch task sees none: keep the caller's
+                    _ROOT_CANDIDATES.set(found)
         except Exception:  # never let bookkeeping break dispatch
             pass
         return False
@@ -227,6 +213,9 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
 
     def _start(self, run_id: UUID, parent_run_id: UUID | None, name: str, run_type: str,
                inputs: Any, tags: list[str] | None, metadata: dict[str, Any] | None) -> None:
+        handlers = _handlers_on_stack(sys._getframe(1))
+        if handlers:
+            self._adopt(handlers)
         parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
         if parent is None:
             found = _call_input(name)
@@ -256,7 +245,7 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
             self._failed(what, e)
 
     # -- starts ----------------------------------------------------------------------
-    def _sync_on_chain_start(self, serialized: dict[str, Any], inputs: Any, *, run_id: UUID,
+    def on_chain_start(self, serialized: dict[str, Any], inputs: Any, *, run_id: UUID,
                        parent_run_id: UUID | None = None, tags: list[str] | None = None,
                        metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
         name = _assign_name(kwargs.get("name"), serialized)
@@ -264,7 +253,7 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         self._guard("a chain start", lambda: self._start(
             run_id, parent_run_id, name, run_type, inputs, tags, metadata))
 
-    def _sync_on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[Any]], *,
+    def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[Any]], *,
                             run_id: UUID, parent_run_id: UUID | None = None,
                             tags: list[str] | None = None,
                             metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -272,14 +261,14 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         self._guard("a chat model start", lambda: self._start(
             run_id, parent_run_id, name, "chat_model", {"messages": messages}, tags, metadata))
 
-    def _sync_on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID,
+    def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID,
                      parent_run_id: UUID | None = None, tags: list[str] | None = None,
                      metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
         name = _assign_name(kwargs.get("name"), serialized)
         self._guard("an LLM start", lambda: self._start(
             run_id, parent_run_id, name, "llm", {"prompts": prompts}, tags, metadata))
 
-    def _sync_on_tool_start(self, serialized: dict[str, Any], input_str: str, *, run_id: UUID,
+    def on_tool_start(self, serialized: dict[str, Any], input_str: str, *, run_id: UUID,
                       parent_run_id: UUID | None = None, tags: list[str] | None = None,
                       metadata: dict[str, Any] | None = None,
                       inputs: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -289,7 +278,7 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         self._guard("a tool start", lambda: self._start(
             run_id, parent_run_id, name, "tool", inputs, tags, metadata))
 
-    def _sync_on_retriever_start(self, serialized: dict[str, Any], query: str, *, run_id: UUID,
+    def on_retriever_start(self, serialized: dict[str, Any], query: str, *, run_id: UUID,
                            parent_run_id: UUID | None = None, tags: list[str] | None = None,
                            metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
         name = _assign_name(kwargs.get("name"), serialized)
@@ -297,17 +286,19 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
             run_id, parent_run_id, name, "retriever", {"query": query}, tags, metadata))
 
     # -- streaming -------------------------------------------------------------------
-    def _sync_on_llm_new_token(self, token: str, *, chunk: Any = None, run_id: UUID,
+    def on_llm_new_token(self, token: str, *, chunk: Any = None, run_id: UUID,
                          parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        def go() -> None:
-            run = self._runs.get(run_id)
-            if run is None or run.ended:
-                return
-            value = chunk.message if isinstance(chunk, ChatGenerationChunk) else chunk
-            run.token(token, value, time=self.clock())
-        self._guard("a token", go)
+        # the hottest callback (once per token): no closure, no guard call
+        run = self._runs.get(run_id)
+        if run is None or run.ended:
+            return
+        try:
+            run.token(token, chunk.message if isinstance(chunk, ChatGenerationChunk)
+                      else chunk, time=self.clock())
+        except Exception as e:
+            self._failed("a token", e)
 
-    def _sync_on_custom_event(self, name: str, data: Any, *, run_id: UUID,
+    def on_custom_event(self, name: str, data: Any, *, run_id: UUID,
                         tags: list[str] | None = None, metadata: dict[str, Any] | None = None,
                         **kwargs: Any) -> None:
         def go() -> None:
@@ -390,33 +381,33 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
             yield chunk
 
     # -- ends ------------------------------------------------------------------------
-    def _sync_on_chain_end(self, outputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
                      **kwargs: Any) -> None:
         inputs = kwargs.get("inputs")
         self._guard("a chain end", lambda: self._end(
             run_id, outputs, inputs=inputs if inputs is not None else _MISSING))
 
-    def _sync_on_chain_error(self, error: BaseException, *, run_id: UUID,
+    def on_chain_error(self, error: BaseException, *, run_id: UUID,
                        parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._guard("a chain error", lambda: self._end(run_id, None, error=error))
 
-    def _sync_on_llm_end(self, response: LLMResult, *, run_id: UUID,
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID,
                    parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._guard("an LLM end", lambda: self._end(run_id, llm_result_outputs(response)))
 
-    def _sync_on_llm_error(self, error: BaseException, *, run_id: UUID,
+    def on_llm_error(self, error: BaseException, *, run_id: UUID,
                      parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         response = kwargs.get("response")
         self._guard("an LLM error", lambda: self._end(
             run_id, llm_result_outputs(response) if isinstance(response, LLMResult) else None,
             error=error))
 
-    def _sync_on_tool_end(self, output: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
+    def on_tool_end(self, output: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
                     **kwargs: Any) -> None:
         self._tool_call_ids.pop(run_id, None)
         self._guard("a tool end", lambda: self._end(run_id, output))
 
-    def _sync_on_tool_error(self, error: BaseException, *, run_id: UUID,
+    def on_tool_error(self, error: BaseException, *, run_id: UUID,
                       parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         call_id = kwargs.get("tool_call_id")
         stored = self._tool_call_ids.pop(run_id, None)
@@ -425,29 +416,13 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         self._guard("a tool error", lambda: self._end(
             run_id, {"tool_call_id": call_id}, error=error))
 
-    def _sync_on_retriever_end(self, documents: Any, *, run_id: UUID,
+    def on_retriever_end(self, documents: Any, *, run_id: UUID,
                          parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._guard("a retriever end", lambda: self._end(run_id, list(documents)))
 
-    def _sync_on_retriever_error(self, error: BaseException, *, run_id: UUID,
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID,
                            parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._guard("a retriever error", lambda: self._end(run_id, None, error=error))
-
-    on_chain_start = _dual("on_chain_start")
-    on_chat_model_start = _dual("on_chat_model_start")
-    on_llm_start = _dual("on_llm_start")
-    on_tool_start = _dual("on_tool_start")
-    on_retriever_start = _dual("on_retriever_start")
-    on_llm_new_token = _dual("on_llm_new_token")
-    on_custom_event = _dual("on_custom_event")
-    on_chain_end = _dual("on_chain_end")
-    on_chain_error = _dual("on_chain_error")
-    on_llm_end = _dual("on_llm_end")
-    on_llm_error = _dual("on_llm_error")
-    on_tool_end = _dual("on_tool_end")
-    on_tool_error = _dual("on_tool_error")
-    on_retriever_end = _dual("on_retriever_end")
-    on_retriever_error = _dual("on_retriever_error")
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Recorder:
         return self  # LangChain copies configs; the recorder is shared, like its tracers
