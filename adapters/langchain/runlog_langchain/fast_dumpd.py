@@ -161,18 +161,25 @@ def _make_plan(cls: type[Serializable]) -> _Plan | None:
                 continue  # updating with the same dict again changes nothing
             getters.append(prop.fget)
         lc_id = list(cls.lc_id())
-        fields = {}
+        required: set[str] = set()
+        # optional field -> (the type its factory makes or None, default, FieldInfo)
+        optional: dict[str, tuple[type | None, Any, Any]] = {}
         for name, info in cls.model_fields.items():
             if info.exclude:
+                continue
+            if info.is_required():
+                required.add(name)
                 continue
             try:
                 default = serializable._get_field_default(info)
             except Exception:
                 default = _RAISES
-            fields[name] = (info.is_required(), info.default_factory, default, info)
+            factory = info.default_factory
+            optional[name] = (factory if factory in (dict, list) else None, default, info)
         # ``getattr(self, k, v)`` in to_json differs from ``v`` only when a class
         # attribute of that name (a property, say) shadows the field
-        shadowed = frozenset(k for k in fields if any(k in c.__dict__ for c in mro))
+        shadowed = frozenset(k for k in (*required, *optional)
+                             if any(k in c.__dict__ for c in mro))
     except Exception:
         return None
     try_neq_default = serializable._try_neq_default
@@ -180,28 +187,29 @@ def _make_plan(cls: type[Serializable]) -> _Plan | None:
     def plan(obj: Any) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
         for k, v in obj.__dict__.items():
-            f = fields.get(k)
-            if f is None:
-                continue  # private, extra or excluded: to_json skips them too
-            required, factory, default, info = f
-            if not required:
+            if k not in required:
+                f = optional.get(k)
+                if f is None:
+                    continue  # private, extra or excluded: to_json skips them too
                 try:
-                    truthy = bool(v)
-                except Exception:
-                    truthy = False
-                if not truthy:
-                    if factory is dict and isinstance(v, dict):
-                        continue
-                    if factory is list and isinstance(v, list):
-                        continue
+                    falsy = not v
+                except Exception:  # _is_field_useful: such a value counts as falsy
+                    falsy = True
+                if falsy:
+                    made_by, default, info = f
+                    if made_by is not None and isinstance(v, made_by):
+                        continue  # an empty dict/list from a dict/list factory
                     # a raising default counts as changed (as in _try_neq_default)
                     if default is not _RAISES and (
                             (v is None and default is None) or not try_neq_default(v, info)):
                         continue
-            kwargs[k] = getattr(obj, k, v) if k in shadowed else v
+            kwargs[k] = getattr(obj, k, v) if shadowed and k in shadowed else v
         for get in getters:
             kwargs.update(get(obj))
-        return {"lc": 1, "type": "constructor", "id": list(lc_id),
-                "kwargs": {k: _value(v) for k, v in kwargs.items()}}
+        out = {}
+        for k, v in kwargs.items():
+            t = type(v)
+            out[k] = v if t is str or v is None or t is bool else _value(v)
+        return {"lc": 1, "type": "constructor", "id": list(lc_id), "kwargs": out}
 
     return plan

@@ -54,6 +54,9 @@ _HANDLER_FRAMES = frozenset({"handle_event", "ahandle_event", "on_llm_start",
 
 
 _ASYNC_LLM_START = AsyncCallbackManager.on_llm_start.__code__
+# that method and the list comprehensions in it that read ``run_inline``
+_LLM_START_CODES = frozenset({_ASYNC_LLM_START, *(
+    c for c in _ASYNC_LLM_START.co_consts if isinstance(c, type(_ASYNC_LLM_START)))})
 
 
 def llm_result_outputs(response: LLMResult) -> dict[str, Any]:
@@ -179,11 +182,11 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         does not hold the call's input, so this is also the moment to find it
         (:func:`_call_input`): LangChain reads the attribute on the runnable's stack.
         """
-        f = sys._getframe(1)
-        if f.f_code.co_name in ("<listcomp>", "<genexpr>"):
-            f = f.f_back  # type: ignore[assignment]
-        if f is None or f.f_code is not _ASYNC_LLM_START:
+        f: FrameType | None = sys._getframe(1)
+        if f is None or f.f_code not in _LLM_START_CODES:  # read on every callback
             return True
+        if f.f_code is not _ASYNC_LLM_START:
+            f = f.f_back  # its list comprehension's frame (Python < 3.12)
         try:
             if getattr(f.f_locals.get("self"), "parent_run_id", 1) is None:
                 found = _entry_inputs(f)
