@@ -137,7 +137,7 @@ class _RunState:
     store_match: bool | None = None
     """Import: whether the store's events are a prefix of the file's (or vice versa)."""
     written: int = 0
-    """Import, write pass: events of this run read so far (skipped or written)."""
+    """Import, write pass: events of this run read so far, while some are skipped."""
     stream_key: bytes = b"\0"
     """Import, write pass: how this run's stream events begin (``\\0``, never the start of
     a JSON text, until the first one is checked; see :func:`_write_pass`)."""
@@ -557,16 +557,23 @@ def _check_pass(store: StoreLike, fp: IO[bytes], name: str, on_conflict: OnConfl
     chain = hashlib.blake2b(digest_size=16).copy  # chain_digest, a little faster
     stream_key, end_key = _STREAM_KEY, _END_KEY
     stream_at, end_at = len(_STREAM_KEY), len(_END_KEY)
+    last_key, last = b"\0", _RunState("", b"", ended=True)  # the last stream's run
     for first, digests, raws in _iter_blocks(fp, name, fingerprints=fingerprints):
         for k, raw in enumerate(raws):
             digest = digests[16 * k:16 * k + 16]
             # The common case, inline: a stream or end event of an open run whose id is
-            # written without escapes (what _check_line does, minus the calls).
+            # written without escapes (what _check_line does, minus the calls); a model's
+            # tokens come in a row, so first: a stream event of the same run as the last.
             state = None
-            if raw.startswith(stream_key):
+            if raw.startswith(last_key) and not last.ended:
+                state = last
+                ended = False
+            elif raw.startswith(stream_key):
                 end = raw.find(b'"', stream_at)
                 if end > 0:
                     state = open_runs.get(raw[stream_at:end])
+                    if state is not None:
+                        last_key, last = raw[:end + 1], state
                 ended = False
             elif raw.startswith(end_key):
                 end = raw.find(b'"', end_at)
@@ -659,6 +666,7 @@ def _write_pass(store: StoreLike, fp: IO[bytes], name: str, runs: dict[str, _Run
     appender = _Appender(store, result)
     loads = codec.loads_plain
     record = tuple.__new__
+    skipping = bool(result.skipped_runs)
     changed: _FileChanged | None = None
     try:
         for first, digests, raws in _iter_blocks(fp, name, fingerprints=fingerprints,
@@ -673,29 +681,31 @@ def _write_pass(store: StoreLike, fp: IO[bytes], name: str, runs: dict[str, _Run
                         _check_ids(raw, kind, run_id, name, first + k)
                         if kind == "stream":
                             state.stream_key = _STREAM_KEY + codec.dumps_plain(run_id)[1:]
-                    state.written += 1
-                    if state.written <= state.store_count:
-                        result.skipped_events += 1
-                        continue
+                    if skipping:
+                        state.written += 1
+                        if state.written <= state.store_count:
+                            result.skipped_events += 1
+                            continue
                     time_us = env["time"]
                     if kind == "stream" and time_us.__class__ is int:
                         pending = record(Pending, (
                             run_id, env["trace_id"], "stream", env["name"], env["run_type"],
                             time_us, raw, digests[16 * k:16 * k + 16], None))
-                    else:
+                    else:  # an end event is its run's last: its place is the run's count
                         pending = _pending(env, raw, digests[16 * k:16 * k + 16],
-                                           state.written, name, first + k)
+                                           state.count, name, first + k)
                 except ExportFileError:
                     raise
                 except Exception:
                     raise ExportFileError(f"{name}, line {first + k}: the event is not a "
                                           "runlog envelope") from None
                 batch.append(pending)
-                if len(batch) & 0x1F == 0:
+                size = len(batch)
+                if size & 0x1F == 0:
                     # hand the GIL to the committing thread (see runlog/store/writer.py:
                     # a busy parser would otherwise keep it for 5 ms switch intervals)
                     time.sleep(0)
-                if len(batch) >= batch_size:
+                if size >= batch_size:
                     appender.put(batch)
                     if progress is not None:
                         progress(len(batch))
