@@ -184,6 +184,7 @@ class Writer:
         q = self._q
         last_beat = 0.0
         last_commit = 0.0
+        last_size = 0
         stopping = False
         while not stopping:
             try:
@@ -194,9 +195,12 @@ class Writer:
                 continue
             # Pacing: while events keep coming, commit at most once per
             # ``commit_interval`` and let them gather meanwhile; an event after a quiet
-            # spell, a flush and close are committed at once (see the module docstring)
+            # spell, a flush and close are committed at once (see the module docstring).
+            # A writer that is behind (full batches) never waits: that would only cut
+            # its throughput.
             wait = last_commit + self.commit_interval - time.monotonic()
-            if (wait > 0 and not isinstance(item, _Flush) and item is not _STOP
+            if (wait > 0 and last_size < self.max_batch and q.qsize() < self.max_batch
+                    and not isinstance(item, _Flush) and item is not _STOP
                     and self._hurry.wait(wait)):
                 self._hurry.clear()
             batch: list[Pending] = []
@@ -217,6 +221,7 @@ class Writer:
             if batch:
                 self._commit(batch, markers)
                 last_beat = last_commit = time.monotonic()
+                last_size = len(batch)
             for m in markers:
                 m.done.set()
             if not batch and time.monotonic() - last_beat > self.heartbeat_seconds:
