@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import runlog
+from runlog.store.base import Pending, RunQuery, WriterInfo, pending_from_raw
 from runlog.store.sqlite import SQLiteBackend
 
 
@@ -232,3 +233,50 @@ def test_events_recorded_without_close_are_committed_at_exit(tmp_path: Path) -> 
         assert runs["no-close"].event_count == 1002
         assert runs["left-open"].status == "abandoned"  # its writer closed at exit
         assert runs["left-open"].event_count == 2
+
+
+def _pendings(n: int, *, failing: int = 7, name: str = "r") -> list[Pending]:
+    """The write records of ``n`` runs, each started and ended (every ``failing``-th
+    with an error), as a recorder made them."""
+    with runlog.open(":memory:") as s:
+        for i in range(n):
+            with s.run(f"{name}{i}", "tool", run_id=f"run-{i:05d}", metadata={"n": name}) as r:
+                if i % failing == 0:
+                    r.end(error=ValueError(f"{name} {i}"))
+        previous: dict[str, tuple[bytes | None, int]] = {}
+        out = []
+        for e in s.events():
+            prev, count = previous.get(e.run_id, (None, 0))
+            p = pending_from_raw(e.raw, prev, count + 1)
+            previous[e.run_id] = (p.digest, count + 1)
+            out.append(p)
+        return out
+
+
+@pytest.mark.parametrize("update_from", [True, False])
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_a_batch_of_many_starts_and_ends_keeps_the_runs_table(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, update_from: bool,
+        duplicates: bool) -> None:
+    """One append with more starts and ends than one statement holds gives the runs
+    rows the reference backend gives; a run started or ended again in the same batch
+    keeps its first start and first end (with UPDATE ... FROM and without)."""
+    from runlog.store import sqlite as mod
+
+    monkeypatch.setattr(mod, "_UPDATE_FROM", update_from and mod._UPDATE_FROM)
+    batch = _pendings(1100)
+    if duplicates:
+        other = _pendings(10, failing=2, name="again")
+        batch += [p for p in other if p.run_id in ("run-00003", "run-00004")]
+    writer = WriterInfo(writer_id="w")
+    sqlite_backend = SQLiteBackend(tmp_path / "runs.db")
+    with runlog.open(":memory:") as reference:
+        assert sqlite_backend.append(batch, writer, 1) == reference.backend.append(
+            batch, writer, 1) == len(batch)
+        q = RunQuery(newest_first=False)
+        got, expected = sqlite_backend.find_runs(q), reference.backend.find_runs(q)
+    sqlite_backend.close()
+    assert len(got) == 1100
+    assert got == expected
+    assert sum(r.status == "error" for r in got) == len(range(0, 1100, 7))
+    assert all(r.end_seq == r.start_seq + 1 and r.event_count == 2 for r in got)

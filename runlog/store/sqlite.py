@@ -76,15 +76,38 @@ def _insert_sql(rows: int) -> str:
     return _INSERT_EVENT + ", (?, ?, ?, ?, ?, ?, ?, ?, ?)" * (rows - 1)
 
 
-_INSERT_RUN = (
-    "INSERT INTO runs (run_id, trace_id, parent_id, name, run_type, tags, metadata, "
-    "start_seq, start_time, status, event_count, writer_id) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 0, ?) ON CONFLICT(run_id) DO NOTHING"
-)
+_RUN_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 0, ?)"
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_runs_sql(rows: int) -> str:
+    """A multi-row INSERT of ``rows`` new runs; one already there is left as it is."""
+    return (
+        "INSERT INTO runs (run_id, trace_id, parent_id, name, run_type, tags, metadata, "
+        "start_seq, start_time, status, event_count, writer_id) VALUES "
+        + ", ".join([_RUN_ROW] * rows) + " ON CONFLICT(run_id) DO NOTHING"
+    )
+
+
 _END_RUN = (
     "UPDATE runs SET end_seq = ?, end_time = ?, status = ?, error = ?, event_count = ? "
     "WHERE run_id = ? AND end_seq IS NULL"
 )
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
+"""SQLite runs ``UPDATE ... FROM`` (3.33+): a batch's ends in one statement."""
+
+
+@functools.lru_cache(maxsize=64)
+def _end_runs_sql(rows: int) -> str:
+    """``_END_RUN`` for ``rows`` runs at once (their ids must differ)."""
+    return (
+        "UPDATE runs SET end_seq = v.column1, end_time = v.column2, status = v.column3, "
+        "error = v.column4, event_count = v.column5 FROM (VALUES "
+        + ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
+        + ") AS v WHERE runs.run_id = v.column6 AND runs.end_seq IS NULL"
+    )
+
+
 _HEARTBEAT = (
     "INSERT INTO writers (writer_id, host, pid, started_at, heartbeat_at, lease_us, closed) "
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(writer_id) DO UPDATE SET "
@@ -288,9 +311,17 @@ class SQLiteBackend(Backend):
                     c.execute(_insert_sql(len(part)), list(chain.from_iterable(part)))
             except sqlite3.IntegrityError as e:
                 raise AppendOnlyError(f"could not append to {self.path}: {e}") from e
-            if starts:
-                c.executemany(_INSERT_RUN, starts)
-            if ends:
+            # The runs rows too in one statement each (not executemany, which hands the
+            # GIL back and forth once per row): a batch with many starts and ends, as an
+            # import of whole traces has, would otherwise wait for the GIL on each row.
+            for start in range(0, len(starts), _ROWS_PER_INSERT):
+                new = starts[start:start + _ROWS_PER_INSERT]
+                c.execute(_insert_runs_sql(len(new)), list(chain.from_iterable(new)))
+            if _UPDATE_FROM and len({e[5] for e in ends}) == len(ends):
+                for start in range(0, len(ends), _ROWS_PER_INSERT):
+                    ended = ends[start:start + _ROWS_PER_INSERT]
+                    c.execute(_end_runs_sql(len(ended)), list(chain.from_iterable(ended)))
+            elif ends:  # a run ending twice in one batch: the first end counts, as in order
                 c.executemany(_END_RUN, ends)
             c.execute(_HEARTBEAT, (writer.writer_id, writer.host, writer.pid, heartbeat_us,
                                    heartbeat_us, writer.lease_us, 0))
