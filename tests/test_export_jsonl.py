@@ -519,6 +519,15 @@ def test_import_hands_append_the_records_pending_from_raw_builds() -> None:
             r.stream({"y": 2**70})
             r.token("t")
             r.end(error=ValueError("no"))
+        # stream events parsed from their time on (the head of the run before), or not:
+        # keys of the envelope inside metadata and data, interleaved runs, a float chunk
+        with source.run("keys", metadata={"a": 0, "time": 1, "b": {"c": 0, "time": 2}}) as k, \
+                source.run("plain", tags=["x"]) as p:
+            for i in range(3):
+                k.stream({"time": i, "run_id": "no", "kind": "end"})
+                p.token("a", chunk={"time": i})
+                p.token("b")
+                p.event("custom", {"name": "run_id", ',"time":': 1.5})
         appended: list[Pending] = []
         append = target.backend.append
 
@@ -538,37 +547,47 @@ def test_import_hands_append_the_records_pending_from_raw_builds() -> None:
         assert [type(p) for p in appended] == [Pending] * len(expected)
 
 
-def test_a_repeated_run_id_key_is_refused() -> None:
+@pytest.mark.parametrize("which", [1, 2])
+def test_a_repeated_run_id_key_is_refused(which: int) -> None:
     """A line whose digests were forged for the run its first bytes name, but which
-    parses to another run (a repeated key), is not written to either run."""
+    parses to another run (a repeated key), is not written to either run: as the run's
+    first stream event, or as its second (read from the time on, after the first)."""
     with runlog.open(":memory:") as source, runlog.open(":memory:") as target:
         with source.run("a") as a:
             a.stream(1)
+            a.stream(2)
         with source.run("b") as b:
-            b.stream(2)
+            b.stream(3)
         raws = [e.raw for e in source.events()]
-        assert raws[1].startswith(b'{"kind":"stream","run_id":"' + a.id.encode())
-        raws[1] = raws[1][:-1] + b',"run_id":"' + b.id.encode() + b'"}'
+        assert raws[which].startswith(b'{"kind":"stream","run_id":"' + a.id.encode())
+        raws[which] = raws[which][:-1] + b',"run_id":"' + b.id.encode() + b'"}'
         data = seal(raws)
-        with pytest.raises(runlog.ExportFileError, match=r"line 3.*run id twice"):
-            import_jsonl(target, io.BytesIO(data))
-        assert target.last_seq() == 0
+        with pytest.raises(runlog.ExportFileError,
+                           match=rf"line {which + 2}.*run id twice"):
+            import_jsonl(target, io.BytesIO(data), batch_size=1)
+        assert target.last_seq() == which  # the lines before it, which are sound
+        assert target.verify().ok
 
 
-def test_invalid_json_behind_forged_digests_is_refused() -> None:
+@pytest.mark.parametrize("broken", ["id only", "after the time"])
+def test_invalid_json_behind_forged_digests_is_refused(broken: str) -> None:
     """The check pass reads the first bytes of a stream event; the write pass parses
-    it, so an envelope that is not JSON never reaches the store."""
+    it (whole, or from its time on after an earlier event of its run), so an envelope
+    that is not JSON never reaches the store."""
     with runlog.open(":memory:") as source, runlog.open(":memory:") as target:
         with source.run("a") as a:
             a.stream(1)
             a.stream(2)
         raws = [e.raw for e in source.events()]
-        raws[2] = b'{"kind":"stream","run_id":"' + a.id.encode() + b'",oops}'
+        if broken == "id only":
+            raws[2] = b'{"kind":"stream","run_id":"' + a.id.encode() + b'",oops}'
+        else:
+            raws[2] = raws[2][:-1] + b',oops}'
         data = seal(raws)
         assert not verify_jsonl(io.BytesIO(data)).ok
         with pytest.raises(runlog.ExportFileError, match="line 4: the event is not"):
             import_jsonl(target, io.BytesIO(data), batch_size=1)
-        assert target.last_seq() <= 2  # at most the lines before it, which are sound
+        assert target.last_seq() == 2  # the lines before it, which are sound
         assert target.verify().ok
         assert all(e.kind for e in target.events())
 

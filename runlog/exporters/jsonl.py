@@ -141,6 +141,11 @@ class _RunState:
     stream_key: bytes = b"\0"
     """Import, write pass: how this run's stream events begin (``\\0``, never the start of
     a JSON text, until the first one is checked; see :func:`_write_pass`)."""
+    head: bytes = b""
+    """Import, write pass: the head its stream events share (:func:`_stream_head`);
+    empty until its first stream event, ``\\n`` (never a line's start) if none."""
+    head_fields: tuple[Any, ...] = ()
+    """Import, write pass: run id, trace id, name and run type, as in :attr:`head`."""
 
 
 def _iter_lines(fp: IO[bytes], name: str) -> Iterator[tuple[int, bytes, bytes]]:
@@ -667,12 +672,41 @@ def _write_pass(store: StoreLike, fp: IO[bytes], name: str, runs: dict[str, _Run
     loads = codec.loads_plain
     record = tuple.__new__
     skipping = bool(result.skipped_runs)
+    # The last streaming run's head (_stream_head): its next stream events are parsed
+    # from their time on. "\n" never starts a line.
+    head, head_at, head_state = b"\n", 0, _RunState("", b"")
+    h_run: Any = ""
+    h_trace: Any = ""
+    h_name: Any = ""
+    h_type: Any = ""
+    tail_keys = _STREAM_TAIL_KEYS
     changed: _FileChanged | None = None
     try:
         for first, digests, raws in _iter_blocks(fp, name, fingerprints=fingerprints,
                                                  replay=True):
             for k, raw in enumerate(raws):
                 try:
+                    if raw.startswith(head):
+                        rest = loads(b'{"time":' + raw[head_at:])  # validates it all
+                        time_us = rest["time"]
+                        if time_us.__class__ is int and tail_keys.issuperset(rest):
+                            if skipping:
+                                head_state.written += 1
+                                if head_state.written <= head_state.store_count:
+                                    result.skipped_events += 1
+                                    continue
+                            batch.append(record(Pending, (
+                                h_run, h_trace, "stream", h_name, h_type, time_us, raw,
+                                digests[16 * k:16 * k + 16], None)))
+                            size = len(batch)
+                            if size & 0x1F == 0:
+                                time.sleep(0)  # hand the GIL over (see below)
+                            if size >= batch_size:
+                                appender.put(batch)
+                                if progress is not None:
+                                    progress(len(batch))
+                                batch = []
+                            continue
                     env = loads(raw)
                     run_id = env["run_id"]
                     kind = env["kind"]
@@ -691,6 +725,13 @@ def _write_pass(store: StoreLike, fp: IO[bytes], name: str, runs: dict[str, _Run
                         pending = record(Pending, (
                             run_id, env["trace_id"], "stream", env["name"], env["run_type"],
                             time_us, raw, digests[16 * k:16 * k + 16], None))
+                        if state is not head_state:  # another run streams now
+                            if not state.head:
+                                found = _stream_head(raw, run_id)
+                                state.head, state.head_fields = found or (b"\n", ())
+                            if state.head_fields:
+                                head, head_at, head_state = state.head, len(state.head), state
+                                h_run, h_trace, h_name, h_type = state.head_fields
                     else:  # an end event is its run's last: its place is the run's count
                         pending = _pending(env, raw, digests[16 * k:16 * k + 16],
                                            state.count, name, first + k)
@@ -726,6 +767,39 @@ def _write_pass(store: StoreLike, fp: IO[bytes], name: str, runs: dict[str, _Run
             "nothing writes to it")
     result.runs = sum(1 for rid, s in runs.items() if not s.store_count)
     return result
+
+
+_TIME_KEY = b',"time":'
+_STREAM_TAIL_KEYS = frozenset({"time", "channel", "data"})
+
+
+def _stream_head(raw: bytes, run_id: str) -> tuple[bytes, tuple[Any, Any, Any, Any]] | None:
+    """The bytes the next stream events of ``raw``'s run start with, and their fields.
+
+    A recorder builds every event of a run around one pre-encoded header, so a run's
+    stream events are the same bytes up to their ``"time":``. If what precedes the
+    first ``,"time":`` of ``raw`` is a JSON object once closed, that point lies between
+    two top-level members (inside a string or a nested value it would not close). An
+    envelope that starts with the same bytes then parses exactly when
+    ``{"time":`` followed by its remaining bytes does (the parser is in the same state
+    there), and to the head's members followed by that object's: so the write pass
+    parses only the remaining bytes, and takes kind, run id, trace id, name and run type
+    from the head as long as the rest holds no other key (a repeated ``run_id`` in it
+    would win in a full parse). Returns ``(head, (run id, trace id, name, run type))``,
+    or None when ``raw`` does not split this way (every event is then parsed whole).
+    """
+    at = raw.find(_TIME_KEY)
+    if at < 0:
+        return None
+    try:
+        members = codec.loads_plain(raw[:at] + b"}")
+        fields = (members["run_id"], members["trace_id"], members["name"],
+                  members["run_type"])
+    except Exception:
+        return None
+    if members.get("kind") != "stream" or fields[0] != run_id:
+        return None  # the full parse of raw says otherwise: a key comes again after
+    return raw[:at + len(_TIME_KEY)], fields
 
 
 def _check_ids(raw: bytes, kind: Any, run_id: Any, name: str, lineno: int) -> None:
