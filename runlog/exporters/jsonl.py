@@ -735,6 +735,8 @@ def _write_pass(store: StoreLike, fp: IO[bytes], name: str, runs: dict[str, _Run
                     else:  # an end event is its run's last: its place is the run's count
                         pending = _pending(env, raw, digests[16 * k:16 * k + 16],
                                            state.count, name, first + k)
+                        if kind == "end":  # nothing follows: let the run's head go
+                            state.head, state.head_fields = b"\n", ()
                 except ExportFileError:
                     raise
                 except Exception:
