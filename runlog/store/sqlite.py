@@ -282,33 +282,39 @@ class SQLiteBackend(Backend):
     def append(self, batch: Sequence[Pending], writer: WriterInfo, heartbeat_us: int) -> int:
         with self._wlock, self._write_txn() as c:
             base = c.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-            rows = []
+            # the rows' parameters, flat, one list per multi-row INSERT; records are
+            # unpacked rather than read by attribute: this loop holds the GIL
+            params: list[list[Any]] = []
             starts = []
             ends = []
             seq = base
-            for p in batch:
-                seq += 1
-                rows.append((seq, p.trace_id, p.run_id, p.kind, p.name, p.run_type,
-                             p.time_us, p.raw.decode(), p.digest.hex()))
-                if p.run_row is not None:
-                    if p.kind == "start":
-                        parent_id, tags, metadata = p.run_row
-                        starts.append((p.run_id, p.trace_id, parent_id, p.name, p.run_type,
-                                       tags.decode(), metadata.decode(), seq, p.time_us,
-                                       writer.writer_id))
-                    elif p.kind == "end":
-                        status, error, count = p.run_row
-                        ends.append((seq, p.time_us, status,
-                                     error.decode() if error is not None else None,
-                                     count, p.run_id))
+            for i in range(0, len(batch), _ROWS_PER_INSERT):
+                flat: list[Any] = []
+                add = flat.extend
+                for (run_id, trace_id, kind, name, run_type, time_us, raw, digest,
+                     run_row) in batch[i:i + _ROWS_PER_INSERT]:
+                    seq += 1
+                    add((seq, trace_id, run_id, kind, name, run_type, time_us, raw.decode(),
+                         digest.hex()))
+                    if run_row is not None:
+                        if kind == "start":
+                            parent_id, tags, metadata = run_row
+                            starts.append((run_id, trace_id, parent_id, name, run_type,
+                                           tags.decode(), metadata.decode(), seq, time_us,
+                                           writer.writer_id))
+                        elif kind == "end":
+                            status, error, count = run_row
+                            ends.append((seq, time_us, status,
+                                         error.decode() if error is not None else None,
+                                         count, run_id))
+                params.append(flat)
             try:
                 # One multi-row INSERT per batch, not executemany: the statement runs in a
                 # single sqlite3_step, so the writer thread releases the GIL once for the
                 # whole batch instead of once per row, and a busy producer thread no
                 # longer starves it (see docs/storage.md, "The write path").
-                for start in range(0, len(rows), _ROWS_PER_INSERT):
-                    part = rows[start:start + _ROWS_PER_INSERT]
-                    c.execute(_insert_sql(len(part)), list(chain.from_iterable(part)))
+                for flat in params:
+                    c.execute(_insert_sql(len(flat) // 9), flat)
             except sqlite3.IntegrityError as e:
                 raise AppendOnlyError(f"could not append to {self.path}: {e}") from e
             # The runs rows too in one statement each (not executemany, which hands the
