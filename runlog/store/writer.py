@@ -6,14 +6,15 @@ no disk I/O, no lock wait, no await. The writer thread takes everything queued (
 itself and the commit cost is shared (``../shared/perf-baselines.md``: >=100 events
 per commit reaches the bulk rate), while an idle store commits a lone event at once.
 
-Pacing: a commit has a fixed cost (about 40 µs of CPU for SQLite, most of it holding
-the GIL) whatever its size, and a model streaming a token every 100 µs would pay it for
-nearly every token if the writer committed each one as it came. So while events keep
-coming the writer commits at most once per ``commit_interval`` (2 ms by default) and
-lets them gather in between; an event arriving after a quiet spell is committed at
-once, and :meth:`Writer.flush` or :meth:`Writer.close` end the wait immediately. The
-cost: under a continuous stream a tailing reader sees an event up to
-``commit_interval`` later. ``commit_interval=0`` commits as soon as the writer is free.
+Pacing: a commit has a fixed cost (40 µs of CPU or more for SQLite, plus the writer's
+wake-up and GIL hand-offs) whatever its size, and a model streaming a token every
+100 µs would pay it for nearly every token if the writer committed each one as it
+came. So while events keep coming the writer commits at most once per
+``commit_interval`` (2 ms by default) and lets them gather in between; an event
+arriving after a quiet spell is committed at once, and :meth:`Writer.flush` or
+:meth:`Writer.close` end the wait immediately. The cost: under a continuous stream a
+tailing reader sees an event up to ``commit_interval`` later. ``commit_interval=0``
+commits as soon as the writer is free.
 
 What *acknowledged* means: an event is acknowledged when :meth:`Writer.flush` (or the
 end of a root run, which flushes) has returned after it was recorded. Acknowledged
