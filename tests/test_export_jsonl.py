@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import runlog
 from runlog.cli.core import record_demo
 from runlog.exporters import export, import_jsonl, verify_jsonl
-from runlog.exporters.jsonl import HEADER
+from runlog.exporters.jsonl import HEADER, export_jsonl
 from runlog.store.base import Pending, WriterInfo
 from tests.conftest import BACKENDS, make_store
 
@@ -170,6 +170,17 @@ def test_file_layout(store: runlog.Store) -> None:
     for e, line in zip(events, lines[1:-1], strict=True):
         assert e.digest is not None
         assert line == b'{"digest":"' + e.digest.hex().encode() + b'","event":' + e.raw + b"}\n"
+
+
+def test_the_run_count_ignores_data_that_looks_like_a_start() -> None:
+    with runlog.open(":memory:") as store:
+        with store.run("a", inputs={"x": "", "event": {"kind": "start", "y": 1}}) as r:
+            r.stream({"q": "", "event": {"kind": "start", "z": 2}})
+            with r.child("b"):
+                pass
+        assert b'","event":{"kind":"start",' in b"".join(e.raw for e in store.events())
+        result = export_jsonl(store, io.BytesIO())
+        assert (result.events, result.runs) == (5, 2)
 
 
 def test_selection_by_run_trace_and_filter(store: runlog.Store) -> None:
