@@ -183,6 +183,37 @@ def test_the_run_count_ignores_data_that_looks_like_a_start() -> None:
         assert (result.events, result.runs) == (5, 2)
 
 
+def test_pages_change_nothing_in_the_file(store: runlog.Store) -> None:
+    """However the store is paged, the file is the same; SQLite is read in small pages."""
+    from runlog.exporters import jsonl as jsonl_module
+
+    for i in range(3):
+        with store.run(f"r{i}", run_type="chat_model") as r:
+            for k in range(400):
+                r.token(f"t{k}")
+    store.flush()
+    n = store.last_seq()
+    assert n > 2 * jsonl_module._SQLITE_PAGE_ROWS
+    limits: list[int] = []
+    read_rows = store.backend.read_rows
+
+    def spy(q: Any) -> Any:
+        limits.append(q.limit)
+        return read_rows(q)
+
+    store.backend.read_rows = spy  # type: ignore[method-assign]
+    whole = export_jsonl(store, buf := io.BytesIO())
+    expected = (jsonl_module._SQLITE_PAGE_ROWS if store.backend.__class__.__name__
+                == "SQLiteBackend" else jsonl_module._PAGE_ROWS)
+    assert set(limits) == {expected}
+    assert (whole.events, whole.runs) == (n, 3)
+    for page_size in (1, 7, n, n + 1):
+        other = io.BytesIO()
+        assert export_jsonl(store, other, page_size=page_size) == whole
+        assert other.getvalue() == buf.getvalue()
+    assert verify_jsonl(io.BytesIO(buf.getvalue())).ok
+
+
 def test_selection_by_run_trace_and_filter(store: runlog.Store) -> None:
     """--run exports the run's subtree, --trace a trace, a filter whole matching runs."""
     root = demo_store(store)
