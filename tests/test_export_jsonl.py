@@ -214,6 +214,38 @@ def test_pages_change_nothing_in_the_file(store: runlog.Store) -> None:
     assert verify_jsonl(io.BytesIO(buf.getvalue())).ok
 
 
+def test_an_export_to_a_path_is_written_past_the_buffer(tmp_path: Path) -> None:
+    """A path gets the bytes a file object gets, written straight to the file."""
+    from runlog.exporters import jsonl as jsonl_module
+
+    with runlog.open(tmp_path / "runs.db") as store:
+        for _ in range(3):
+            demo_store(store)
+        export_jsonl(store, tmp_path / "runs.jsonl", page_size=7)
+        assert (tmp_path / "runs.jsonl").read_bytes() == jsonl(store)
+        assert not (tmp_path / "runs.jsonl.partial").exists()
+
+    class Short(io.FileIO):
+        """Writes at most 1000 bytes per call, as an OS may."""
+
+        calls = 0
+
+        def write(self, b: Any) -> int:
+            Short.calls += 1
+            return super().write(bytes(b)[:1000])
+
+    data = bytes(range(256)) * 40
+    with io.BufferedWriter(Short(tmp_path / "short", "w")) as fp:
+        fp.write(b"head")  # buffered: flushed before the direct writes
+        write = jsonl_module._unbuffered(fp)
+        write(data)
+        write(b"tail")
+    assert (tmp_path / "short").read_bytes() == b"head" + data + b"tail"
+    assert Short.calls >= len(data) // 1000
+    with io.BufferedWriter(io.BytesIO()) as other:  # not a file: written as usual
+        assert jsonl_module._unbuffered(other) == other.write
+
+
 def test_selection_by_run_trace_and_filter(store: runlog.Store) -> None:
     """--run exports the run's subtree, --trace a trace, a filter whole matching runs."""
     root = demo_store(store)

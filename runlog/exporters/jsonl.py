@@ -25,6 +25,7 @@ numbers in the same relative order.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import queue
 import shutil
@@ -32,7 +33,7 @@ import tempfile
 import threading
 import time
 from binascii import a2b_hex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ from runlog.exporters._common import (
     Progress,
     Selection,
     StoreLike,
+    is_stream,
     open_output,
 )
 from runlog.ids import new_run_id
@@ -130,23 +132,50 @@ def export_jsonl(store: StoreLike, out: Output, selection: Selection | None = No
     n = runs = 0
     order = _order_hash()
     with open_output(out) as (fp, name):
-        fp.write(HEADER)
+        write = _unbuffered(fp) if not is_stream(out) else fp.write
+        write(HEADER)
         written = len(HEADER)
         for rows in sel.row_pages(store, page_size=page_size):
             order.update(a2b_hex(b"".join([r[2] for r in rows])))
             chunk = b"".join([b'{"digest":"%b","event":%b}\n' % (r[2], r[1]) for r in rows])
             runs += _count_starts(chunk)
-            fp.write(chunk)
+            write(chunk)
             written += len(chunk)
             n += len(rows)
             if progress is not None:
                 progress(len(rows))
         trailer = _trailer(n, order.digest())
-        fp.write(trailer)
+        write(trailer)
         written += len(trailer)
         result.files.append(name)
     result.events, result.runs, result.bytes_written = n, runs, written
     return result
+
+
+def _unbuffered(fp: IO[bytes]) -> Callable[[bytes], object]:
+    """A write straight to the file under ``fp``, for an export's own file.
+
+    Each page is written as one chunk of ~200 KB; a buffered file would first copy it
+    into its 1 MB buffer (400 MB of copying for a 1M-event export). ``fp``'s buffer is
+    flushed first and nothing else writes to it afterwards. A short write (the OS may
+    write less than asked) is continued.
+    """
+    raw = getattr(fp, "raw", None)
+    if not isinstance(raw, io.FileIO):
+        return fp.write
+    fp.flush()
+
+    def write(chunk: bytes) -> None:
+        done = raw.write(chunk)
+        if done is not None and done < len(chunk):
+            view = memoryview(chunk)
+            while done < len(chunk):
+                more = raw.write(view[done:])
+                if more is None:  # pragma: no cover - only non-blocking files
+                    raise OSError(f"could not write to {fp.name}")
+                done += more
+
+    return write
 
 
 # ----------------------------------------------------------------------- reading
