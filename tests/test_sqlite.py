@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import runlog
-from runlog.store.base import Pending, RunQuery, WriterInfo, pending_from_raw
+from runlog.store.base import EventQuery, Pending, RunQuery, WriterInfo, pending_from_raw
 from runlog.store.sqlite import SQLiteBackend
 
 
@@ -235,12 +235,12 @@ def test_events_recorded_without_close_are_committed_at_exit(tmp_path: Path) -> 
         assert runs["left-open"].event_count == 2
 
 
-def _pendings(n: int, *, failing: int = 7, name: str = "r") -> list[Pending]:
+def _pendings(n: int, *, failing: int = 7, name: str = "r", ids: str = "run") -> list[Pending]:
     """The write records of ``n`` runs, each started and ended (every ``failing``-th
     with an error), as a recorder made them."""
     with runlog.open(":memory:") as s:
         for i in range(n):
-            with s.run(f"{name}{i}", "tool", run_id=f"run-{i:05d}", metadata={"n": name}) as r:
+            with s.run(f"{name}{i}", "tool", run_id=f"{ids}-{i:05d}", metadata={"n": name}) as r:
                 if i % failing == 0:
                     r.end(error=ValueError(f"{name} {i}"))
         previous: dict[str, tuple[bytes | None, int]] = {}
@@ -280,3 +280,41 @@ def test_a_batch_of_many_starts_and_ends_keeps_the_runs_table(
     assert got == expected
     assert sum(r.status == "error" for r in got) == len(range(0, 1100, 7))
     assert all(r.end_seq == r.start_seq + 1 and r.event_count == 2 for r in got)
+
+
+def test_two_connections_appending_in_turn_get_consecutive_seqs(tmp_path: Path) -> None:
+    """SQLite assigns ``seq`` (the rowid) under the write lock: batches of two writers
+    on one file, one of them longer than one INSERT statement holds, interleave into
+    one gap-free sequence, each append returns its own last seq, and the runs rows
+    point at the right events."""
+    a, b = SQLiteBackend(tmp_path / "runs.db"), SQLiteBackend(tmp_path / "runs.db")
+    wa, wb = WriterInfo(writer_id="a"), WriterInfo(writer_id="b")
+    first, second, third = (_pendings(n, name=k, ids=k)
+                            for n, k in ((3, "x"), (600, "y"), (2, "z")))
+    assert a.append(first, wa, 1) == 6
+    assert b.append(second, wb, None) == 6 + 1200  # two INSERT statements
+    assert a.append(third, wa, None) == 1210
+    rows = a.read_rows(EventQuery(after=0, limit=10_000))[0]
+    assert [r[0] for r in rows] == list(range(1, 1211))
+    assert [r[1] for r in rows] == [p.raw for p in (*first, *second, *third)]
+    runs = a.find_runs(RunQuery(newest_first=False))
+    assert [(r.start_seq, r.end_seq) for r in runs] == [(i, i + 1) for i in range(1, 1211, 2)]
+    a.close()
+    b.close()
+
+
+def test_append_writes_the_heartbeat_only_when_given_one(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "runs.db")
+    w = WriterInfo(writer_id="w")
+    batches = iter([_pendings(1, ids=f"r{i}") for i in range(3)])
+
+    def beat_at() -> list[int]:
+        with backend._read_txn(raw_bytes=False) as c:
+            return [r[0] for r in c.execute("SELECT heartbeat_at FROM writers")]
+
+    backend.append(next(batches), w, 1000)
+    backend.append(next(batches), w, None)
+    assert beat_at() == [1000]
+    backend.append(next(batches), w, 2000)
+    assert beat_at() == [2000]
+    backend.close()

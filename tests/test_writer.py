@@ -28,7 +28,7 @@ def paced(tmp_path: Path) -> Iterator[tuple[runlog.Store, list[int]]]:
     sizes: list[int] = []
     append = store.backend.append
 
-    def counting(batch: Sequence[Pending], writer: WriterInfo, hb: int) -> int:
+    def counting(batch: Sequence[Pending], writer: WriterInfo, hb: int | None) -> int:
         seq = append(batch, writer, hb)
         sizes.append(len(batch))
         return seq
@@ -103,5 +103,34 @@ def test_zero_interval_commits_as_soon_as_the_writer_is_free(tmp_path: Path) -> 
             run.token(f"t{i}")
             store.flush(timeout=20)
         assert len(list(store.events(run_id=run.id))) == 21
+    finally:
+        store.close()
+
+
+def test_commits_carry_a_heartbeat_only_when_the_last_is_getting_old(
+        tmp_path: Path) -> None:
+    """A stream of commits rewrites the writers row once per half heartbeat period, not
+    on every commit. The lease here is a minute (a heartbeat period of 15 s), and the
+    writer's last heartbeat is moved into the past to stand for the time passing."""
+    store = runlog.open(tmp_path / "beats.db", commit_interval=0, lease_seconds=MINUTE)
+    beats: list[int | None] = []
+    append = store.backend.append
+
+    def spying(batch: Sequence[Pending], writer: WriterInfo, hb: int | None) -> int:
+        beats.append(hb)
+        return append(batch, writer, hb)
+
+    store.backend.append = spying  # type: ignore[method-assign]
+    try:
+        run = store.start_run("model", "chat_model")
+        for i in range(3):
+            run.stream(i)
+            store.flush()
+        assert beats[0] is not None  # the writer's first commit registers it
+        assert beats[1:] == [None] * (len(beats) - 1)
+        store.writer._beat_at -= store.writer.heartbeat_seconds / 2
+        run.stream(3)
+        store.flush()
+        assert beats[-1] is not None
     finally:
         store.close()

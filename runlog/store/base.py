@@ -149,8 +149,14 @@ class Backend(ABC):
     """Human-readable place (a path or a URL without password) for messages."""
 
     @abstractmethod
-    def append(self, batch: Sequence[Pending], writer: WriterInfo, heartbeat_us: int) -> int:
-        """Commit ``batch`` atomically, refresh the writer's heartbeat, return the last seq."""
+    def append(self, batch: Sequence[Pending], writer: WriterInfo,
+               heartbeat_us: int | None) -> int:
+        """Commit ``batch`` atomically and return the last seq.
+
+        The same transaction refreshes the writer's heartbeat to ``heartbeat_us``, unless
+        it is ``None``: the writer passes ``None`` while its last heartbeat is recent, so
+        that a stream of small commits does not rewrite the ``writers`` row each time.
+        """
 
     @abstractmethod
     def heartbeat(self, writer: WriterInfo, now_us: int, *, closing: bool = False) -> None:

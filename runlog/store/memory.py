@@ -68,7 +68,8 @@ class MemoryBackend(Backend):
         self._closed_writers: set[str] = set()
         self._waiters: weakref.WeakSet[VersionWaiter] = weakref.WeakSet()
 
-    def append(self, batch: Sequence[Pending], writer: WriterInfo, heartbeat_us: int) -> int:
+    def append(self, batch: Sequence[Pending], writer: WriterInfo,
+               heartbeat_us: int | None) -> int:
         with self._lock:
             seq = len(self._rows)
             for p in batch:

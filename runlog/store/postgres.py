@@ -488,7 +488,8 @@ class PostgresBackend(Backend):
             "ON CONFLICT (key) DO NOTHING", (str(SCHEMA_VERSION), str(now_micros())))
 
     # -- writing ---------------------------------------------------------------
-    def append(self, batch: Sequence[Pending], writer: WriterInfo, heartbeat_us: int) -> int:
+    def append(self, batch: Sequence[Pending], writer: WriterInfo,
+               heartbeat_us: int | None) -> int:
         """Commit ``batch`` in one statement (``heartbeat_us`` is ignored: server clock)."""
         if not batch:
             return self.last_seq()
