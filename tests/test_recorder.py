@@ -253,3 +253,19 @@ def test_a_store_closed_inside_a_block_never_masks_the_apps_exception(
 
     with pytest.raises(ValueError, match="the app's own error"):
         app()
+
+
+def test_the_chain_digest_is_blake2b_128_of_the_previous_digest_and_the_bytes() -> None:
+    """What ``runlog verify`` and other tools recompute (docs/event-model.md): pinned so a
+    faster way of computing it cannot change it."""
+    import hashlib
+
+    from runlog.events import _GENESIS, chain_digest
+
+    raw = b'{"kind":"stream","data":1}'
+    first = hashlib.blake2b(_GENESIS, digest_size=16)
+    first.update(raw)
+    assert chain_digest(None, raw) == first.digest()
+    second = hashlib.blake2b(first.digest(), digest_size=16)
+    second.update(raw)
+    assert chain_digest(first.digest(), raw) == second.digest()
