@@ -70,12 +70,37 @@ def _sources_match() -> bool:
 ENABLED = _sources_match()
 """Whether :func:`dumpd` takes the fast path on this LangChain version."""
 
+
+def _known_projections() -> dict[Callable[..., Any], frozenset[str]]:
+    # ``lc_attributes`` getters that only return some of the object's own fields, as
+    # read from their source (fingerprinted like the functions above): the encoding
+    # templates of runlog_langchain.codec need not call them on every chunk
+    from langchain_core.messages import AIMessage, AIMessageChunk
+
+    calls = frozenset({"tool_calls", "invalid_tool_calls"})
+    known = {AIMessage: ("35948c93", calls), AIMessageChunk: ("d8e83cb9", calls)}
+    out: dict[Callable[..., Any], frozenset[str]] = {}
+    for cls, (want, fields) in known.items():
+        fget = cls.__dict__["lc_attributes"].fget
+        try:
+            if _fingerprint(fget) == want:
+                out[fget] = fields
+        except (OSError, TypeError):
+            pass
+    return out
+
+
+PROJECTIONS = _known_projections() if ENABLED else {}
+"""Getters known to return ``{name: self.name, ...}`` for the listed fields only."""
+
 _ESCAPED = _validation._LC_ESCAPED_KEY
 _JSON_KEY_TYPES = (str, int, float, bool, type(None))
 _JSON_LEAF_TYPES = (str, int, float, bool, type(None))
 _RAISES: Any = object()
 _Plan = Callable[[Any], dict[str, Any]]
 _plans: dict[type, _Plan | None] = {}
+getters: dict[type, tuple[Callable[[Any], dict[str, Any]], ...]] = {}
+"""The ``lc_attributes`` getters a class's plan calls (for :mod:`runlog_langchain.codec`)."""
 
 
 def dumpd(obj: Any) -> Any:
@@ -145,7 +170,7 @@ def _make_plan(cls: type[Serializable]) -> _Plan | None:
             return None
         # to_json merges ``super(c, self).lc_attributes`` for self and each class up to
         # Serializable: the getter found from each of those starting points, in order
-        getters: list[Callable[[Any], dict[str, Any]]] = []
+        getters_: list[Callable[[Any], dict[str, Any]]] = []
         for start in range(upto + 1):
             for c in mro[start:]:
                 if "lc_attributes" in c.__dict__:
@@ -157,9 +182,9 @@ def _make_plan(cls: type[Serializable]) -> _Plan | None:
                 return None
             if prop is Serializable.__dict__["lc_attributes"]:
                 continue  # always {}
-            if getters and getters[-1] is prop.fget:
+            if getters_ and getters_[-1] is prop.fget:
                 continue  # updating with the same dict again changes nothing
-            getters.append(prop.fget)
+            getters_.append(prop.fget)
         lc_id = list(cls.lc_id())
         required: set[str] = set()
         # optional field -> (the type its factory makes or None, default, FieldInfo)
@@ -183,6 +208,7 @@ def _make_plan(cls: type[Serializable]) -> _Plan | None:
     except Exception:
         return None
     try_neq_default = serializable._try_neq_default
+    getters[cls] = tuple(getters_)
 
     def plan(obj: Any) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
@@ -204,7 +230,7 @@ def _make_plan(cls: type[Serializable]) -> _Plan | None:
                             (v is None and default is None) or not try_neq_default(v, info)):
                         continue
             kwargs[k] = getattr(obj, k, v) if shadowed and k in shadowed else v
-        for get in getters:
+        for get in getters_:
             kwargs.update(get(obj))
         out = {}
         for k, v in kwargs.items():

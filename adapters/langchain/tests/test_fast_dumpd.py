@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import pytest
@@ -213,3 +213,101 @@ def test_a_changed_langchain_function_turns_it_off(monkeypatch: pytest.MonkeyPat
     name, (fn, _) = next(iter(fast_dumpd._MIRRORED.items()))
     monkeypatch.setitem(fast_dumpd._MIRRORED, name, (fn, "00000000"))
     assert fast_dumpd._sources_match() is False
+
+
+# -- encoding templates (runlog_langchain.codec._Template) ------------------------------
+# A stream is mostly chunks of one shape, with now and then one that differs in a way
+# a template must notice: a value of another type that compares equal (False/0/0.0,
+# a str enum), a container that is no longer empty, a field added, keys reordered.
+def _streamed(c: Any, i: Any, meta: Any, pos: Any, calls: Any, name: Any) -> Any:
+    chunks = [{"name": t["name"], "args": None, "id": t["id"], "index": n}
+              for n, t in enumerate(calls)]
+    return AIMessageChunk(content=c, id=i, response_metadata=meta, chunk_position=pos,
+                          tool_call_chunks=chunks, name=name)
+
+
+class Loose(Serializable):
+    """A field that keeps whatever it is given: ``1``, ``True`` and ``1.0`` stay apart."""
+
+    text: str
+    extra: Any = None
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return True
+
+
+awkward_text = st.one_of(st.text(max_size=6), st.sampled_from(["", "\ud800", Colour.RED]))
+stream_items = st.one_of(
+    st.builds(_streamed, awkward_text, st.sampled_from([None, "lc_run--1", "", Colour.RED]),
+              st.sampled_from([{}, {"n": 0}, {"n": False}, {"n": 0.0}, {"n": -0.0}]),
+              st.sampled_from([None, "last"]), st.sampled_from([[], [{"name": "f",
+                                                                     "id": "1"}]]),
+              st.sampled_from([None, "", "bot"])),
+    st.builds(lambda t, m: Document(page_content=t, metadata=m), awkward_text,
+              st.sampled_from([{}, {"k": 1}, {"k": True}])),
+    st.builds(lambda t: GenerationChunk(text=t), awkward_text),
+    st.builds(Loose, text=awkward_text,
+              extra=st.sampled_from([None, 0, False, 0.0, 1, True, 1.0, "", "1"])),
+    objects,
+)
+
+
+def _walked(value: Any) -> bytes:
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(lc_codec, "_templates", {})
+        m.setattr(lc_codec, "_remember", lambda *a: None)
+        return codec.encode(value, lossy=True)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(stream_items, min_size=1, max_size=12))
+def test_templates_store_the_bytes_of_the_walk(stream: list[Any]) -> None:
+    lc_codec._templates.clear()
+    for item in stream:
+        assert codec.encode(item, lossy=True) == _walked(item)
+
+
+def test_a_stream_of_chunks_is_encoded_from_a_template() -> None:
+    lc_codec._templates.clear()
+    first = AIMessageChunk(content="Hel", id="lc_run--7")
+    codec.encode(first)
+    template = lc_codec._templates[AIMessageChunk]
+    assert template.slots == ("content",)
+    assert template.checks == ()  # its getters return fields compared anyway
+    later = AIMessageChunk(content="lo", id="lc_run--7")
+    assert lc_codec._fill(template, later) == _walked(later)[len(b'{"$rl:lc":'):-1]
+    # each of these differs in a way only the walk writes right
+    for other in (AIMessageChunk(content="lo", id="lc_run--8"),
+                  AIMessageChunk(content="lo", id="lc_run--7", chunk_position="last"),
+                  AIMessageChunk(content="lo", id="lc_run--7", name=""),
+                  AIMessageChunk(content=["lo"], id="lc_run--7")):
+        assert lc_codec._fill(template, other) is None
+        assert codec.encode(other) == _walked(other)
+    reordered = AIMessageChunk(content="lo", id="lc_run--7")
+    reordered.__dict__["content"] = reordered.__dict__.pop("content")
+    assert lc_codec._fill(template, reordered) is None
+
+
+def test_a_getter_that_is_not_a_known_projection_is_called_for_each_object() -> None:
+    class Tagged(Serializable):
+        text: str
+        mood: ClassVar[str] = "calm"
+
+        @classmethod
+        def is_lc_serializable(cls) -> bool:
+            return True
+
+        @property
+        def lc_attributes(self) -> dict[str, Any]:
+            return {"mood": self.mood}  # not a field: only calling it tells
+
+    lc_codec._templates.clear()
+    codec.encode(Tagged(text="a"))
+    template = lc_codec._templates[Tagged]
+    assert [items for _, items, _ in template.checks] == [(("mood", "calm"),)]
+    assert lc_codec._fill(template, Tagged(text="b")) is not None
+    Tagged.mood = "loud"
+    other = Tagged(text="b")
+    assert lc_codec._fill(template, other) is None
+    assert b'"mood":"loud"' in codec.encode(other) == _walked(other)
