@@ -98,12 +98,15 @@ def _fill(t: _Template, obj: Any) -> bytes | None:
     if tuple(d) != t.keys:
         return None
     values = t.pick(d)
-    if values != t.values or tuple(map(type, values)) != t.types:
-        return None
-    for get, got, types in t.checks:
-        g = get(obj)
-        if tuple(g.items()) != got or tuple(map(type, g.values())) != types:
+    try:  # a value's own __eq__ may raise (a numpy array's does): no match then
+        if values != t.values or tuple(map(type, values)) != t.types:
             return None
+        for get, got, types in t.checks:
+            g = get(obj)
+            if tuple(g.items()) != got or tuple(map(type, g.values())) != types:
+                return None
+    except Exception:
+        return None
     parts = t.parts
     if len(parts) == 2:  # the usual case: one text field
         v = d[t.slots[0]]

@@ -311,3 +311,17 @@ def test_a_getter_that_is_not_a_known_projection_is_called_for_each_object() -> 
     other = Tagged(text="b")
     assert lc_codec._fill(template, other) is None
     assert b'"mood":"loud"' in codec.encode(other) == _walked(other)
+
+
+def test_a_value_whose_comparison_raises_is_walked() -> None:
+    class Touchy:
+        def __eq__(self, other: object) -> bool:
+            raise ValueError("ambiguous")
+
+        __hash__ = object.__hash__
+
+    lc_codec._templates.clear()
+    codec.encode(Loose(text="a", extra=1))
+    odd = Loose(text="b", extra=Touchy())
+    assert lc_codec._fill(lc_codec._templates[Loose], odd) is None
+    assert codec.encode(odd, lossy=True) == _walked(odd)
