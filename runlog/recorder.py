@@ -255,8 +255,11 @@ class Run:
                         b',"data":', codec.encode(chunk, lossy=lossy), b"}"))
         self._put("stream", raw, t, None)
 
-    def token(self, token: str, chunk: Any = None, *, time: Any = None) -> None:
-        """Record a model token (``channel="token"``), with the model's chunk object if any."""
+    def token(self, token: str | list[Any], chunk: Any = None, *, time: Any = None) -> None:
+        """Record a model token (``channel="token"``), with the model's chunk object if any.
+
+        The token is its text, or a list of content blocks for models that stream them
+        (LangChain allows both)."""
         t = time if type(time) is int else _time_us(time)
         # the envelope of make_envelope(..., channel="token") around the encoding of
         # {"token": token, "chunk": chunk}, assembled in one join: this runs per token
@@ -313,7 +316,8 @@ class Run:
     async def astream(self, chunk: Any, *, time: Any = None, lossy: bool = False) -> None:
         self.stream(chunk, time=time, lossy=lossy)
 
-    async def atoken(self, token: str, chunk: Any = None, *, time: Any = None) -> None:
+    async def atoken(self, token: str | list[Any], chunk: Any = None, *,
+                     time: Any = None) -> None:
         self.token(token, chunk, time=time)
 
     async def aevent(self, name: str, data: Any = None, *, time: Any = None) -> None:

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== ruff";        ruff check runlog tests benchmarks adapters
-echo "== mypy";        mypy
+echo "== mypy";        mypy && mypy adapters/langchain/runlog_langchain
 echo "== layers";      lint-imports
 echo "== pytest"
 set +e

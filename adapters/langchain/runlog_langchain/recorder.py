@@ -191,7 +191,8 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         if f.f_code is not _ASYNC_LLM_START:
             f = f.f_back  # its list comprehension's frame (Python < 3.12)
         try:
-            if getattr(f.f_locals.get("self"), "parent_run_id", 1) is None:
+            if f is not None and getattr(f.f_locals.get("self"), "parent_run_id",
+                                         1) is None:
                 found = _entry_inputs(f)
                 if found:  # the dispatch task sees none: keep the caller's
                     _ROOT_CANDIDATES.set(found)
@@ -292,8 +293,9 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
             run_id, parent_run_id, name, "retriever", {"query": query}, tags, metadata))
 
     # -- streaming -------------------------------------------------------------------
-    def on_llm_new_token(self, token: str, *, chunk: Any = None, run_id: UUID,
-                         parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+    def on_llm_new_token(self, token: str | list[str | dict[str, Any]], *,
+                         chunk: Any = None, run_id: UUID, parent_run_id: UUID | None = None,
+                         tags: list[str] | None = None, **kwargs: Any) -> None:
         # the hottest callback (once per token): no closure, no guard call
         run = self._runs.get(run_id)
         if run is None or run.ended:
