@@ -38,7 +38,6 @@ from typing import Any
 
 import runlog
 from benchmarks.bench_core import TOKEN_CHUNKS, record_tokens
-from runlog.exporters.jsonl import _SQLITE_PAGE_ROWS
 from runlog.store.sqlite import _INSERT_EVENT, SQLiteBackend
 
 TOKENS = TOKEN_CHUNKS
@@ -85,7 +84,7 @@ def timed_stream(path: Path, n_events: int, runs: int = 10) -> float:
     return record_tokens(path, n_events, runs=runs, method="token")
 
 
-def raw_select_to_file(db: Path, out: Path, fetch: int = _SQLITE_PAGE_ROWS, *,
+def raw_select_to_file(db: Path, out: Path, fetch: int = SQLiteBackend.bulk_page_rows, *,
                        earlier: bool = False) -> float:
     """The baseline: every stored payload (and its digest) to a file, in seq order.
 

@@ -185,7 +185,7 @@ def test_the_run_count_ignores_data_that_looks_like_a_start() -> None:
 
 def test_pages_change_nothing_in_the_file(store: runlog.Store) -> None:
     """However the store is paged, the file is the same; SQLite is read in small pages."""
-    from runlog.exporters import jsonl as jsonl_module
+    from runlog.store.sqlite import SQLiteBackend
 
     for i in range(3):
         with store.run(f"r{i}", run_type="chat_model") as r:
@@ -193,7 +193,7 @@ def test_pages_change_nothing_in_the_file(store: runlog.Store) -> None:
                 r.token(f"t{k}")
     store.flush()
     n = store.last_seq()
-    assert n > 2 * jsonl_module._SQLITE_PAGE_ROWS
+    assert n > 2 * SQLiteBackend.bulk_page_rows == 1000
     limits: list[int] = []
     read_rows = store.backend.read_rows
 
@@ -203,9 +203,8 @@ def test_pages_change_nothing_in_the_file(store: runlog.Store) -> None:
 
     store.backend.read_rows = spy  # type: ignore[method-assign]
     whole = export_jsonl(store, buf := io.BytesIO())
-    expected = (jsonl_module._SQLITE_PAGE_ROWS if store.backend.__class__.__name__
-                == "SQLiteBackend" else jsonl_module._PAGE_ROWS)
-    assert set(limits) == {expected}
+    expected = 500 if isinstance(store.backend, SQLiteBackend) else 5000
+    assert set(limits) == {expected} == {store.backend.bulk_page_rows}
     assert (whole.events, whole.runs) == (n, 3)
     for page_size in (1, 7, n, n + 1):
         other = io.BytesIO()

@@ -55,7 +55,6 @@ from runlog.exporters._common import (
 )
 from runlog.ids import new_run_id
 from runlog.store.base import EventQuery, Pending, WriterInfo
-from runlog.store.sqlite import SQLiteBackend
 
 __all__ = [
     "FORMAT_VERSION",
@@ -108,13 +107,6 @@ def _order_hash() -> Any:
 # ----------------------------------------------------------------------- export
 
 
-_SQLITE_PAGE_ROWS = 500
-"""Rows per page read from SQLite. A page's rows, its lines and the chunk they make are
-then ~200 KB each, so formatting reads them from the CPU cache, and the allocator
-reuses their memory instead of mapping fresh pages for every page (5000-row pages
-took ~30k page faults and ~1.3x the CPU time per 1M events on the benchmark's VM).
-Other backends keep larger pages: each one is a round trip to a server."""
-_PAGE_ROWS = 5000
 
 
 def export_jsonl(store: StoreLike, out: Output, selection: Selection | None = None, *,
@@ -125,8 +117,7 @@ def export_jsonl(store: StoreLike, out: Output, selection: Selection | None = No
     Streams: one page of events is in memory at a time, whatever the export's size.
     """
     if page_size is None:
-        page_size = (_SQLITE_PAGE_ROWS if isinstance(store.backend, SQLiteBackend)
-                     else _PAGE_ROWS)
+        page_size = store.backend.bulk_page_rows
     sel = (selection or Selection()).pinned(store)
     result = ExportResult("jsonl")
     n = runs = 0

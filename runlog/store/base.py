@@ -147,6 +147,9 @@ class Backend(ABC):
     url: str
     location: str
     """Human-readable place (a path or a URL without password) for messages."""
+    bulk_page_rows: int = 5000
+    """Rows per page a bulk reader (the JSONL export) asks :meth:`read_rows` for: large
+    where each page is a round trip to a server."""
 
     @abstractmethod
     def append(self, batch: Sequence[Pending], writer: WriterInfo,
