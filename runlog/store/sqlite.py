@@ -411,14 +411,15 @@ class SQLiteBackend(Backend):
         cols = "seq, raw, digest" if q.digests else "seq, raw"
         sql = f"SELECT {cols} FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
         params.append(q.limit)
-        # A full page needs no transaction of its own: one SELECT reads one snapshot,
-        # and its last seq is the high-water mark. Only a short page (the reader has
-        # caught up) needs the store's last seq from the same snapshot, so only then
-        # are BEGIN, max(seq) and COMMIT paid: a bulk read (an export, a tail catching
-        # up) runs one statement per page instead of four.
+        # Two statements and no transaction: the store's last seq, then the page. A full
+        # page's high-water mark is its last seq. A short page holds every matching
+        # event committed up to its own read, and none can commit later with a seq
+        # at or below the first read (SQLite takes seqs in commit order), so the larger
+        # of the two is safe. (BEGIN, both reads, COMMIT were four statements a page.)
         conn = self._reader()
         conn.text_factory = bytes
         try:
+            high = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
             rows = conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError:
             raise  # busy, locked, I/O: not a damaged file
@@ -426,12 +427,8 @@ class SQLiteBackend(Backend):
             raise self._corrupt(e) from e
         if len(rows) >= q.limit:
             high = rows[-1][0]
-        else:
-            with self._read_txn(raw_bytes=True) as conn:
-                high = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-                rows = conn.execute(sql, params).fetchall()
-            if len(rows) >= q.limit:
-                high = rows[-1][0]
+        elif rows:
+            high = max(high, rows[-1][0])
         if q.until is not None:
             high = min(high, q.until)
         return rows, max(high, q.after)
