@@ -188,7 +188,6 @@ class Writer:
 
     def _run(self) -> None:
         q = self._q
-        last_beat = 0.0
         last_commit = 0.0
         last_size = 0
         stopping = False
@@ -197,7 +196,6 @@ class Writer:
                 item = q.get(timeout=self.heartbeat_seconds)
             except queue.Empty:
                 self._beat()
-                last_beat = time.monotonic()
                 continue
             # Pacing: while events keep coming, commit at most once per
             # ``commit_interval`` and let them gather meanwhile; an event after a quiet
@@ -226,13 +224,12 @@ class Writer:
                     break
             if batch:
                 self._commit(batch, markers)
-                last_beat = last_commit = time.monotonic()
+                last_commit = time.monotonic()
                 last_size = len(batch)
             for m in markers:
                 m.done.set()
-            if not batch and time.monotonic() - last_beat > self.heartbeat_seconds:
+            if not batch and time.monotonic() - self._beat_at > self.heartbeat_seconds:
                 self._beat()
-                last_beat = time.monotonic()
         self._drain_and_close()
 
     def _commit(self, batch: list[Pending], markers: list[_Flush]) -> None:
