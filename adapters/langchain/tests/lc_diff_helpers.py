@@ -30,7 +30,8 @@ from runlog_langchain import Recorder
 import runlog
 from runlog.events import datetime_to_micros
 
-GOLDEN = Path("/work/shared/langchain/golden")
+# ../shared beside the project root, so the suite runs from any checkout.
+GOLDEN = Path(__file__).resolve().parents[3].parent / "shared" / "langchain" / "golden"
 FROZEN = dt.datetime(2026, 11, 22, 18, 51, 19, 146789, tzinfo=dt.UTC)
 
 
