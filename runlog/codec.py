@@ -316,7 +316,13 @@ def _tagged(v: Any, lossy: bool) -> Any:
         except KeyError:
             reg = _resolved[t] = _resolve(t)
         if reg is not None:
-            payload = reg[1](v)
+            try:
+                payload = reg[1](v)
+            except Exception as e:  # the encoder's own bug: name it, keep the rest
+                if lossy:
+                    return _unencodable(v, f"its encoder raised {_describe(e)}")
+                raise EncodingError(f"cannot store a {_safe_qualname(t)}: its registered "
+                                    f"encoder raised {_describe(e)}") from e
             if type(payload) is orjson.Fragment:
                 return {TAG_PREFIX + reg[0]: payload}
             return {TAG_PREFIX + reg[0]: _tagged(payload, lossy)}
