@@ -441,3 +441,18 @@ def test_forged_langchain_constructor_outside_core_is_inert(tmp_path: Path) -> N
         assert isinstance(back, codec.Opaque)
         assert codec.encode(back) == raw
     assert not ran.exists()
+
+
+def test_forged_langchain_secret_is_not_read_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("langchain_core")
+    import runlog_langchain  # noqa: F401
+
+    monkeypatch.setenv("RUNLOG_TEST_SECRET", "hunter2-secret")
+    raw = orjson.dumps({"$rl:lc": {
+        "lc": 1, "type": "constructor", "id": ["langchain_core", "messages", "HumanMessage"],
+        "kwargs": {"content": {"lc": 1, "type": "secret", "id": ["RUNLOG_TEST_SECRET"]}}}})
+    back = codec.decode(raw)
+    assert "hunter2-secret" not in repr(back)
+    assert isinstance(back, codec.Opaque)  # a secret not in the map: load refuses
+    assert codec.encode(back) == raw

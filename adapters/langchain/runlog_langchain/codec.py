@@ -226,7 +226,9 @@ def _decode_lc(payload: Any) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LangChainBetaWarning)
-            return load(payload, allowed_objects="core")
+            # langchain-core's allowlist: no class outside it is imported or built,
+            # and a forged "secret" node is never filled from the environment
+            return load(payload, allowed_objects="core", secrets_from_env=False)
     except Exception:  # a class LangChain no longer has, or one outside langchain-core
         return Opaque("$rl:lc", payload)
 
