@@ -456,3 +456,29 @@ def test_forged_langchain_secret_is_not_read_from_the_environment(
     assert "hunter2-secret" not in repr(back)
     assert isinstance(back, codec.Opaque)  # a secret not in the map: load refuses
     assert codec.encode(back) == raw
+
+
+def test_replayed_errors_call_only_builtin_or_trusted_exception_classes() -> None:
+    """A failed run's stored error type is forgeable too: views rebuild only safe classes."""
+    from runlog.reducers import ReplayedError, error_object
+
+    asked: list[str] = []
+    spy = types.ModuleType("runlog_spy_errors")
+    spy.__getattr__ = lambda name: asked.append(name)  # type: ignore[method-assign]
+    sys.modules[spy.__name__] = spy
+    try:
+        sneaky = f"{SneakyError.__module__}.SneakyError"
+        for name in (sneaky, "runlog_spy_errors.Boom", "subprocess.CalledProcessError"):
+            got = error_object(runlog.ErrorInfo(name, "boom"))
+            assert type(got) is ReplayedError
+            assert got.type == name
+        assert type(error_object(runlog.ErrorInfo("ValueError", "v"))) is ValueError
+        assert CALLS == []
+        assert asked == []
+        codec.trust(SneakyError)
+        try:
+            assert type(error_object(runlog.ErrorInfo(sneaky, "boom"))) is SneakyError
+        finally:
+            codec._trusted.pop(qual(SneakyError))
+    finally:
+        del sys.modules[spy.__name__]

@@ -21,7 +21,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import orjson
+from langchain_core import exceptions as lc_exceptions
 from langchain_core._api.beta_decorator import LangChainBetaWarning
+from langchain_core.language_models.fake_chat_models import FakeListChatModelError
 from langchain_core.load import load
 from langchain_core.load.serializable import Serializable
 from langchain_core.outputs import ChatGeneration
@@ -240,4 +242,10 @@ def register() -> None:
         return
     codec.register(Serializable, "lc", _encode_lc, _decode_lc)
     codec.register(AddableDict, "lc_addable", dict, AddableDict)
+    # langchain-core's own exceptions, so a replayed failure keeps its class; the reader
+    # trusts langchain-core already (its loader builds the messages)
+    for obj in [*vars(lc_exceptions).values(), FakeListChatModelError]:
+        if (isinstance(obj, type) and issubclass(obj, BaseException)
+                and obj.__module__.startswith("langchain_core.")):
+            codec.trust(obj)
     _done = True
