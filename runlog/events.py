@@ -129,12 +129,20 @@ class ErrorInfo:
         return {"type": self.type, "message": self.message, "traceback": self.traceback}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ErrorInfo:
+    def from_dict(cls, d: Any) -> ErrorInfo:
+        """Read a stored error; a field that is not text (a forged store) becomes its
+        JSON text, so reading it calls no ``__str__`` of a stored value."""
+        if type(d) is not dict:
+            return cls(type="", message=_as_text(d))
         return cls(
-            type=str(d.get("type", "")),
-            message=str(d.get("message", "")),
-            traceback=str(d.get("traceback", "")),
+            type=_as_text(d.get("type", "")),
+            message=_as_text(d.get("message", "")),
+            traceback=_as_text(d.get("traceback", "")),
         )
+
+
+def _as_text(v: Any) -> str:
+    return v if type(v) is str else codec.encode(v, lossy=True).decode()
 
 
 def encode_run_fields(

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from runlog import codec
 from runlog.events import ErrorInfo, Event
 from runlog.filters import Filter
 from runlog.reducers.common import (
@@ -56,18 +57,14 @@ class ReplayedError(Exception):
 def error_object(err: ErrorInfo) -> BaseException:
     """Rebuild the exception a failed run raised, from its stored :class:`ErrorInfo`.
 
-    The class is looked up among already imported modules (nothing is imported while
-    reading a log) and called with the message; otherwise a :class:`ReplayedError`.
+    Only a builtin exception class or one the application trusted
+    (:func:`runlog.codec.trust`) is called with the message, since the stored type may be
+    forged; otherwise a :class:`ReplayedError`.
     """
-    import sys
-
-    module, _, qual = err.type.rpartition(".")
-    obj: Any = sys.modules.get(module or "builtins")
-    for part in qual.split("."):
-        obj = getattr(obj, part, None) if obj is not None else None
-    if isinstance(obj, type) and issubclass(obj, BaseException):
+    cls = codec.exception_class(err.type)
+    if cls is not None:
         try:
-            return obj(err.message)
+            return cls(err.message)
         except Exception:
             pass
     return ReplayedError(err.type, err.message)

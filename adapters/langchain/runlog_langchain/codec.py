@@ -21,7 +21,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import orjson
+from langchain_core import exceptions as lc_exceptions
 from langchain_core._api.beta_decorator import LangChainBetaWarning
+from langchain_core.language_models.fake_chat_models import FakeListChatModelError
 from langchain_core.load import load
 from langchain_core.load.serializable import Serializable
 from langchain_core.outputs import ChatGeneration
@@ -226,7 +228,9 @@ def _decode_lc(payload: Any) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LangChainBetaWarning)
-            return load(payload, allowed_objects="core")
+            # langchain-core's allowlist: no class outside it is imported or built,
+            # and a forged "secret" node is never filled from the environment
+            return load(payload, allowed_objects="core", secrets_from_env=False)
     except Exception:  # a class LangChain no longer has, or one outside langchain-core
         return Opaque("$rl:lc", payload)
 
@@ -238,4 +242,10 @@ def register() -> None:
         return
     codec.register(Serializable, "lc", _encode_lc, _decode_lc)
     codec.register(AddableDict, "lc_addable", dict, AddableDict)
+    # langchain-core's own exceptions, so a replayed failure keeps its class; the reader
+    # trusts langchain-core already (its loader builds the messages)
+    for obj in [*vars(lc_exceptions).values(), FakeListChatModelError]:
+        if (isinstance(obj, type) and issubclass(obj, BaseException)
+                and obj.__module__.startswith("langchain_core.")):
+            codec.trust(obj)
     _done = True
