@@ -65,7 +65,7 @@ from runlog.errors import (
     StoreNotFoundError,
 )
 from runlog.events import Event, RunInfo, now_micros
-from runlog.filters import ANY, Filter
+from runlog.filters import ANY, DICT_TAG, Filter, sql_strings
 from runlog.store import schema
 from runlog.store.base import (
     SCHEMA_VERSION,
@@ -78,9 +78,11 @@ from runlog.store.base import (
     run_info_from_row,
 )
 
-__all__ = ["PgNotifyWaiter", "PostgresBackend", "parse_url", "pg_extras_ddl", "read_sql"]
+__all__ = ["PgNotifyWaiter", "PostgresBackend", "parse_url", "pg_extras_ddl", "read_sql",
+           "search_path_option"]
 
-_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# Case is kept (the name is always quoted); fullmatch, so a trailing newline fails too.
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 COPY_FROM = 256
 """Batch size from which ``insert="auto"`` uses COPY (``benchmarks/bench_postgres.py``:
@@ -115,13 +117,25 @@ def parse_url(url: str) -> tuple[str, str | None]:
     if isinstance(schema_name, tuple):
         raise StoreError(f"give ?schema= once in {url!r}")
     if schema_name is not None:
-        if not _SCHEMA_NAME.match(schema_name):
+        if not _SCHEMA_NAME.fullmatch(schema_name):
             raise StoreError(
                 f"schema name {schema_name!r} in {url!r} must be a plain identifier "
-                "(letters, digits, underscore; not starting with a digit)"
+                "(1-63 ASCII letters, digits and underscores, not starting with a digit; "
+                "upper and lower case are kept as given)"
             )
         u = u.difference_update_query(["schema"])
     return u.render_as_string(hide_password=False), schema_name
+
+
+def search_path_option(schema_name: str) -> str:
+    """The libpq ``options`` entry that puts a connection in ``schema_name``.
+
+    Quoted, because PostgreSQL folds an unquoted identifier to lower case: without the
+    quotes ``?schema=TeamStore`` would create ``"TeamStore"`` (quoted DDL) but search
+    ``teamstore``. :func:`parse_url` admits only letters, digits and underscores, so
+    the name needs no escaping inside the quotes or the options string.
+    """
+    return f'-c search_path="{schema_name}"'
 
 
 def pg_extras_ddl() -> list[str]:
@@ -362,7 +376,7 @@ class PostgresBackend(Backend):
         if not durable:
             options.append("-c synchronous_commit=off")
         if self.schema:
-            options.append(f"-c search_path={self.schema}")
+            options.append(search_path_option(self.schema))
         if options:
             connect_args["options"] = " ".join(options)
         self.engine: Engine = create_engine(
@@ -736,6 +750,9 @@ def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
 def _in(column: str, values: Sequence[str], params: list[Any]) -> str:
     """``column`` equal to one of ``values``; a single value as ``=``, so the planner
     can walk a (column, seq) index in seq order."""
+    values = sql_strings(values)
+    if not values:
+        return "false"
     if len(values) == 1:
         params.append(enc(values[0]))
         return f"{column} = %s"
@@ -746,7 +763,7 @@ def _in(column: str, values: Sequence[str], params: list[Any]) -> str:
 def _jsonb_strings(values: Sequence[str]) -> list[str]:
     """Tag values a JSONB array can hold. A tag with U+0000 is only ever in a run whose
     ``tags_j`` is NULL, which every tag clause leaves to the exact predicate."""
-    return [v for v in values if "\x00" not in v]
+    return [v for v in sql_strings(values) if "\x00" not in v]
 
 
 def _like_escape(text: str) -> str:
@@ -790,20 +807,23 @@ def _metadata_include(wanted: Any, r: str, params: list[Any]) -> str:
     that decodes to an equal object from a tag (a ``str`` enum member) is stored as a
     JSON object, which ``@> {key: {}}`` keeps (every object contains ``{}``). Both are
     GIN-indexable. Other values (numbers compare across int/float/bool in Python, not
-    in JSONB) are narrowed to "the key exists".
+    in JSONB) are narrowed to "the key exists". Metadata whose keys are not plain is
+    one ``$rl:dict`` tag object in JSONB, whose keys SQL cannot see: always kept.
     """
-    ors: list[str] = []
+    ors: list[str] = [f"{r}.metadata_j ? %s"]
+    params.append(DICT_TAG)
     for key, value in wanted.items():
-        if "\x00" in key:  # no JSONB holds it: only NULL columns can match, kept anyway
-            continue
-        params.append(key)
-        if value is not ANY and isinstance(value, str) and "\x00" not in value:
-            params[-1:] = [codec.dumps_plain({key: value}).decode(),
-                           codec.dumps_plain({key: {}}).decode()]
+        if "\x00" in key or not sql_strings([key]):
+            continue  # no JSONB key holds it: only NULL or $rl:dict columns can match
+        if value is not ANY and isinstance(value, str) and sql_strings([value]) \
+                and "\x00" not in value:
+            params.extend([codec.dumps_plain({key: value}).decode(),
+                           codec.dumps_plain({key: {}}).decode()])
             ors.append(f"{r}.metadata_j @> %s::jsonb OR {r}.metadata_j @> %s::jsonb")
         else:
+            params.append(key)
             ors.append(f"{r}.metadata_j ? %s")
-    return "(" + (" OR ".join(ors) if ors else "false") + ")"
+    return "(" + " OR ".join(ors) + ")"
 
 
 def filter_sql(f: Filter) -> tuple[str, list[Any]]:
