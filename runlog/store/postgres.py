@@ -63,6 +63,7 @@ from runlog.errors import (
     SchemaVersionError,
     StoreError,
     StoreNotFoundError,
+    StoreUnavailableError,
 )
 from runlog.events import Event, RunInfo, now_micros
 from runlog.filters import ANY, DICT_TAG, Filter, sql_strings
@@ -411,11 +412,42 @@ class PostgresBackend(Backend):
         try:
             conn: psycopg.Connection[Any] = fairy.driver_connection  # type: ignore[assignment]
             yield conn
-        except psycopg.OperationalError:
-            fairy.invalidate()
+        except psycopg.OperationalError as e:
+            if _connection_lost(e):
+                # Its pooled siblings are most likely dead too (a restart, a purge of
+                # idle backends): retire every connection made before now, as
+                # SQLAlchemy does on a disconnect. Checked-out ones (the writer's)
+                # are left alone until they come back.
+                self.engine.pool._invalidate(fairy, e)
+            else:
+                fairy.invalidate()
             raise
         finally:
             fairy.close()
+
+    def _fetch(self, query: str, params: Any = None) -> list[Any]:
+        """All rows of one read-only statement, retried once on a fresh connection.
+
+        A pooled connection can be dead without anyone knowing (the server restarted,
+        ``pg_terminate_backend``, a proxy's idle timeout): its next statement fails.
+        A read is safe to repeat, so the pool is retired (:meth:`_conn`) and the
+        statement runs once more on a new connection;
+        if that fails too, the server is unreachable, said as
+        :class:`~runlog.errors.StoreUnavailableError` rather than a driver traceback.
+        """
+        for attempt in (1, 2):
+            try:
+                with self._conn() as conn:
+                    return conn.execute(query, params).fetchall()
+            except psycopg.OperationalError as e:
+                if not _connection_lost(e):
+                    raise
+                if attempt == 2:
+                    raise StoreUnavailableError(
+                        f"lost the connection to PostgreSQL at {self.location} and could "
+                        f"not reconnect: {str(e).strip()} -- is the server running? "
+                        "Committed events are safe; retry the command") from e
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _writer_conn(self) -> psycopg.Connection[Any]:
         if self._wfairy is None:
@@ -589,8 +621,7 @@ class PostgresBackend(Backend):
         if q.run_ids is not None and not q.run_ids:
             return [], max(q.after, self.last_seq())
         query, params = read_sql(q)
-        with self._conn() as conn:
-            rows = conn.execute(query, params).fetchall()
+        rows = self._fetch(query, params)
         high = int(rows[0][0]) if rows else 0
         if rows and rows[0][1] is None:  # no event matched: only the high-water row
             rows = []
@@ -605,14 +636,12 @@ class PostgresBackend(Backend):
         return events, max(high, q.after)
 
     def last_seq(self) -> int:
-        with self._conn() as conn:
-            row = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
-        return int(row[0]) if row else 0
+        rows = self._fetch("SELECT coalesce(max(seq), 0) FROM events")
+        return int(rows[0][0]) if rows else 0
 
     def _runs(self, where: str, params: dict[str, Any], tail: str = "") -> list[RunInfo]:
         query = f"{_SELECT_RUNS} {('WHERE ' + where) if where else ''} {tail}"
-        with self._conn() as conn:
-            rows = conn.execute(query, params).fetchall()
+        rows = self._fetch(query, params)
         return [
             run_info_from_row(
                 run_id=dec(r[0]), trace_id=dec(r[1]), parent_id=None if r[2] is None
@@ -659,18 +688,16 @@ class PostgresBackend(Backend):
         return found[: q.limit] if q.limit is not None else found
 
     def run_ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
-        with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT run_id FROM runs WHERE run_id LIKE %s ORDER BY run_id COLLATE \"C\" "
-                "LIMIT %s", (_like_escape(enc(prefix)) + "%", limit)).fetchall()
+        rows = self._fetch(
+            "SELECT run_id FROM runs WHERE run_id LIKE %s ORDER BY run_id COLLATE \"C\" "
+            "LIMIT %s", (_like_escape(enc(prefix)) + "%", limit))
         return [dec(r[0]) for r in rows]
 
     def run_ids_with_suffix(self, suffix: str, limit: int = 2) -> list[str]:
-        with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT run_id FROM runs WHERE reverse(run_id) LIKE %s "
-                "ORDER BY run_id COLLATE \"C\" LIMIT %s",
-                (_like_escape(enc(suffix)[::-1]) + "%", limit)).fetchall()
+        rows = self._fetch(
+            "SELECT run_id FROM runs WHERE reverse(run_id) LIKE %s "
+            "ORDER BY run_id COLLATE \"C\" LIMIT %s",
+            (_like_escape(enc(suffix)[::-1]) + "%", limit))
         return [dec(r[0]) for r in rows]
 
     def trace_runs(self, trace_id: str) -> list[RunInfo]:
@@ -739,6 +766,15 @@ def read_sql(q: EventQuery) -> tuple[str, list[Any]]:
     )
     params.append(q.limit)
     return query, params
+
+
+def _connection_lost(error: psycopg.OperationalError) -> bool:
+    """True when ``error`` means the connection is gone (not a query's own failure:
+    a statement timeout or a lock wait is an OperationalError on a live connection)."""
+    if isinstance(error, (psycopg.errors.AdminShutdown, psycopg.errors.CrashShutdown,
+                          psycopg.errors.CannotConnectNow)):
+        return True
+    return error.sqlstate is None or error.sqlstate.startswith("08")
 
 
 def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import pg_support
@@ -17,11 +20,13 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import create_engine, event
 
 import runlog
 from runlog import ANY, Filter
-from runlog.errors import StoreError
+from runlog.errors import StoreError, StoreUnavailableError
 from runlog.exporters import export
+from tests.conftest import make_store
 
 # ------------------------------------------------------------------ item 5: filters
 
@@ -181,3 +186,113 @@ def test_odd_schema_names_are_refused_clearly(name: str) -> None:
     url = f"{base}{'&' if '?' in base else '?'}schema={urllib.parse.quote(name)}"
     with pytest.raises(StoreError, match="plain identifier"):
         runlog.open(url)
+
+
+# ------------------------------------------------------- item 6b: dropped connections
+
+def _pg_store(tmp_path: Path) -> tuple[runlog.Store, set[int]]:
+    """A PostgreSQL store and the set of server pids its pool connects (filled live)."""
+    s = make_store("postgres", tmp_path)
+    backend: Any = s.backend
+    pids: set[int] = set()
+    event.listen(backend.engine, "connect",
+                 lambda dbapi_conn, _rec: pids.add(dbapi_conn.info.backend_pid))
+    backend.engine.dispose()  # the connection opening made is not in `pids`: drop it
+    return s, pids
+
+
+def _terminate(pids: set[int]) -> int:
+    with psycopg.connect(pg_support.libpq_url(), autocommit=True) as admin:
+        rows = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE pid = ANY(%s)", (sorted(pids),)).fetchall()
+    return sum(1 for r in rows if r[0])
+
+
+def _writer_pid(s: runlog.Store) -> int | None:
+    fairy = getattr(s.backend, "_wfairy", None)
+    return None if fairy is None else int(fairy.driver_connection.info.backend_pid)
+
+
+def _wait_for(cond: Any, what: str) -> None:
+    """Wait for another thread (a generous bound only against a hang, no timing claim)."""
+    deadline = time.monotonic() + 60
+    while not cond():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.005)
+
+
+def test_tail_survives_terminated_read_connections(tmp_path: Path) -> None:
+    """pg_terminate_backend of the tail's connections: every event once, in order."""
+    s, pids = _pg_store(tmp_path)
+    try:
+        root = s.start_run("root")
+        for i in range(5):
+            root.stream(i)
+        s.flush()
+        seen: list[int] = []
+        errors: list[BaseException] = []
+        t = s.tail(run_id=root.id, until_end=True, poll_interval=0.02)
+
+        def follow() -> None:
+            try:
+                for item in t:
+                    if isinstance(item, runlog.Event):
+                        seen.append(item.seq)
+            except BaseException as e:
+                errors.append(e)
+
+        th = threading.Thread(target=follow)
+        th.start()
+        _wait_for(lambda: len(seen) >= 6 or errors, "the first events")
+        listen: Any = getattr(t.waiter, "_conn", None)
+        victims = pids - {_writer_pid(s)}
+        if listen is not None:
+            victims.add(listen.info.backend_pid)
+        assert _terminate(victims) >= 1
+        for i in range(5, 10):
+            root.stream(i)
+        root.end()
+        s.flush()
+        th.join(60)
+        assert not th.is_alive()
+        assert errors == []
+        want = [e.seq for e in s.events(run_id=root.id)]
+        assert len(want) == 12
+        assert seen == want
+    finally:
+        s.close()
+
+
+def test_reads_retry_once_on_a_terminated_connection(tmp_path: Path) -> None:
+    """runs()/events()/last_seq() after their pooled connections died: answered."""
+    s, pids = _pg_store(tmp_path)
+    try:
+        with s.run("r") as r:
+            r.stream(1)
+        s.flush()
+        for _ in range(3):  # several pooled connections, all about to die
+            assert len(s.runs()) == 1
+        assert _terminate(pids - {_writer_pid(s)}) >= 1
+        assert len(s.runs()) == 1
+        assert len(list(s.events())) == 3
+        assert s.last_seq() == 3
+    finally:
+        s.close()
+
+
+def test_unreachable_server_is_a_clear_store_error(tmp_path: Path) -> None:
+    """Reads that cannot reconnect raise StoreUnavailableError, not a driver error."""
+    s, pids = _pg_store(tmp_path)
+    backend: Any = s.backend
+    try:
+        assert s.runs() == []
+        _terminate(pids)
+        backend.engine.dispose()
+        backend.engine = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/test",
+                                       connect_args={"connect_timeout": 2})
+        with pytest.raises(StoreUnavailableError, match="could not reconnect"):
+            s.runs()
+        with pytest.raises(StoreUnavailableError):
+            list(s.events())
+    finally:
+        s.close()
