@@ -34,6 +34,7 @@ from runlog.errors import (
     SchemaVersionError,
     StoreError,
     StoreNotFoundError,
+    StoreUnavailableError,
     UnknownRunError,
     WriteError,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreNotFoundError",
+    "StoreUnavailableError",
     "Tail",
     "TailNotice",
     "UnknownRunError",

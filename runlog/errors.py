@@ -10,7 +10,8 @@ The tree::
     │   ├── CorruptStoreError      the file is damaged or not a database at all
     │   ├── SchemaVersionError     written by a newer runlog; upgrade, or `runlog migrate`
     │   ├── AppendOnlyError        something tried to update or delete a committed event
-    │   └── WriteError             the background writer could not commit (disk full, ...)
+    │   ├── WriteError             the background writer could not commit (disk full, ...)
+    │   └── StoreUnavailableError  the database server cannot be reached (try again later)
     ├── UnknownRunError        no run with that id (also a LookupError)
     ├── RunStateError          misuse of a run handle (stream after end, end twice)
     ├── ImportConflictError    an import would duplicate events already in the store
@@ -57,6 +58,14 @@ class AppendOnlyError(StoreError):
 
 class WriteError(StoreError):
     """The background writer failed to commit; the events stay queued and are retried."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store's server cannot be reached now (restart, dropped connection, network).
+
+    Nothing is lost: committed events stay committed and a reader can retry the same
+    read. A web front end answers 503 for it; ``store.tail`` waits and reconnects.
+    """
 
 
 class UnknownRunError(RunlogError, LookupError):

@@ -12,6 +12,14 @@ a metadata exclude drops a run when any of its pairs matches.
 An include list that is given but empty counts as set and matches nothing by itself,
 as in LangChain. View-specific rules (the log view never drops its root; ``name:2``
 keys are counted over included runs) live with the views in :mod:`runlog.reducers`.
+
+:meth:`Filter.matches` is the only definition. The stores translate a filter into SQL
+that keeps a *superset* of the events it keeps, and the readers apply ``matches`` to
+what SQL returns, so every read path (events, runs, tail, replay, exports) gives the
+same answer on every backend. Wherever a stored value's encoded form is not its plain
+form (metadata with a ``$rl:`` key is stored as one ``$rl:dict`` tag object; a NUL
+that SQLite's JSON functions cut strings at, or that PostgreSQL's JSONB refuses), the
+SQL keeps the row and leaves the decision to ``matches``.
 """
 
 from __future__ import annotations
@@ -20,10 +28,34 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from runlog.codec import TAG_PREFIX
+
 if TYPE_CHECKING:
     from runlog.events import Event
 
-__all__ = ["ANY", "Filter"]
+__all__ = ["ANY", "DICT_TAG", "Filter", "sql_strings"]
+
+DICT_TAG: Final = TAG_PREFIX + "dict"
+"""The key of the one tag object metadata is stored as when its keys are not plain
+(a key starting with ``$rl:``): SQL cannot see such a run's keys, so every metadata
+include keeps it for the exact predicate."""
+
+
+def sql_strings(values: Iterable[str]) -> list[str]:
+    """The values a SQL parameter can carry that a stored name, type or tag can equal.
+
+    Stored names, types and tags are valid Unicode (:func:`runlog.events.encode_run_fields`
+    refuses lone surrogates), so a filter value with one matches nothing stored; it is
+    left out of the SQL (a driver could not encode it) rather than failing the read.
+    """
+    out = []
+    for v in values:
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            continue
+        out.append(v)
+    return out
 
 
 class _AnyValue:

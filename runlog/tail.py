@@ -15,6 +15,11 @@ Guarantees (tested in ``tests/test_tail*.py``):
 * **Committed only.** Events come from ``Backend.read``; nothing is invented. The one
   synthetic item is a :class:`TailNotice`, a different type that is never an
   :class:`~runlog.events.Event` and never stored.
+* **Reconnects.** A read that finds the server unreachable (a dropped connection the
+  backend's one retry could not replace: a restart in progress) raises
+  :class:`~runlog.errors.StoreUnavailableError` out of :meth:`Follower.step` without
+  moving the cursor or changing any state; the tail waits one poll interval and steps
+  again, so it resumes exactly at its cursor once the server is back.
 * **Liveness.** When a followed run is still open and its writer's lease expired, the
   tail yields ``TailNotice(kind="abandoned", ...)`` after every event that writer
   committed, instead of waiting forever.
@@ -41,7 +46,7 @@ import anyio
 import anyio.to_thread
 import orjson
 
-from runlog.errors import UnknownRunError
+from runlog.errors import StoreUnavailableError, UnknownRunError
 from runlog.events import Event
 from runlog.filters import Filter
 from runlog.store.base import Backend, ChangeWaiter, EventQuery
@@ -206,7 +211,6 @@ class Follower:
         info = self.backend.get_run(rid)
         if info is None:
             return False
-        self.root, self._trace = rid, info.trace_id
         if rid != info.trace_id:  # a run inside a trace: follow its subtree
             children: dict[str | None, list[str]] = {}
             for r in self.backend.trace_runs(info.trace_id):
@@ -218,6 +222,8 @@ class Follower:
                         members.add(c)
                         todo.append(c)
             self._members = members
+        # Only now, every read done: a read that fails leaves the follower as it was.
+        self.root, self._trace = rid, info.trace_id
         if info.end_seq is None:
             self._open[rid] = _Open(info.parent_id, info.name, time.monotonic())
         elif self.until_end and info.end_seq <= self.cursor:
@@ -242,7 +248,11 @@ class Follower:
         root_mode = self._want is not None
         q = EventQuery(after=self.cursor, limit=self.page_size, trace_id=self._trace,
                        filter=None if root_mode else self.filter)
-        page, high = self.backend.read(q)
+        try:
+            page, high = self.backend.read(q)
+        except BaseException:
+            self._pending = suspects  # reported by the step that reads past them
+            raise
         items: list[TailItem] = []
         f, members, root = self.filter, self._members, self.root
         for e in page:
@@ -308,7 +318,11 @@ class Follower:
             self._rr += MAX_LIVENESS_CHECKS
         suspects = []
         for rid in tops:
-            info = self.backend.get_run(rid)
+            try:
+                info = self.backend.get_run(rid)
+            except BaseException:
+                self._pending = suspects
+                raise
             if info is None:
                 continue
             if info.status == "abandoned":
@@ -438,7 +452,14 @@ class Tail(Iterator[Any]):
                 raise StopIteration
             now = time.monotonic()
             before = f.cursor
-            items, more = f.step(now)
+            try:
+                items, more = f.step(now)
+            except StoreUnavailableError:  # the server is away: wait, then read again
+                if pacer.idle_expired(now):
+                    self.close()
+                    raise StopIteration from None
+                self.waiter.wait(pacer.poll_interval)
+                continue
             if not items:
                 self._cursor = f.cursor
             pacer.after_step(f.cursor > before or bool(items))
@@ -545,7 +566,11 @@ class ATail(AsyncIterator[Any]):
                 raise StopAsyncIteration
             now = time.monotonic()
             before = f.cursor
-            items, more = await anyio.to_thread.run_sync(f.step, now)
+            try:
+                items, more = await anyio.to_thread.run_sync(f.step, now)
+            except StoreUnavailableError:  # the server is away: wait, then read again
+                await self.waiter.await_change(pacer.poll_interval)
+                continue
             if not items:
                 self._cursor = f.cursor
             pacer.after_step(f.cursor > before or bool(items))

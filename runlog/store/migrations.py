@@ -208,7 +208,7 @@ def _connect_args(location: str) -> dict[str, str]:
     scheme = location.split("://", 1)[0].lower() if "://" in location else ""
     if not scheme.startswith("postgres"):
         return {}
-    from runlog.store.postgres import parse_url
+    from runlog.store.postgres import parse_url, search_path_option
 
     _, schema_name = parse_url(location)
-    return {"options": f"-c search_path={schema_name}"} if schema_name else {}
+    return {"options": search_path_option(schema_name)} if schema_name else {}

@@ -63,9 +63,10 @@ from runlog.errors import (
     SchemaVersionError,
     StoreError,
     StoreNotFoundError,
+    StoreUnavailableError,
 )
 from runlog.events import Event, RunInfo, now_micros
-from runlog.filters import ANY, Filter
+from runlog.filters import ANY, DICT_TAG, Filter, sql_strings
 from runlog.store import schema
 from runlog.store.base import (
     SCHEMA_VERSION,
@@ -78,9 +79,11 @@ from runlog.store.base import (
     run_info_from_row,
 )
 
-__all__ = ["PgNotifyWaiter", "PostgresBackend", "parse_url", "pg_extras_ddl", "read_sql"]
+__all__ = ["PgNotifyWaiter", "PostgresBackend", "parse_url", "pg_extras_ddl", "read_sql",
+           "search_path_option"]
 
-_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# Case is kept (the name is always quoted); fullmatch, so a trailing newline fails too.
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 COPY_FROM = 256
 """Batch size from which ``insert="auto"`` uses COPY (``benchmarks/bench_postgres.py``:
@@ -115,13 +118,25 @@ def parse_url(url: str) -> tuple[str, str | None]:
     if isinstance(schema_name, tuple):
         raise StoreError(f"give ?schema= once in {url!r}")
     if schema_name is not None:
-        if not _SCHEMA_NAME.match(schema_name):
+        if not _SCHEMA_NAME.fullmatch(schema_name):
             raise StoreError(
                 f"schema name {schema_name!r} in {url!r} must be a plain identifier "
-                "(letters, digits, underscore; not starting with a digit)"
+                "(1-63 ASCII letters, digits and underscores, not starting with a digit; "
+                "upper and lower case are kept as given)"
             )
         u = u.difference_update_query(["schema"])
     return u.render_as_string(hide_password=False), schema_name
+
+
+def search_path_option(schema_name: str) -> str:
+    """The libpq ``options`` entry that puts a connection in ``schema_name``.
+
+    Quoted, because PostgreSQL folds an unquoted identifier to lower case: without the
+    quotes ``?schema=TeamStore`` would create ``"TeamStore"`` (quoted DDL) but search
+    ``teamstore``. :func:`parse_url` admits only letters, digits and underscores, so
+    the name needs no escaping inside the quotes or the options string.
+    """
+    return f'-c search_path="{schema_name}"'
 
 
 def pg_extras_ddl() -> list[str]:
@@ -362,7 +377,7 @@ class PostgresBackend(Backend):
         if not durable:
             options.append("-c synchronous_commit=off")
         if self.schema:
-            options.append(f"-c search_path={self.schema}")
+            options.append(search_path_option(self.schema))
         if options:
             connect_args["options"] = " ".join(options)
         self.engine: Engine = create_engine(
@@ -397,11 +412,42 @@ class PostgresBackend(Backend):
         try:
             conn: psycopg.Connection[Any] = fairy.driver_connection  # type: ignore[assignment]
             yield conn
-        except psycopg.OperationalError:
-            fairy.invalidate()
+        except psycopg.OperationalError as e:
+            if _connection_lost(e):
+                # Its pooled siblings are most likely dead too (a restart, a purge of
+                # idle backends): retire every connection made before now, as
+                # SQLAlchemy does on a disconnect. Checked-out ones (the writer's)
+                # are left alone until they come back.
+                self.engine.pool._invalidate(fairy, e)
+            else:
+                fairy.invalidate()
             raise
         finally:
             fairy.close()
+
+    def _fetch(self, query: str, params: Any = None) -> list[Any]:
+        """All rows of one read-only statement, retried once on a fresh connection.
+
+        A pooled connection can be dead without anyone knowing (the server restarted,
+        ``pg_terminate_backend``, a proxy's idle timeout): its next statement fails.
+        A read is safe to repeat, so the pool is retired (:meth:`_conn`) and the
+        statement runs once more on a new connection;
+        if that fails too, the server is unreachable, said as
+        :class:`~runlog.errors.StoreUnavailableError` rather than a driver traceback.
+        """
+        for attempt in (1, 2):
+            try:
+                with self._conn() as conn:
+                    return conn.execute(query, params).fetchall()
+            except psycopg.OperationalError as e:
+                if not _connection_lost(e):
+                    raise
+                if attempt == 2:
+                    raise StoreUnavailableError(
+                        f"lost the connection to PostgreSQL at {self.location} and could "
+                        f"not reconnect: {str(e).strip()} -- is the server running? "
+                        "Committed events are safe; retry the command") from e
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _writer_conn(self) -> psycopg.Connection[Any]:
         if self._wfairy is None:
@@ -575,8 +621,7 @@ class PostgresBackend(Backend):
         if q.run_ids is not None and not q.run_ids:
             return [], max(q.after, self.last_seq())
         query, params = read_sql(q)
-        with self._conn() as conn:
-            rows = conn.execute(query, params).fetchall()
+        rows = self._fetch(query, params)
         high = int(rows[0][0]) if rows else 0
         if rows and rows[0][1] is None:  # no event matched: only the high-water row
             rows = []
@@ -591,14 +636,12 @@ class PostgresBackend(Backend):
         return events, max(high, q.after)
 
     def last_seq(self) -> int:
-        with self._conn() as conn:
-            row = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
-        return int(row[0]) if row else 0
+        rows = self._fetch("SELECT coalesce(max(seq), 0) FROM events")
+        return int(rows[0][0]) if rows else 0
 
     def _runs(self, where: str, params: dict[str, Any], tail: str = "") -> list[RunInfo]:
         query = f"{_SELECT_RUNS} {('WHERE ' + where) if where else ''} {tail}"
-        with self._conn() as conn:
-            rows = conn.execute(query, params).fetchall()
+        rows = self._fetch(query, params)
         return [
             run_info_from_row(
                 run_id=dec(r[0]), trace_id=dec(r[1]), parent_id=None if r[2] is None
@@ -645,18 +688,16 @@ class PostgresBackend(Backend):
         return found[: q.limit] if q.limit is not None else found
 
     def run_ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
-        with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT run_id FROM runs WHERE run_id LIKE %s ORDER BY run_id COLLATE \"C\" "
-                "LIMIT %s", (_like_escape(enc(prefix)) + "%", limit)).fetchall()
+        rows = self._fetch(
+            "SELECT run_id FROM runs WHERE run_id LIKE %s ORDER BY run_id COLLATE \"C\" "
+            "LIMIT %s", (_like_escape(enc(prefix)) + "%", limit))
         return [dec(r[0]) for r in rows]
 
     def run_ids_with_suffix(self, suffix: str, limit: int = 2) -> list[str]:
-        with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT run_id FROM runs WHERE reverse(run_id) LIKE %s "
-                "ORDER BY run_id COLLATE \"C\" LIMIT %s",
-                (_like_escape(enc(suffix)[::-1]) + "%", limit)).fetchall()
+        rows = self._fetch(
+            "SELECT run_id FROM runs WHERE reverse(run_id) LIKE %s "
+            "ORDER BY run_id COLLATE \"C\" LIMIT %s",
+            (_like_escape(enc(suffix)[::-1]) + "%", limit))
         return [dec(r[0]) for r in rows]
 
     def trace_runs(self, trace_id: str) -> list[RunInfo]:
@@ -727,6 +768,15 @@ def read_sql(q: EventQuery) -> tuple[str, list[Any]]:
     return query, params
 
 
+def _connection_lost(error: psycopg.OperationalError) -> bool:
+    """True when ``error`` means the connection is gone (not a query's own failure:
+    a statement timeout or a lock wait is an OperationalError on a live connection)."""
+    if isinstance(error, (psycopg.errors.AdminShutdown, psycopg.errors.CrashShutdown,
+                          psycopg.errors.CannotConnectNow)):
+        return True
+    return error.sqlstate is None or error.sqlstate.startswith("08")
+
+
 def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
     """Pooled connections run in autocommit: every transaction is explicit (or one
     statement), so an idle pooled connection never sits inside a transaction."""
@@ -736,6 +786,9 @@ def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
 def _in(column: str, values: Sequence[str], params: list[Any]) -> str:
     """``column`` equal to one of ``values``; a single value as ``=``, so the planner
     can walk a (column, seq) index in seq order."""
+    values = sql_strings(values)
+    if not values:
+        return "false"
     if len(values) == 1:
         params.append(enc(values[0]))
         return f"{column} = %s"
@@ -746,7 +799,7 @@ def _in(column: str, values: Sequence[str], params: list[Any]) -> str:
 def _jsonb_strings(values: Sequence[str]) -> list[str]:
     """Tag values a JSONB array can hold. A tag with U+0000 is only ever in a run whose
     ``tags_j`` is NULL, which every tag clause leaves to the exact predicate."""
-    return [v for v in values if "\x00" not in v]
+    return [v for v in sql_strings(values) if "\x00" not in v]
 
 
 def _like_escape(text: str) -> str:
@@ -790,20 +843,23 @@ def _metadata_include(wanted: Any, r: str, params: list[Any]) -> str:
     that decodes to an equal object from a tag (a ``str`` enum member) is stored as a
     JSON object, which ``@> {key: {}}`` keeps (every object contains ``{}``). Both are
     GIN-indexable. Other values (numbers compare across int/float/bool in Python, not
-    in JSONB) are narrowed to "the key exists".
+    in JSONB) are narrowed to "the key exists". Metadata whose keys are not plain is
+    one ``$rl:dict`` tag object in JSONB, whose keys SQL cannot see: always kept.
     """
-    ors: list[str] = []
+    ors: list[str] = [f"{r}.metadata_j ? %s"]
+    params.append(DICT_TAG)
     for key, value in wanted.items():
-        if "\x00" in key:  # no JSONB holds it: only NULL columns can match, kept anyway
-            continue
-        params.append(key)
-        if value is not ANY and isinstance(value, str) and "\x00" not in value:
-            params[-1:] = [codec.dumps_plain({key: value}).decode(),
-                           codec.dumps_plain({key: {}}).decode()]
+        if "\x00" in key or not sql_strings([key]):
+            continue  # no JSONB key holds it: only NULL or $rl:dict columns can match
+        if value is not ANY and isinstance(value, str) and sql_strings([value]) \
+                and "\x00" not in value:
+            params.extend([codec.dumps_plain({key: value}).decode(),
+                           codec.dumps_plain({key: {}}).decode()])
             ors.append(f"{r}.metadata_j @> %s::jsonb OR {r}.metadata_j @> %s::jsonb")
         else:
+            params.append(key)
             ors.append(f"{r}.metadata_j ? %s")
-    return "(" + (" OR ".join(ors) if ors else "false") + ")"
+    return "(" + " OR ".join(ors) + ")"
 
 
 def filter_sql(f: Filter) -> tuple[str, list[Any]]:

@@ -41,7 +41,7 @@ from runlog.errors import (
     StoreNotFoundError,
 )
 from runlog.events import Event, RunInfo, now_micros
-from runlog.filters import Filter
+from runlog.filters import DICT_TAG, Filter, sql_strings
 from runlog.store import schema
 from runlog.store.base import (
     SCHEMA_VERSION,
@@ -535,24 +535,35 @@ class SQLiteBackend(Backend):
                 pass
 
 
+# A NUL in a string cuts it short in SQLite's JSON functions (json_each yields "a" for
+# "a\u0000b"), so a comparison through them can be wrong both ways. These find the
+# runs where that can happen, from the JSON text, which keeps the escape.
+_TAGS_NUL = "instr(json_extract(events.raw, '$.tags'), '\\u0000') > 0"
+_METADATA_NUL = "instr(json_extract(events.raw, '$.metadata'), '\\u0000') > 0"
+
+
 def filter_sql(f: Filter) -> tuple[str, list[Any]]:
     """The part of a filter SQLite can evaluate, as a *superset* of the exact predicate.
 
     Names and types are columns; tags come from the envelope with ``json_each`` (they
-    are always plain JSON strings, :func:`runlog.events.envelope_header` refuses
+    are always plain JSON strings, :func:`runlog.events.encode_run_fields` refuses
     anything else). A metadata include is narrowed to "the key exists"; metadata
     excludes are left to the exact Python predicate, which the store always applies
-    afterwards, so SQL never drops an event the filter would keep.
+    afterwards, so SQL never drops an event the filter would keep. Where SQL cannot
+    see the plain value (metadata stored as a ``$rl:dict`` tag, a NUL in a tag or a
+    key, see ``_TAGS_NUL``) the clause keeps the row.
     """
     params: list[Any] = []
 
     def in_list(expr: str, values: tuple[str, ...]) -> str:
+        values = tuple(sql_strings(values))
         if not values:
             return "0"
         params.extend(values)
         return f"{expr} IN ({','.join('?' * len(values))})"
 
     def tags_any(values: tuple[str, ...]) -> str:
+        values = tuple(sql_strings(values))
         if not values:
             return "0"
         params.extend(values)
@@ -568,12 +579,16 @@ def filter_sql(f: Filter) -> tuple[str, list[Any]]:
             ors.append(in_list("run_type", f.include_types))
         if f.include_tags is not None:
             ors.append(tags_any(f.include_tags))
+            if any("\x00" in t for t in f.include_tags):  # only a cut-short tag equals it
+                ors.append(_TAGS_NUL)
         if f.include_metadata is not None:
-            keys = tuple(f.include_metadata)
-            if keys:
+            keys = [*sql_strings(f.include_metadata), DICT_TAG]
+            if f.include_metadata:
                 params.extend(keys)
                 ors.append("EXISTS (SELECT 1 FROM json_each(events.raw, '$.metadata') m "
                            f"WHERE m.key IN ({','.join('?' * len(keys))}))")
+                if any("\x00" in k for k in f.include_metadata):
+                    ors.append(_METADATA_NUL)
             else:
                 ors.append("0")
         clauses.append("(" + " OR ".join(ors) + ")")
@@ -582,5 +597,6 @@ def filter_sql(f: Filter) -> tuple[str, list[Any]]:
     if f.exclude_types:
         clauses.append("NOT " + in_list("run_type", f.exclude_types))
     if f.exclude_tags:
-        clauses.append("NOT " + tags_any(f.exclude_tags))
+        # A cut-short tag may equal an excluded one it is not: keep such runs.
+        clauses.append(f"(NOT {tags_any(f.exclude_tags)} OR {_TAGS_NUL})")
     return ("(" + " AND ".join(clauses) + ")" if clauses else "1"), params
