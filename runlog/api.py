@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
+import orjson
 
 from runlog.errors import RunlogError, StoreError, UnknownRunError
 from runlog.events import Event, RunInfo, chain_digest
@@ -382,25 +383,41 @@ class Store:
         count = 0
         expected_seq = None
         q = EventQuery(after=0, limit=5000, trace_id=trace_id, digests=True)
-        for e in self._iter(q):
-            count += 1
-            if trace_id is None:
-                if expected_seq is not None and e.seq != expected_seq:
+        # Rows, not events: a digest that is not hex or bytes that are not an envelope
+        # are findings to report, not errors of the read.
+        while True:
+            rows, high = self.backend.read_rows(q)
+            for seq, raw, digest_hex in rows:
+                count += 1
+                if trace_id is None:
+                    if expected_seq is not None and seq != expected_seq:
+                        return VerifyReport(count, len(last), False,
+                                            f"seq jumps from {expected_seq - 1} to {seq}", seq)
+                    expected_seq = seq + 1
+                try:
+                    run_id = orjson.loads(raw)["run_id"]
+                    if type(run_id) is not str:
+                        raise TypeError(run_id)
+                except Exception:
                     return VerifyReport(count, len(last), False,
-                                        f"seq jumps from {expected_seq - 1} to {e.seq}", e.seq)
-                expected_seq = e.seq + 1
-            try:
-                run_id = e.run_id
-            except RunlogError as err:
-                return VerifyReport(count, len(last), False, f"seq {e.seq}: {err}", e.seq)
-            want = chain_digest(last.get(run_id), e.raw)
-            if want != e.digest:
-                return VerifyReport(
-                    count, len(last), False,
-                    f"seq {e.seq} (run {run_id}): stored bytes do not match the hash chain",
-                    e.seq)
-            last[run_id] = want
-        return VerifyReport(count, len(last), True)
+                                        f"seq {seq}: the stored bytes are not a runlog "
+                                        "envelope", seq)
+                try:
+                    digest = bytes.fromhex(bytes(digest_hex).decode("ascii"))
+                except (ValueError, UnicodeDecodeError):
+                    return VerifyReport(count, len(last), False,
+                                        f"seq {seq} (run {run_id}): the stored digest is not "
+                                        "hex", seq)
+                want = chain_digest(last.get(run_id), bytes(raw))
+                if want != digest:
+                    return VerifyReport(
+                        count, len(last), False,
+                        f"seq {seq} (run {run_id}): stored bytes do not match the hash chain",
+                        seq)
+                last[run_id] = want
+            if len(rows) < q.limit:
+                return VerifyReport(count, len(last), True)
+            q = replace(q, after=high)
 
     # -- lifecycle -------------------------------------------------------------------
     def close(self) -> None:
