@@ -287,6 +287,33 @@ def test_verify_reports_a_damaged_row_in_one_line(tmp_path: Path, sql: str) -> N
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("sql", [
+    "UPDATE runs SET name = 'renamed'",
+    "UPDATE runs SET trace_id = 'elsewhere'",
+    "UPDATE runs SET event_count = 7",
+    "DELETE FROM runs",
+    "INSERT INTO runs SELECT 'ghost', trace_id, parent_id, name, run_type, tags, metadata,"
+    " start_seq, start_time, end_seq, end_time, status, error, event_count, writer_id"
+    " FROM runs",
+])
+def test_verify_checks_the_runs_table_against_the_events(tmp_path: Path, sql: str) -> None:
+    """The runs projection is rebuilt from the events in thought: an edited, missing or
+    extra row is reported, with exit status 1."""
+    db = _sqlite_with_run(tmp_path)
+    _edit(db, sql)
+    result = CliRunner().invoke(cli, ["verify", "--db", str(db)])
+    assert result.exit_code == 1, result.output
+    assert "runs table" in result.output
+
+
+def test_verify_passes_a_sound_store(store: runlog.Store) -> None:
+    with store.run("a") as a, a.child("b") as b:
+        b.stream("x")
+    with store.run("c"):
+        pass
+    assert store.verify().ok
+
+
 # ------------------------------------------------------------------ read-only stores
 
 def _as_unprivileged() -> list[str] | None:
