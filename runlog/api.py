@@ -430,6 +430,10 @@ class Store:
             if len(rows) < q.limit:
                 break
             q = replace(q, after=high)
+        check_columns = getattr(self.backend, "check_columns", None)
+        problem = check_columns(trace_id) if check_columns is not None else None
+        if problem is not None:
+            return VerifyReport(count, len(last), False, problem[1], problem[0])
         problem = self._check_runs_table(projection, top, trace_id)
         if problem is not None:
             return VerifyReport(count, len(last), False, problem[0], problem[1])

@@ -287,6 +287,18 @@ def test_verify_reports_a_damaged_row_in_one_line(tmp_path: Path, sql: str) -> N
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("column", ["trace_id", "run_id", "kind", "name", "run_type",
+                                    "time"])
+def test_verify_checks_each_rows_columns_against_its_bytes(tmp_path: Path,
+                                                           column: str) -> None:
+    db = _sqlite_with_run(tmp_path)
+    value = "12345" if column == "time" else "'edited'"
+    _edit(db, f"UPDATE events SET {column} = {value} WHERE seq = 2")
+    result = CliRunner().invoke(cli, ["verify", "--db", str(db)])
+    assert result.exit_code == 1, result.output
+    assert f"{column} column" in result.output
+
+
 @pytest.mark.parametrize("sql", [
     "UPDATE runs SET name = 'renamed'",
     "UPDATE runs SET trace_id = 'elsewhere'",
