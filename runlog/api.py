@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
+import orjson
 
 from runlog.errors import RunlogError, StoreError, UnknownRunError
 from runlog.events import Event, RunInfo, chain_digest
@@ -382,25 +383,91 @@ class Store:
         count = 0
         expected_seq = None
         q = EventQuery(after=0, limit=5000, trace_id=trace_id, digests=True)
-        for e in self._iter(q):
-            count += 1
-            if trace_id is None:
-                if expected_seq is not None and e.seq != expected_seq:
+        projection: dict[str, list[Any]] = {}
+        top = 0
+        # Rows, not events: a digest that is not hex or bytes that are not an envelope
+        # are findings to report, not errors of the read.
+        while True:
+            rows, high = self.backend.read_rows(q)
+            for seq, raw, digest_hex in rows:
+                count += 1
+                if trace_id is None:
+                    if expected_seq is not None and seq != expected_seq:
+                        return VerifyReport(count, len(last), False,
+                                            f"seq jumps from {expected_seq - 1} to {seq}", seq)
+                    expected_seq = seq + 1
+                try:
+                    env = orjson.loads(raw)
+                    run_id, kind = env["run_id"], env["kind"]
+                    if type(run_id) is not str:
+                        raise TypeError(run_id)
+                except Exception:
                     return VerifyReport(count, len(last), False,
-                                        f"seq jumps from {expected_seq - 1} to {e.seq}", e.seq)
-                expected_seq = e.seq + 1
-            try:
-                run_id = e.run_id
-            except RunlogError as err:
-                return VerifyReport(count, len(last), False, f"seq {e.seq}: {err}", e.seq)
-            want = chain_digest(last.get(run_id), e.raw)
-            if want != e.digest:
-                return VerifyReport(
-                    count, len(last), False,
-                    f"seq {e.seq} (run {run_id}): stored bytes do not match the hash chain",
-                    e.seq)
-            last[run_id] = want
+                                        f"seq {seq}: the stored bytes are not a runlog "
+                                        "envelope", seq)
+                try:
+                    digest = bytes.fromhex(bytes(digest_hex).decode("ascii"))
+                except (ValueError, UnicodeDecodeError):
+                    return VerifyReport(count, len(last), False,
+                                        f"seq {seq} (run {run_id}): the stored digest is not "
+                                        "hex", seq)
+                want = chain_digest(last.get(run_id), bytes(raw))
+                if want != digest:
+                    return VerifyReport(
+                        count, len(last), False,
+                        f"seq {seq} (run {run_id}): stored bytes do not match the hash chain",
+                        seq)
+                last[run_id] = want
+                seen = projection.get(run_id)
+                if seen is None:
+                    projection[run_id] = seen = [
+                        (env.get("trace_id"), env.get("parent_id"), env.get("name"),
+                         env.get("run_type"), seq), 0, None]
+                seen[1] += 1
+                if kind == "end":
+                    seen[2] = seq
+                top = seq
+            if len(rows) < q.limit:
+                break
+            q = replace(q, after=high)
+        check_columns = getattr(self.backend, "check_columns", None)
+        problem = check_columns(trace_id) if check_columns is not None else None
+        if problem is not None:
+            return VerifyReport(count, len(last), False, problem[1], problem[0])
+        problem = self._check_runs_table(projection, top, trace_id)
+        if problem is not None:
+            return VerifyReport(count, len(last), False, problem[0], problem[1])
         return VerifyReport(count, len(last), True)
+
+    def _check_runs_table(self, projection: dict[str, list[Any]], top: int,
+                          trace_id: str | None) -> tuple[str, int] | None:
+        """The runs table against the events: each run's row is what its events say.
+
+        ``projection`` holds, per run, what its start event gives (trace, parent, name,
+        type, seq), its event count and its end's seq, up to ``top``. Runs that started
+        after ``top`` (recorded while verify ran) are not compared, nor an end after it.
+        """
+        rows = {r.run_id: r for r in self.runs(trace_id=trace_id, newest_first=False)}
+        for run_id, (start, n, end_seq) in projection.items():
+            info = rows.get(run_id)
+            if info is None:
+                return (f"run {run_id} has events (from seq {start[4]}) but no row in the "
+                        "runs table", start[4])
+            got = (info.trace_id, info.parent_id, info.name, info.run_type, info.start_seq)
+            if got != start:
+                return (f"run {run_id}: its row in the runs table (trace, parent, name, "
+                        f"type, start seq) is {got}, its start event says {start}",
+                        start[4])
+            if info.end_seq is not None and info.end_seq <= top and (
+                    info.end_seq != end_seq or info.event_count != n):
+                return (f"run {run_id}: its row in the runs table says it ended at seq "
+                        f"{info.end_seq} after {info.event_count} events, its events say "
+                        f"{end_seq} after {n}", start[4])
+        for run_id, info in rows.items():
+            if run_id not in projection and info.start_seq <= top:
+                return (f"run {run_id} is in the runs table but has no events",
+                        info.start_seq)
+        return None
 
     # -- lifecycle -------------------------------------------------------------------
     def close(self) -> None:

@@ -178,18 +178,28 @@ class RunTreeState:
         tops = [root_id] if root_id is not None else children.get(None, [])
         out: dict[str, RunNode] = {}
 
-        def visit(run_ids: list[str], prefix: str) -> None:
+        def keys(run_ids: list[str], prefix: str) -> list[tuple[str, str]]:
             seen: dict[str, int] = {}
+            found = []
             for rid in run_ids:
                 node = self.runs[rid]
                 k = seen.get(node.name, 0)
                 seen[node.name] = k + 1
                 label = _escape(node.name) + (f"[{k}]" if k else "")
-                key = f"{prefix}/{label}" if prefix else label
-                out[key] = node
-                visit(children.get(rid, []), key)
+                found.append((rid, f"{prefix}/{label}" if prefix else label))
+            return found
 
-        visit(tops, "")
+        # Depth first, iteratively and each run once: a store another process wrote
+        # may hold a parent cycle, or nesting deeper than the recursion limit.
+        visited: set[str] = set()
+        todo = keys(tops, "")[::-1]
+        while todo:
+            rid, key = todo.pop()
+            if rid in visited:
+                continue
+            visited.add(rid)
+            out[key] = self.runs[rid]
+            todo.extend(keys(children.get(rid, []), key)[::-1])
         return out
 
 

@@ -623,8 +623,8 @@ def test_import_hands_append_the_records_pending_from_raw_builds() -> None:
 @pytest.mark.parametrize("which", [1, 2])
 def test_a_repeated_run_id_key_is_refused(which: int) -> None:
     """A line whose digests were forged for the run its first bytes name, but which
-    parses to another run (a repeated key), is not written to either run: as the run's
-    first stream event, or as its second (read from the time on, after the first)."""
+    parses to another run (a repeated key), refuses the whole file before anything is
+    written: as the run's first stream event, or as its second (its rest parsed alone)."""
     with runlog.open(":memory:") as source, runlog.open(":memory:") as target:
         with source.run("a") as a:
             a.stream(1)
@@ -638,15 +638,15 @@ def test_a_repeated_run_id_key_is_refused(which: int) -> None:
         with pytest.raises(runlog.ExportFileError,
                            match=rf"line {which + 2}.*run id twice"):
             import_jsonl(target, io.BytesIO(data), batch_size=1)
-        assert target.last_seq() == which  # the lines before it, which are sound
+        assert target.last_seq() == 0  # refused by the check pass: nothing written
         assert target.verify().ok
 
 
 @pytest.mark.parametrize("broken", ["id only", "after the time"])
 def test_invalid_json_behind_forged_digests_is_refused(broken: str) -> None:
-    """The check pass reads the first bytes of a stream event; the write pass parses
-    it (whole, or from its time on after an earlier event of its run), so an envelope
-    that is not JSON never reaches the store."""
+    """The check pass parses every envelope (whole, or from its time on after an
+    earlier event of its run), so an envelope that is not JSON refuses the whole file
+    before anything is written."""
     with runlog.open(":memory:") as source, runlog.open(":memory:") as target:
         with source.run("a") as a:
             a.stream(1)
@@ -658,9 +658,9 @@ def test_invalid_json_behind_forged_digests_is_refused(broken: str) -> None:
             raws[2] = raws[2][:-1] + b',oops}'
         data = seal(raws)
         assert not verify_jsonl(io.BytesIO(data)).ok
-        with pytest.raises(runlog.ExportFileError, match="line 4: the event is not"):
+        with pytest.raises(runlog.ExportFileError, match=r"line 4 .*not valid JSON"):
             import_jsonl(target, io.BytesIO(data), batch_size=1)
-        assert target.last_seq() == 2  # the lines before it, which are sound
+        assert target.last_seq() == 0
         assert target.verify().ok
         assert all(e.kind for e in target.events())
 

@@ -6,6 +6,7 @@ import gc
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
@@ -99,6 +100,16 @@ def export(db: str, filter: Filter | None, fmt: str, run_id: str | None,
             f"exported {result.events} events of {result.runs} runs to {files}")
 
 
+def _sqlite_path(db: str) -> Path | None:
+    """The file ``db`` names when it is a SQLite store (as :func:`runlog.open` reads it)."""
+    if db == ":memory:" or ("://" in db and not db.lower().startswith("sqlite")):
+        return None
+    if "://" in db:
+        path = db.split("://", 1)[1]
+        return Path(path[1:] if path.startswith("/") else path)
+    return Path(db)
+
+
 @cli.command(name="import")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @db_option
@@ -125,11 +136,24 @@ def import_(file: str, db: str, skip_existing: bool, batch_size: int) -> None:
     # time at 100k events). The process is ours, so it is switched off for the import.
     collecting = gc.isenabled()
     gc.disable()
+    new_file = _sqlite_path(db)
+    if new_file is not None and new_file.exists():
+        new_file = None
     try:
         with runlog.open(db) as store, progress_bar("importing", None) as progress:
-            result = import_jsonl(store, file,
-                                  on_conflict="skip" if skip_existing else "error",
-                                  batch_size=batch_size, progress=progress)
+            try:
+                result = import_jsonl(store, file,
+                                      on_conflict="skip" if skip_existing else "error",
+                                      batch_size=batch_size, progress=progress)
+            except BaseException:
+                if new_file is None or store.last_seq() != 0:
+                    new_file = None
+                raise
+    except BaseException:
+        if new_file is not None:  # a store this failed import created, still empty
+            for path in (new_file, Path(f"{new_file}-wal"), Path(f"{new_file}-shm")):
+                path.unlink(missing_ok=True)
+        raise
     finally:
         if collecting:
             gc.enable()

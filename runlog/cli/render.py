@@ -86,12 +86,16 @@ def run_tree(runs: list[RunInfo], root_id: str, outputs: dict[str, Any] | None =
 
     root = by_id[root_id]
     tree = Tree(label(root))
-
-    def grow(node: Tree, run_id: str) -> None:
+    # Iterative, and each run once: a store another process wrote may hold a parent
+    # cycle or a nesting deeper than Python's recursion limit.
+    seen = {root_id}
+    todo: list[tuple[Tree, str]] = [(tree, root_id)]
+    while todo:
+        node, run_id = todo.pop()
         for child in by_parent.get(run_id, []):
-            grow(node.add(label(child)), child.run_id)
-
-    grow(tree, root_id)
+            if child.run_id not in seen:
+                seen.add(child.run_id)
+                todo.append((node.add(label(child)), child.run_id))
     return tree
 
 

@@ -196,6 +196,16 @@ class _RunState:
     empty until its first stream event, ``\\n`` (never a line's start) if none."""
     head_fields: tuple[Any, ...] = ()
     """Import, write pass: run id, trace id, name and run type, as in :attr:`head`."""
+    run_id: str = ""
+    start: tuple[Any, ...] = ()
+    """Check pass: parent id, name and run type of the run's start event, which every
+    later event of the run repeats (:func:`_check_envelope`)."""
+    line: int = 0
+    """Check pass: the line of the run's start event."""
+    check_head: bytes = b"\n"
+    """Check pass: the head (:func:`_stream_head`) of the run's first stream event once
+    its members passed :func:`_check_envelope`; ``\n`` (never a line's start) until
+    then, or when the run's stream events do not split that way."""
 
 
 def _iter_lines(fp: IO[bytes], name: str) -> Iterator[tuple[int, bytes, bytes]]:
@@ -411,6 +421,7 @@ def _check_line(runs: dict[str, _RunState], digest: bytes, raw: bytes, name: str
         if trace_id is None:
             trace_id = _envelope_ids(raw, name, lineno, full=True)[2]
         state = runs[run_id] = _RunState(str(trace_id), digest, ended=False)
+        _check_values(raw, kind, run_id, state, name, lineno)
         return run_id, state, True
     if state.ended or kind == "start":
         what = "starts again" if kind == "start" else "has an event after its end"
@@ -424,7 +435,185 @@ def _check_line(runs: dict[str, _RunState], digest: bytes, raw: bytes, name: str
     state.digest = digest
     state.count += 1
     state.ended = kind == "end"
+    _check_values(raw, kind, run_id, state, name, lineno)
     return run_id, state, False
+
+
+# ------------------------------------------------------------------ field checks
+
+TIME_MIN = -62_135_596_800_000_000
+"""The earliest event time a file may hold: 0001-01-01T00:00:00Z in microseconds."""
+TIME_MAX = 253_402_300_799_999_999
+"""The latest: 9999-12-31T23:59:59.999999Z. Every time between the two is a
+:class:`datetime.datetime` (``Event.time``) and fits both backends' 64-bit column."""
+_REQUIRED = ("kind", "run_id", "parent_id", "trace_id", "name", "run_type", "tags",
+             "metadata", "time", "data")
+
+
+def _field_error(name: str, lineno: int, run_id: str, what: str) -> ExportFileError:
+    return ExportFileError(f"{name}, line {lineno} (run {run_id}): {what}")
+
+
+def _kind_of(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _check_envelope(env: Any, kind: str, run_id: str, state: _RunState, name: str,
+                    lineno: int) -> None:
+    """Every field of one parsed envelope is what readers and both backends can take.
+
+    Run before anything is written, so a file that holds one bad value writes nothing
+    (a store cannot repair a value once committed: a ``tags`` that is not a list makes
+    every listing fail, a time past 64 bits wedges the batch). Later events of a run
+    must repeat its start's trace id, parent id, name and type, as a recorder writes
+    them. ``kind`` and ``run_id`` are the ones the hash chain was checked under.
+    """
+    if type(env) is not dict:
+        raise _field_error(name, lineno, run_id, "the event is not a JSON object")
+    for key in _REQUIRED:
+        if key not in env:
+            raise _field_error(name, lineno, run_id, f"the event has no `{key}`")
+    if env["kind"] != kind or env["run_id"] != run_id:
+        raise _field_error(name, lineno, run_id,
+                           "the event gives its kind or run id twice")
+    trace_id, parent_id = env["trace_id"], env["parent_id"]
+    if type(trace_id) is not str or not trace_id:
+        raise _field_error(name, lineno, run_id,
+                           f"`trace_id` must be a non-empty string, not {_kind_of(trace_id)}")
+    if parent_id is not None and (type(parent_id) is not str or not parent_id):
+        raise _field_error(name, lineno, run_id, "`parent_id` must be null or a non-empty "
+                           f"string, not {_kind_of(parent_id)}")
+    for key in ("name", "run_type"):
+        value = env[key]
+        if type(value) is not str or not value:
+            raise _field_error(name, lineno, run_id,
+                               f"`{key}` must be a non-empty string, not {_kind_of(value)}")
+    tags = env["tags"]
+    if type(tags) is not list or not all(type(t) is str for t in tags):
+        raise _field_error(name, lineno, run_id, "`tags` must be a list of strings")
+    if type(env["metadata"]) is not dict:
+        raise _field_error(name, lineno, run_id, "`metadata` must be an object, not "
+                           f"{_kind_of(env['metadata'])}")
+    t = env["time"]
+    if type(t) is not int:
+        raise _field_error(name, lineno, run_id, "`time` must be integer microseconds, "
+                           f"not {_kind_of(t)}")
+    if not TIME_MIN <= t <= TIME_MAX:
+        raise _field_error(name, lineno, run_id, f"`time` {t} is out of range (years 1 "
+                           "to 9999 in microseconds since the epoch)")
+    if "channel" in env and (kind != "stream" or type(env["channel"]) is not str):
+        raise _field_error(name, lineno, run_id,
+                           "`channel` must be a string, on stream events only")
+    if "error" in env and (kind != "end" or not (env["error"] is None
+                                                 or type(env["error"]) is dict)):
+        raise _field_error(name, lineno, run_id,
+                           "`error` must be null or an object, on end events only")
+    if "inputs" in env and kind != "end":
+        raise _field_error(name, lineno, run_id, "`inputs` belongs to end events only")
+    if kind == "start":
+        if parent_id == run_id:
+            raise _field_error(name, lineno, run_id, "the run is its own parent")
+        if (parent_id is None) != (trace_id == run_id):
+            raise _field_error(
+                name, lineno, run_id,
+                "a root run's `trace_id` is its own id, and only a root's is"
+                if parent_id is None else
+                f"`trace_id` {trace_id} is the run's own id, but it has a parent")
+        state.run_id, state.line = run_id, lineno
+        state.start = (parent_id, env["name"], env["run_type"])
+        return
+    if trace_id != state.trace_id:
+        raise _field_error(name, lineno, run_id, f"`trace_id` {trace_id} is not the one "
+                           f"its start event gives ({state.trace_id})")
+    if (parent_id, env["name"], env["run_type"]) != state.start:
+        raise _field_error(name, lineno, run_id, "`parent_id`, `name` or `run_type` differs "
+                           f"from its start event's (line {state.line})")
+
+
+def _check_values(raw: bytes, kind: str, run_id: str, state: _RunState, name: str,
+                  lineno: int) -> None:
+    """:func:`_check_envelope` for one line, cheaply for a run's stream events.
+
+    A run's stream events share their first bytes up to ``"time":`` (see
+    :func:`_stream_head`); once the members those bytes hold passed the check, an event
+    that starts with them is checked by parsing only the rest, which must hold nothing
+    but ``time``, ``data`` and ``channel`` (another key would override a checked one).
+    """
+    head = state.check_head
+    if raw.startswith(head):
+        try:
+            rest = orjson.loads(b'{"time":' + raw[len(head):])
+        except orjson.JSONDecodeError:
+            rest = None
+        if rest is not None:
+            t, n = rest["time"], len(rest)
+            if (t.__class__ is int and TIME_MIN <= t <= TIME_MAX and "data" in rest
+                    and (n == 2 or (n == 3 and rest.get("channel").__class__ is str))):
+                return
+    try:
+        env = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise _field_error(name, lineno, run_id, f"the event is not valid JSON ({e})") \
+            from None
+    _check_envelope(env, kind, run_id, state, name, lineno)
+    if kind == "stream" and state.check_head == b"\n":
+        found = _stream_head(raw, run_id)
+        if found is not None:
+            # The head's own members must pass too: an event that starts with them and
+            # holds only time and data in its rest parses to them. When they do not
+            # (this event gives a key twice), every such event fails its full check.
+            head = found[0]
+            members = orjson.loads(head[:-len(_TIME_KEY)] + b',"time":0,"data":0}')
+            try:
+                _check_envelope(members, kind, run_id, state, name, lineno)
+            except ExportFileError:
+                return
+            state.check_head = head
+
+
+def _check_tree(runs: dict[str, _RunState], store: StoreLike | None,
+                name: str) -> None:
+    """Each run's parent is in its trace, and following parents ends (no cycle).
+
+    Parents are looked up in the file, then in ``store`` (a subtree export's top run
+    has a parent the file does not hold, which is allowed: it may be nowhere).
+    """
+    outside: dict[str, Any] = {}
+
+    def parent_of(run_id: str) -> tuple[str | None, str | None]:
+        s = runs.get(run_id)
+        if s is not None:
+            return s.start[0], s.trace_id
+        if run_id not in outside:
+            info = store.backend.get_run(run_id) if store is not None else None
+            outside[run_id] = None if info is None else (info.parent_id, info.trace_id)
+        found = outside[run_id]
+        return found if found is not None else (None, None)
+
+    done: set[str] = set()
+    for run_id, s in runs.items():
+        path: list[str] = []
+        on_path: set[str] = set()
+        cur: str | None = run_id
+        while cur is not None and cur not in done:
+            if cur in on_path:
+                loop = path[path.index(cur):]
+                shown = " -> ".join(loop[:4]) + (" ..." if len(loop) > 4 else "")
+                raise ExportFileError(
+                    f"{name}, line {s.line} (run {run_id}): the runs' parents form a cycle "
+                    f"({shown} -> {cur}); the file was edited")
+            path.append(cur)
+            on_path.add(cur)
+            parent, trace = parent_of(cur)
+            if parent is not None:
+                p_trace = parent_of(parent)[1]
+                if p_trace is not None and p_trace != trace:
+                    line = runs[cur].line if cur in runs else s.line
+                    raise ExportFileError(
+                        f"{name}, line {line} (run {cur}): its parent {parent} is in trace "
+                        f"{p_trace}, not in the run's own trace {trace}")
+            cur = parent
+        done.update(path)
 
 
 @contextmanager
@@ -488,6 +677,7 @@ def verify_jsonl(source: str | os.PathLike[str] | IO[bytes]) -> FileReport:
             for lineno, digest, raw in _iter_lines(fp, name):
                 _check_line(runs, digest, raw, name, lineno, True)
                 events += 1
+            _check_tree(runs, None, name)
     except ExportFileError as e:
         return FileReport(events, len(runs), False, str(e))
     return FileReport(events, len(runs), True)
@@ -604,6 +794,7 @@ def _check_pass(store: StoreLike, fp: IO[bytes], name: str, on_conflict: OnConfl
     stream_key, end_key = _STREAM_KEY, _END_KEY
     stream_at, end_at = len(_STREAM_KEY), len(_END_KEY)
     last_key, last = b"\0", _RunState("", b"", ended=True)  # the last stream's run
+    loads, t_min, t_max = orjson.loads, TIME_MIN, TIME_MAX
     for first, digests, raws in _iter_blocks(fp, name, fingerprints=fingerprints):
         for k, raw in enumerate(raws):
             digest = digests[16 * k:16 * k + 16]
@@ -636,6 +827,23 @@ def _check_pass(store: StoreLike, fp: IO[bytes], name: str, on_conflict: OnConfl
                         "chain; the line was edited, or lines were reordered")
                 state.digest = digest
                 state.count += 1
+                if raw.startswith(state.check_head):  # _check_values, inline
+                    try:
+                        rest = loads(b'{"time":' + raw[len(state.check_head):])
+                        t = rest["time"]
+                        n = len(rest)
+                        if not (t.__class__ is int and t_min <= t <= t_max and "data" in rest
+                                and (n == 2 or (n == 3
+                                                and rest.get("channel").__class__ is str))):
+                            rest = None
+                    except orjson.JSONDecodeError:
+                        rest = None
+                    if rest is None:
+                        _check_values(raw, "end" if ended else "stream", state.run_id, state,
+                                      name, first + k)
+                else:
+                    _check_values(raw, "end" if ended else "stream", state.run_id, state,
+                                  name, first + k)
                 if ended:
                     state.ended = True
                     del open_runs[raw[end_at:end]]
@@ -653,10 +861,20 @@ def _check_pass(store: StoreLike, fp: IO[bytes], name: str, on_conflict: OnConfl
                         if run_id in in_trace:
                             state.store_count, _ = _store_chain(store, state.trace_id,
                                                                 run_id, 0)
+                        else:
+                            other = store.backend.get_run(run_id)
+                            if other is not None:
+                                raise ImportConflictError(
+                                    f"{name}, line {first + k}: run {run_id} is already in "
+                                    f"{store.location} in another trace ({other.trace_id}, "
+                                    f"not {state.trace_id}); nothing was imported. Two "
+                                    "different runs share this id: import into another "
+                                    "store")
                 elif state.ended:
                     open_runs.pop(run_id.encode("utf-8", "surrogatepass"), None)
             if state.store_count and state.count == state.store_count:
                 state.store_digest = digest  # compared with the store's last digest below
+    _check_tree(runs, None if empty_store else store, name)
     conflicts = [rid for rid, s in runs.items() if s.store_count]
     if not conflicts:
         return runs

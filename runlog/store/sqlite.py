@@ -172,6 +172,9 @@ class SQLiteBackend(Backend):
         self._conns_lock = threading.Lock()
         self._wlock = threading.Lock()
         self._closed = False
+        self._ro_uri: str | None = None
+        self.read_only = False
+        """Opened read-only (see :meth:`_open_read_only`): every write fails."""
         if not self.path.exists():
             if not create:
                 raise StoreNotFoundError(
@@ -179,9 +182,17 @@ class SQLiteBackend(Backend):
                     "or pass --db with the right path"
                 )
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._open(create)
+        except (sqlite3.DatabaseError, StoreError) as e:
+            if not (_is_read_only_error(e) and self.path.exists()):
+                raise
+            self._open_read_only()
+
+    def _open(self, create: bool) -> None:
         self._wconn = self._connect()
         try:
-            self._wconn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._wconn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
             self._check_or_create(create)
         except sqlite3.DatabaseError as e:
             self.close()
@@ -192,13 +203,47 @@ class SQLiteBackend(Backend):
             self.close()
             raise
 
+    def _open_read_only(self) -> None:
+        """Open a store this process may not write (a read-only file or directory).
+
+        A WAL database's readers write its ``-shm`` file, so a plain open fails there.
+        ``mode=ro`` works when the ``-shm`` and ``-wal`` files exist (or can be made);
+        otherwise, with no ``-wal`` file holding commits, ``immutable=1`` reads the file
+        alone (safe: nobody can write into a directory nobody may create files in,
+        and a WAL with commits is never ignored).
+        """
+        from urllib.parse import quote
+
+        base = "file:" + quote(str(self.path.resolve()))
+        wal = Path(f"{self.path}-wal")
+        uris = [base + "?mode=ro"]
+        if not wal.exists() or wal.stat().st_size == 0:
+            uris.append(base + "?immutable=1")
+        error: BaseException | None = None
+        for uri in uris:
+            self._closed = False
+            self._ro_uri = uri
+            self.read_only = True
+            try:
+                self._open(False)
+                return
+            except (sqlite3.DatabaseError, StoreError) as e:
+                error = e
+        assert error is not None
+        raise error
+
     # -- connections -----------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-            )
+            if self._ro_uri is not None:
+                conn = sqlite3.connect(self._ro_uri, uri=True, isolation_level=None,
+                                       check_same_thread=False,
+                                       timeout=BUSY_TIMEOUT_MS / 1000)
+            else:
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False,
+                    timeout=BUSY_TIMEOUT_MS / 1000,
+                )
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         except sqlite3.DatabaseError as e:
             raise self._corrupt(e) from e
@@ -216,11 +261,30 @@ class SQLiteBackend(Backend):
         return conn
 
     def _corrupt(self, e: BaseException) -> StoreError:
+        if "malformed" in str(e):
+            return CorruptStoreError(
+                f"{self.path} is damaged ({e}): {self._integrity_findings()}. Restore it "
+                "from a backup or a `runlog export` file; stop recording into it")
         return CorruptStoreError(
             f"{self.path} is not a runlog store: it is not a SQLite database, or it is "
             f"damaged ({e}). Check the --db path; restore a damaged store from a backup "
             "or a `runlog export` file."
         )
+
+    def _integrity_findings(self) -> str:
+        """SQLite's own account of the damage (``PRAGMA quick_check``), on one line.
+
+        It names the table or index and the page, which the read's error does not.
+        """
+        try:
+            conn = sqlite3.connect(self._ro_uri or f"file:{self.path}?mode=ro", uri=True)
+            try:
+                lines = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)")]
+            finally:
+                conn.close()
+        except sqlite3.Error as err:
+            return f"its integrity check could not run ({err})"
+        return "integrity check: " + "; ".join(lines)
 
     def _check_or_create(self, create: bool) -> None:
         conn = self._wconn
@@ -232,7 +296,7 @@ class SQLiteBackend(Backend):
         if "meta" in names:
             self._check_version()
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-            if str(mode).lower() != "wal":
+            if str(mode).lower() != "wal" and not self.read_only:
                 self._set_wal()
             return
         if names - {"sqlite_sequence"}:
@@ -433,6 +497,37 @@ class SQLiteBackend(Backend):
             high = min(high, q.until)
         return rows, max(high, q.after)
 
+    def check_columns(self, trace_id: str | None = None) -> tuple[int, str] | None:
+        """The first event whose columns are not what its stored bytes say, if any.
+
+        ``trace_id``, ``run_id``, ``kind``, ``name``, ``run_type`` and ``time`` are
+        copies of envelope fields that reads and filters use without parsing; an edit
+        of one alone would pass the hash chain (``runlog verify``).
+        """
+        import orjson
+
+        cols = ("trace_id", "run_id", "kind", "name", "run_type", "time")
+        after = 0
+        while True:
+            with self._read_txn(raw_bytes=False) as conn:
+                rows = conn.execute(
+                    f"SELECT seq, {', '.join(cols)}, CAST(raw AS BLOB) FROM events "
+                    "WHERE seq > ? AND (? IS NULL OR trace_id = ?) ORDER BY seq LIMIT 5000",
+                    (after, trace_id, trace_id)).fetchall()
+            for row in rows:
+                try:
+                    env = orjson.loads(row[7])
+                    want = tuple(env[c] for c in cols)
+                except Exception:
+                    continue  # the chain check reports bytes that are no envelope
+                for col, got, value in zip(cols, row[1:7], want, strict=True):
+                    if got != value:
+                        return row[0], (f"seq {row[0]}: the events table's {col} column "
+                                        f"({got!r}) is not the stored bytes' ({value!r})")
+            if len(rows) < 5000:
+                return None
+            after = rows[-1][0]
+
     def last_seq(self) -> int:
         with self._read_txn(raw_bytes=False) as conn:
             return int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
@@ -540,6 +635,12 @@ class SQLiteBackend(Backend):
 # runs where that can happen, from the JSON text, which keeps the escape.
 _TAGS_NUL = "instr(json_extract(events.raw, '$.tags'), '\\u0000') > 0"
 _METADATA_NUL = "instr(json_extract(events.raw, '$.metadata'), '\\u0000') > 0"
+
+
+def _is_read_only_error(e: BaseException) -> bool:
+    """Whether opening failed only because this process may not write the store."""
+    text = f"{e} {e.__cause__}"
+    return "readonly database" in text or "unable to open database file" in text
 
 
 def filter_sql(f: Filter) -> tuple[str, list[Any]]:
