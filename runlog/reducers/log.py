@@ -214,7 +214,7 @@ class LogReducer:
         else:
             try:
                 acc = prev + chunk
-            except TypeError:
+            except (TypeError, OverflowError):  # a datetime chunk past year 9999 too
                 prev = None
                 acc = chunk
         self.acc = acc
