@@ -10,6 +10,7 @@ byte for byte what a replay folds afterwards.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,6 +22,7 @@ import orjson
 
 from runlog import codec
 from runlog.api import Store
+from runlog.errors import StoreError
 from runlog.events import Event, RunInfo, datetime_to_micros
 from runlog.filters import ANY, Filter
 
@@ -33,6 +35,7 @@ __all__ = [
     "parse_meta",
     "run_detail",
     "run_dict",
+    "store_unavailable",
     "token_counts",
 ]
 
@@ -78,6 +81,31 @@ def run_dict(r: RunInfo, token_count: int | None = None) -> dict[str, Any]:
         "start_seq": r.start_seq,
         "end_seq": r.end_seq,
     }
+
+
+_DRIVER_ERRORS = (("sqlite3", "DatabaseError"), ("psycopg", "Error"),
+                  ("sqlalchemy.exc", "DBAPIError"), ("sqlalchemy.exc", "TimeoutError"))
+"""Driver exceptions that mean "the database is unavailable or damaged", not "this
+request is wrong": a dropped PostgreSQL connection, ``database is locked`` beyond the
+busy timeout, a malformed file. Looked up in ``sys.modules`` so the viewer imports no
+driver (a driver nobody loaded cannot have raised)."""
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """True for errors that mean the store cannot be read right now (answered 503).
+
+    runlog's own :class:`~runlog.errors.StoreError` (an unknown run aside), and the
+    database drivers' errors that escape a backend untranslated.
+    """
+    if isinstance(exc, BaseExceptionGroup):  # from a task group inside a tail
+        return all(store_unavailable(e) for e in exc.exceptions)
+    if isinstance(exc, StoreError):
+        return True
+    for module, name in _DRIVER_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return True
+    return False
 
 
 # ------------------------------------------------------------------------ tokens
