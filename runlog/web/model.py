@@ -173,7 +173,7 @@ class TokenCounter:
             if cached_only and not self.is_cached(trace_id):
                 continue
             counts = self.per_run(trace_id)
-            if all(r.parent_id is None for r in wanted):
+            if all(r.run_id == trace_id for r in wanted):  # roots: the whole trace
                 total = sum(counts.values())
                 out.update((r.run_id, total) for r in wanted)
                 continue
@@ -181,6 +181,9 @@ class TokenCounter:
             for t in self.store.trace_runs(trace_id):
                 children.setdefault(t.parent_id, []).append(t.run_id)
             for r in wanted:
+                if r.run_id == trace_id:  # the root: its whole trace, as above
+                    out[r.run_id] = sum(counts.values())
+                    continue
                 # A damaged or forged store can hold a parent cycle: count each run once.
                 total, todo, seen = 0, [r.run_id], {r.run_id}
                 while todo:
