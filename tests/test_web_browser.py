@@ -298,6 +298,29 @@ def test_html_in_recorded_values_renders_as_text(page: Any, server: str, db: Pat
     assert page.evaluate("window.__pwned") is None
 
 
+def test_integers_beyond_2_53_show_every_digit(page: Any, server: str, db: Path) -> None:
+    """JSON.parse would round 2^53 + 1 to ...992: the pages keep such integers exact."""
+    big, low, meta = 2**53 + 1, -(2**63), 2**62 + 1
+    with runlog.open(db) as store:
+        with store.run("big-ints", "chain", inputs={"big": big, "low": low, "small": 3},
+                       metadata={"id": meta}) as root:
+            root.stream([big, 1.5])
+            root.end(outputs={"sum": big + 2})
+        root_id = root.id
+
+    page.goto(f"{server}runs/{root_id}")
+    page.wait_for_selector("details.run")
+    node = f'details.run[data-run-id="{root_id}"]'
+    inputs = text_of(page, f"{node} > .run-body .section-inputs pre")
+    assert f'"big": {big},' in inputs
+    assert f'"low": {low},' in inputs
+    assert '"small": 3' in inputs
+    assert f'"sum": {big + 2}' in text_of(page, f"{node} > .run-body .section-outputs pre")
+    assert str(big) in text_of(page, f"{node} > .run-body .section-chunks pre")
+    assert f'"id": {meta}' in text_of(page, f"{node} > .run-body details.metadata pre")
+    assert "≈" not in text_of(page, f"{node} > .run-body")
+
+
 RESUMING_WRITER = textwrap.dedent("""
     import sys, runlog
     store = runlog.open(sys.argv[1])

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -41,6 +41,7 @@ __all__ = [
     "Pending",
     "PollingWaiter",
     "RunQuery",
+    "StoredMetadata",
     "WriterInfo",
     "pending_from_raw",
 ]
@@ -269,6 +270,66 @@ def pending_from_raw(raw: bytes, previous: bytes | None, event_count: int = 0) -
     )
 
 
+class StoredMetadata(Mapping[str, Any]):
+    """A run's metadata as the runs table holds it: parsed JSON, tags decoded on first use.
+
+    Listing runs maps every row, and most readers never look at the metadata (or, as
+    the web viewer, show it as stored): decoding it eagerly would run the codec over
+    every row, on values a store shared with others may have forged. ``stored`` is
+    the parsed JSON with its ``{"$rl:...": }`` tags as they are, ``raw`` its exact
+    text. Metadata that is not a JSON object (only a damaged or forged store has such)
+    reads as empty here.
+    """
+
+    __slots__ = ("_decoded", "raw", "stored")
+
+    def __init__(self, raw: str | bytes | None) -> None:
+        self.raw: str | bytes = raw or b"{}"
+        self.stored: Any = codec.loads_plain(self.raw)
+        self._decoded: dict[str, Any] | None = None
+
+    def _values(self) -> dict[str, Any]:
+        decoded = self._decoded
+        if decoded is None:
+            value = codec.untag(self.stored) if type(self.stored) is dict else {}
+            decoded = self._decoded = value if isinstance(value, dict) else {}
+        return decoded
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values())
+
+    def __len__(self) -> int:
+        return len(self._values())
+
+    def __repr__(self) -> str:
+        return repr(self._values())
+
+
+def _error_text(value: Any) -> str:
+    """One field of a stored error: a string, or a string the codec had to tag (lone
+    surrogates); anything else (a forged row) is shown as its JSON, never decoded."""
+    if type(value) is str:
+        return value
+    if type(value) is dict and len(value) == 1 and type(value.get("$rl:str")) is str:
+        try:
+            return bytes.fromhex(value["$rl:str"]).decode("utf-8", "surrogatepass")
+        except ValueError:
+            pass
+    return codec.dumps_plain(value).decode()
+
+
+def _error_info(stored: Any) -> ErrorInfo:
+    """A run's error from the runs table: its three strings, nothing revived."""
+    if type(stored) is not dict:
+        stored = {"message": stored}
+    return ErrorInfo(type=_error_text(stored.get("type", "")),
+                     message=_error_text(stored.get("message", "")),
+                     traceback=_error_text(stored.get("traceback", "")))
+
+
 def run_info_from_row(
     *,
     run_id: str,
@@ -300,8 +361,8 @@ def run_info_from_row(
         end_time=micros_to_datetime(end_time) if end_time is not None else None,
         event_count=event_count,
         tags=tuple(codec.loads_plain(tags)) if tags else (),
-        metadata=codec.untag(codec.loads_plain(metadata)) if metadata else {},
-        error=ErrorInfo.from_dict(codec.untag(codec.loads_plain(error))) if error else None,
+        metadata=StoredMetadata(metadata),
+        error=_error_info(codec.loads_plain(error)) if error else None,
         start_seq=start_seq,
         end_seq=end_seq,
     )

@@ -23,12 +23,11 @@ rebinding).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.resources
-import os
-import tempfile
-from collections.abc import AsyncIterator, Callable, Sequence
+import math
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -37,13 +36,14 @@ import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runlog.api import Store
-from runlog.errors import RunlogError, StoreError, UnknownRunError
+from runlog.errors import RunlogError, UnknownRunError
+from runlog.web.export import ExportResponse
 from runlog.web.model import (
     MAX_LIMIT,
     RunsQuery,
@@ -51,11 +51,20 @@ from runlog.web.model import (
     events_page,
     list_runs,
     run_detail,
+    store_unavailable,
     token_counts,
 )
 from runlog.web.stream import EventStream, parse_kinds
 
-__all__ = ["LOOPBACK_HOSTS", "close_streams", "create_app", "export_formats", "host_of"]
+__all__ = [
+    "LOOPBACK_HOSTS",
+    "MAX_SEQ",
+    "close_streams",
+    "create_app",
+    "error_answer",
+    "export_formats",
+    "host_of",
+]
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -149,18 +158,45 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+MAX_SEQ = 2**63 - 1
+"""The largest ``seq`` a store can hold (a signed 64-bit column on every backend):
+cursors beyond it are refused with 400 instead of overflowing in the driver."""
+MAX_IDLE_TIMEOUT = 86_400.0
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+
+
 def _int_param(request: Request, name: str, default: int, *, low: int = 0,
-               high: int | None = None) -> int:
+               high: int = MAX_SEQ) -> int:
     text = request.query_params.get(name, "")
     if text == "":
         return default
+    value = int(text) if _INTEGER.fullmatch(text) else None
+    if value is None or not low <= value <= high:
+        raise ValueError(f"{name} {text[:40]!r} is not a whole number between {low} and "
+                         f"{high}")
+    return value
+
+
+def _last_event_id(text: str) -> int:
+    """The seq a reconnecting EventSource saw last (the SSE ``id:`` we sent)."""
+    if not _DIGITS.fullmatch(text) or int(text) > MAX_SEQ:
+        raise ValueError(f"Last-Event-ID {text[:40]!r} is not a seq (a whole number "
+                         f"from 0 to {MAX_SEQ}); drop the header to follow from now")
+    return int(text)
+
+
+def _idle_timeout(text: str) -> float | None:
+    """Seconds without an event before the stream closes; ``None``: stay open."""
+    if text == "":
+        return None
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise ValueError(f"{name} {text!r} is not a whole number") from None
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"{name} must be between {low} and {high if high else 'any'}, "
-                         f"not {value}")
+        value = math.nan
+    if not 0 <= value <= MAX_IDLE_TIMEOUT:  # also refuses nan and inf
+        raise ValueError(f"idle_timeout {text[:40]!r} must be a number of seconds from 0 "
+                         f"to {MAX_IDLE_TIMEOUT:g}; leave it out to keep the stream open")
     return value
 
 
@@ -168,22 +204,36 @@ def _json(data: Any) -> Response:
     return Response(orjson.dumps(data), media_type="application/json")
 
 
-def _api(fn: Callable[..., Any]) -> Callable[[Request], Any]:
-    """Maps runlog's errors to JSON answers: unknown run 404, the store failing 503,
+def error_answer(exc: Exception) -> Response | None:
+    """The JSON answer for an error a request ran into; ``None`` for a bug (500).
+
+    An unknown run is 404; the store failing is 503, runlog's store errors and the
+    database drivers' errors alike (:func:`~runlog.web.model.store_unavailable`);
     anything else the request asked for that cannot be (a bad parameter, an ambiguous
-    id prefix) 400."""
+    id prefix) is 400.
+    """
+    if isinstance(exc, UnknownRunError):
+        return _error(404, str(exc))
+    if store_unavailable(exc):
+        return _error(503, f"the store cannot be read: {type(exc).__name__}: {exc}")
+    if isinstance(exc, ValueError | RunlogError):
+        return _error(400, str(exc))
+    return None
+
+
+def _api(fn: Callable[..., Any]) -> Callable[[Request], Any]:
+    """Answers a handler's errors with :func:`error_answer`."""
 
     @functools.wraps(fn)
     async def wrapper(request: Request) -> Response:
         try:
             result: Response = await fn(request)
             return result
-        except UnknownRunError as e:
-            return _error(404, str(e))
-        except StoreError as e:
-            return _error(503, f"the store cannot be read: {e}")
-        except (ValueError, RunlogError) as e:
-            return _error(400, str(e))
+        except Exception as e:
+            answer = error_answer(e)
+            if answer is None:
+                raise
+            return answer
 
     return wrapper
 
@@ -241,35 +291,26 @@ def create_app(store: Store, *, allowed_hosts: Sequence[str] | None = LOOPBACK_H
         return Response(body, media_type="application/json")
 
     @_api
-    async def api_export(request: Request) -> Response:
+    async def api_export(request: Request) -> Response | ExportResponse:
         fmt = request.query_params.get("format", "jsonl")
         if fmt not in export_formats():
             raise ValueError(f"format {fmt!r} is not available; choose from "
                              f"{', '.join(export_formats()) or 'none (no exporters)'}")
         rid = await anyio.to_thread.run_sync(store.resolve_run_id,
                                              request.path_params["run_id"])
-        path = await anyio.to_thread.run_sync(_export_to_file, store, fmt, rid)
         media_type, suffix = _EXPORT_TYPES[fmt]
-        return StreamingResponse(
-            _read_and_remove(path), media_type=media_type,
-            headers={"content-disposition": f'attachment; filename="run-{rid}.{suffix}"'})
+        return ExportResponse(store, fmt, rid, media_type=media_type,
+                              filename=f"run-{rid}.{suffix}", on_error=error_answer)
 
     @_api
     async def api_stream(request: Request) -> Response | EventStream:
         last_id = request.headers.get("last-event-id", "").strip()
-        if last_id:  # a reconnecting EventSource: resume after what it saw
-            if not last_id.isdigit():
-                raise ValueError(f"Last-Event-ID {last_id!r} is not a seq")
-            after = int(last_id)
-        else:
-            after = _int_param(request, "after", -1, low=-1)
+        # A reconnecting EventSource resumes after what it saw.
+        after = (_last_event_id(last_id) if last_id
+                 else _int_param(request, "after", -1, low=-1))
         kinds = parse_kinds(request.query_params.get("kinds"))
         until_end = request.query_params.get("until_end", "") in ("1", "true", "yes")
-        idle_text = request.query_params.get("idle_timeout", "")
-        try:
-            idle = float(idle_text) if idle_text else None
-        except ValueError:
-            raise ValueError(f"idle_timeout {idle_text!r} is not a number") from None
+        idle = _idle_timeout(request.query_params.get("idle_timeout", ""))
         run = request.query_params.get("run") or None
         setup = await anyio.to_thread.run_sync(_stream_setup, store, run, after)
         if setup["closed"] and until_end:
@@ -322,29 +363,3 @@ def _stream_setup(store: Store, run: str | None, after: int) -> dict[str, Any]:
     info = store.run_info(run)
     closed = info.end_seq is not None and after >= info.end_seq
     return {"closed": closed, "after": after, "run_id": info.run_id}
-
-
-def _export_to_file(store: Store, fmt: str, run_id: str) -> str:
-    from runlog.exporters import export
-
-    fd, path = tempfile.mkstemp(prefix="runlog-export-", suffix="." + fmt)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            export(store, fmt, out, run_id=run_id)  # type: ignore[arg-type]
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        raise
-    return path
-
-
-async def _read_and_remove(path: str, chunk: int = 1 << 16) -> AsyncIterator[bytes]:
-    try:
-        f = await anyio.open_file(path, "rb")
-        async with f:
-            while data := await f.read(chunk):
-                yield data
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-

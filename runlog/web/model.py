@@ -10,6 +10,7 @@ byte for byte what a replay folds afterwards.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,8 +22,10 @@ import orjson
 
 from runlog import codec
 from runlog.api import Store
+from runlog.errors import StoreError
 from runlog.events import Event, RunInfo, datetime_to_micros
 from runlog.filters import ANY, Filter
+from runlog.store.base import StoredMetadata
 
 __all__ = [
     "RunsQuery",
@@ -30,9 +33,11 @@ __all__ = [
     "event_line",
     "events_page",
     "list_runs",
+    "parent_cycles",
     "parse_meta",
     "run_detail",
     "run_dict",
+    "store_unavailable",
     "token_counts",
 ]
 
@@ -49,9 +54,12 @@ def event_line(event: Event) -> bytes:
     return b'{"seq":' + str(event.seq).encode() + b"," + event.raw[1:]
 
 
-def _json_value(value: Any) -> orjson.Fragment:
-    """A stored value in the codec's form, embedded without re-encoding it twice."""
-    return orjson.Fragment(codec.encode(value, lossy=True))
+def _metadata_json(metadata: Mapping[str, Any]) -> orjson.Fragment:
+    """A run's metadata as stored (tags as they are, ints digit for digit), never
+    decoded: the runs list shows it, it does not need the values it stands for."""
+    if isinstance(metadata, StoredMetadata):
+        return orjson.Fragment(metadata.raw)
+    return orjson.Fragment(codec.encode(dict(metadata), lossy=True))
 
 
 def run_dict(r: RunInfo, token_count: int | None = None) -> dict[str, Any]:
@@ -73,11 +81,36 @@ def run_dict(r: RunInfo, token_count: int | None = None) -> dict[str, Any]:
         "event_count": r.event_count,
         "token_count": token_count,
         "tags": list(r.tags),
-        "metadata": _json_value(dict(r.metadata)),
+        "metadata": _metadata_json(r.metadata),
         "error": r.error.to_dict() if r.error is not None else None,
         "start_seq": r.start_seq,
         "end_seq": r.end_seq,
     }
+
+
+_DRIVER_ERRORS = (("sqlite3", "DatabaseError"), ("psycopg", "Error"),
+                  ("sqlalchemy.exc", "DBAPIError"), ("sqlalchemy.exc", "TimeoutError"))
+"""Driver exceptions that mean "the database is unavailable or damaged", not "this
+request is wrong": a dropped PostgreSQL connection, ``database is locked`` beyond the
+busy timeout, a malformed file. Looked up in ``sys.modules`` so the viewer imports no
+driver (a driver nobody loaded cannot have raised)."""
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """True for errors that mean the store cannot be read right now (answered 503).
+
+    runlog's own :class:`~runlog.errors.StoreError` (an unknown run aside), and the
+    database drivers' errors that escape a backend untranslated.
+    """
+    if isinstance(exc, BaseExceptionGroup):  # from a task group inside a tail
+        return all(store_unavailable(e) for e in exc.exceptions)
+    if isinstance(exc, StoreError):
+        return True
+    for module, name in _DRIVER_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return True
+    return False
 
 
 # ------------------------------------------------------------------------ tokens
@@ -140,7 +173,7 @@ class TokenCounter:
             if cached_only and not self.is_cached(trace_id):
                 continue
             counts = self.per_run(trace_id)
-            if all(r.parent_id is None for r in wanted):
+            if all(r.run_id == trace_id for r in wanted):  # roots: the whole trace
                 total = sum(counts.values())
                 out.update((r.run_id, total) for r in wanted)
                 continue
@@ -148,13 +181,45 @@ class TokenCounter:
             for t in self.store.trace_runs(trace_id):
                 children.setdefault(t.parent_id, []).append(t.run_id)
             for r in wanted:
-                total, todo = 0, [r.run_id]
+                if r.run_id == trace_id:  # the root: its whole trace, as above
+                    out[r.run_id] = sum(counts.values())
+                    continue
+                # A damaged or forged store can hold a parent cycle: count each run once.
+                total, todo, seen = 0, [r.run_id], {r.run_id}
                 while todo:
                     rid = todo.pop()
                     total += counts.get(rid, 0)
-                    todo.extend(children.get(rid, ()))
+                    for child in children.get(rid, ()):
+                        if child not in seen:
+                            seen.add(child)
+                            todo.append(child)
                 out[r.run_id] = total
         return out
+
+
+def parent_cycles(runs: Iterable[RunInfo]) -> set[str]:
+    """Runs whose chain of parents loops back (only a damaged or forged store has any).
+
+    A run on such a loop, or below one, can never reach its trace's root; the viewer
+    shows these runs at the top of the tree, marked, instead of walking the loop.
+    """
+    parent = {r.run_id: r.parent_id for r in runs}
+    looped: set[str] = set()
+    fine: set[str] = set()
+    for start in parent:
+        path: list[str] = []
+        on_path: set[str] = set()
+        rid: str | None = start
+        while rid is not None and rid in parent and rid not in fine and rid not in looped:
+            if rid in on_path:
+                looped.update(path)
+                break
+            path.append(rid)
+            on_path.add(rid)
+            rid = parent[rid]
+        else:
+            (looped if rid in looped else fine).update(path)
+    return looped
 
 
 # ------------------------------------------------------------------------ filters
@@ -303,9 +368,15 @@ def run_detail(store: Store, run_id: str, tokens: TokenCounter) -> dict[str, Any
     _, subtree = store.subtree_ids(info.run_id)
     runs = [r for r in store.trace_runs(info.trace_id) if r.run_id in subtree]
     counts = tokens.for_runs(runs)
+    looped = parent_cycles(runs)
+    shown = [run_dict(r, counts.get(r.run_id, 0)) for r in runs]
+    for d in shown:
+        d["parent_cycle"] = d["run_id"] in looped
+    head = run_dict(info, counts.get(info.run_id, 0))
+    head["parent_cycle"] = info.run_id in looped
     return {
-        "run": run_dict(info, counts.get(info.run_id, 0)),
-        "runs": [run_dict(r, counts.get(r.run_id, 0)) for r in runs],
+        "run": head,
+        "runs": shown,
         "last_seq": last_seq,
     }
 

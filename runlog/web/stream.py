@@ -12,6 +12,9 @@ Besides events, the stream carries:
 * ``event: status`` messages, ``{"run_id": ..., "status": "abandoned", ...}``, when
   the tail reports that a followed run's writer died (its lease expired) with the
   run still open. They have no ``id:``, so they never move the cursor;
+* an ``event: unavailable`` message, ``{"error": ...}``, when the store fails mid-stream
+  (a dropped database connection); the stream then closes, and the browser's
+  reconnect either resumes or gets a 503;
 * ``: keepalive`` comments when nothing was sent for a while, so proxies and the
   browser keep the connection open and a vanished client is noticed.
 
@@ -33,9 +36,10 @@ from starlette.types import Receive, Scope, Send
 from runlog.api import Store
 from runlog.events import Event
 from runlog.tail import TailNotice
-from runlog.web.model import event_line
+from runlog.web.model import event_line, store_unavailable
 
-__all__ = ["KIND_WORDS", "EventStream", "parse_kinds", "sse_message", "status_message"]
+__all__ = ["KIND_WORDS", "EventStream", "error_message", "parse_kinds", "sse_message",
+           "status_message"]
 
 KIND_WORDS = frozenset({"start", "stream", "end", "token", "output", "custom"})
 """What ``kinds=`` may list: event kinds, and stream channels (a stream event on a
@@ -64,6 +68,15 @@ def status_message(notice: TailNotice) -> bytes:
     return b"event: status\ndata: " + orjson.dumps({
         "run_id": notice.run_id, "status": notice.kind, "name": notice.name,
         "cursor": notice.cursor}) + b"\n\n"
+
+
+def error_message(exc: BaseException) -> bytes:
+    """The store failing mid-stream as an SSE ``unavailable`` message (no ``id:``).
+
+    Not ``event: error``: EventSource would take that for its own connection error.
+    """
+    return b"event: unavailable\ndata: " + orjson.dumps({
+        "error": f"the store cannot be read: {type(exc).__name__}: {exc}"}) + b"\n\n"
 
 
 def parse_kinds(text: str | None) -> frozenset[str] | None:
@@ -166,6 +179,18 @@ class EventStream:
         return kind in kinds or (kind == "stream" and e.channel in kinds)
 
     async def _pump(self, send: Send, scope: anyio.CancelScope) -> None:
+        try:
+            await self._follow(send)
+        except Exception as e:
+            if not store_unavailable(e):
+                raise
+            # The 200 is sent already: say why in the stream and close it. The browser
+            # reconnects after ``retry`` with Last-Event-ID, and then gets events again,
+            # or a 503 while the store stays unavailable.
+            await self._send(send, error_message(e))
+        scope.cancel()  # the tail ended (until_end, idle_timeout): close the response
+
+    async def _follow(self, send: Send) -> None:
         chunks: list[bytes] = []
         async with self.store.atail(after=self.after, run_id=self.run_id,
                                     until_end=self.until_end,
@@ -183,7 +208,6 @@ class EventStream:
                     chunks = []
         if chunks:
             await self._send(send, b"".join(chunks))
-        scope.cancel()  # the tail ended (until_end, idle_timeout): close the response
 
     async def _keepalive(self, send: Send) -> None:
         while True:

@@ -29,13 +29,14 @@ RL.pad = (n, width = 2) => String(n).padStart(width, "0");
 // Epoch microseconds -> local "YYYY-MM-DD HH:MM:SS".
 RL.fmtTime = function (us) {
   if (us === null || us === undefined) return "";
-  const d = new Date(us / 1000);
+  const d = new Date(RL.num(us) / 1000);
   return `${d.getFullYear()}-${RL.pad(d.getMonth() + 1)}-${RL.pad(d.getDate())} ` +
     `${RL.pad(d.getHours())}:${RL.pad(d.getMinutes())}:${RL.pad(d.getSeconds())}`;
 };
 
 // Milliseconds -> "850 µs", "12.3 ms", "4.56 s", "3 min 05 s".
-RL.fmtDuration = function (ms) {
+RL.fmtDuration = function (value) {
+  const ms = RL.num(value);
   if (ms === null || ms === undefined || Number.isNaN(ms)) return "";
   if (ms < 1) return `${Math.round(ms * 1000)} µs`;
   if (ms < 1000) return `${ms.toFixed(1)} ms`;
@@ -44,11 +45,57 @@ RL.fmtDuration = function (ms) {
   return `${Math.floor(s / 60)} min ${RL.pad(s % 60)} s`;
 };
 
+// Exact integers. A JS number holds integers exactly only up to ±2^53, and JSON.parse
+// rounds anything larger (2^53 + 1 would show as 9007199254740992). The API sends
+// every number as the store holds it, digit for digit; the pages parse with a reviver
+// that reads the number's source text (JSON.parse source text access: Chromium 114+,
+// Firefox 135+) and keeps larger integers as BigInt, which RL.show writes back with
+// JSON.rawJSON. A browser without it shows such integers rounded, marked "≈".
+RL.exactInts = (function () {
+  try {
+    let seen = null;
+    JSON.parse("[9007199254740993]", (key, value, context) => {
+      if (key === "0") seen = context && context.source;
+      return value;
+    });
+    return seen === "9007199254740993" && typeof JSON.rawJSON === "function";
+  } catch (err) {
+    return false;
+  }
+})();
+
+const INTEGER_SOURCE = /^-?[0-9]+$/;
+
+RL.reviveInts = function (key, value, context) {
+  if (typeof value === "number" && !Number.isSafeInteger(value) && context &&
+      INTEGER_SOURCE.test(context.source)) {
+    return BigInt(context.source);
+  }
+  return value;
+};
+
+// JSON.parse, keeping integers beyond ±2^53 exact (as BigInt) where the browser can.
+RL.parse = function (text) {
+  return RL.exactInts ? JSON.parse(text, RL.reviveInts) : JSON.parse(text);
+};
+
+// A number for arithmetic (times, durations): BigInt -> Number.
+RL.num = (value) => (typeof value === "bigint" ? Number(value) : value);
+
+function showInts(key, value) {
+  if (typeof value === "bigint") return JSON.rawJSON(value.toString());
+  if (typeof value === "number" && Number.isInteger(value) && !Number.isSafeInteger(value)) {
+    return `≈${value}`;  // only without source text access: the digits were rounded
+  }
+  return value;
+}
+
 // A value for a <pre>: strings as they are, anything else as indented JSON.
 RL.show = function (value) {
   if (typeof value === "string") return value;
+  if (typeof value === "bigint") return value.toString();
   try {
-    return JSON.stringify(value, null, 2);
+    return JSON.stringify(value, showInts, 2);
   } catch (err) {
     return String(value);
   }
@@ -70,7 +117,7 @@ RL.getJSON = async function (url) {
   const text = await response.text();
   let body = null;
   try {
-    body = JSON.parse(text);
+    body = RL.parse(text);
   } catch (err) {
     body = null;
   }

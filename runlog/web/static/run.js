@@ -25,7 +25,7 @@
   function newRecord(id) {
     return {
       id, parentId: null, name: "", type: "", tags: [], metadata: {},
-      startUs: null, endUs: null, ended: false, abandoned: false, error: null,
+      startUs: null, endUs: null, ended: false, abandoned: false, error: null, cycle: false,
       inputs: undefined, outputs: undefined, text: "", textShown: 0, chunks: [],
       tokens: 0, firstTokenUs: null, firstChunkUs: null, custom: [], events: 0,
       node: null, parts: {}, row: null,
@@ -57,6 +57,7 @@
     rec.tags = info.tags;
     rec.metadata = info.metadata;
     rec.abandoned = info.status === "abandoned";
+    rec.cycle = Boolean(info.parent_cycle);
     dirty.add(rec.id);
   }
 
@@ -80,32 +81,47 @@
       rec.type = event.run_type;
       rec.tags = event.tags;
       rec.metadata = event.metadata;
-      rec.startUs = event.time;
+      rec.startUs = RL.num(event.time);
       rec.inputs = event.data;
     } else if (event.kind === "stream") {
       const channel = event.channel || "output";
       if (channel === "token") {
         rec.tokens += 1;
-        if (rec.firstTokenUs === null) rec.firstTokenUs = event.time;
+        if (rec.firstTokenUs === null) rec.firstTokenUs = RL.num(event.time);
         const token = event.data && event.data.token;
         if (typeof token === "string") rec.text += token;
       } else if (channel === "custom") {
-        rec.custom.push({time: event.time, name: event.data && event.data.name,
+        rec.custom.push({time: RL.num(event.time), name: event.data && event.data.name,
                          data: event.data && event.data.data});
       } else {
-        if (rec.firstChunkUs === null) rec.firstChunkUs = event.time;
+        if (rec.firstChunkUs === null) rec.firstChunkUs = RL.num(event.time);
         if (typeof event.data === "string") rec.text += event.data;
         else rec.chunks.push(event.data);
       }
     } else if (event.kind === "end") {
       rec.ended = true;
       rec.abandoned = false;
-      rec.endUs = event.time;
+      rec.endUs = RL.num(event.time);
       rec.outputs = event.data;
       rec.error = event.error || null;
       if ("inputs" in event) rec.inputs = event.inputs;
     }
     dirty.add(rec.id);
+  }
+
+  // True when the run's chain of parents loops back (only a damaged or forged store
+  // has such runs; the server marks those it knows of as parent_cycle). Such a run is
+  // shown at the top of the tree, marked, and no walk up its parents follows the loop.
+  function inCycle(rec) {
+    if (rec.cycle) return true;
+    const seen = new Set();
+    let cur = rec;
+    while (cur && cur.parentId && cur.id !== runId) {
+      if (seen.has(cur.id)) return true;
+      seen.add(cur.id);
+      cur = runs.get(cur.parentId);
+    }
+    return false;
   }
 
   // Time to first token: the first token event, else the first output chunk.
@@ -166,8 +182,15 @@
     rec.node = {details, name, type, badge, meta, body, children, parts, metaBox, metaBody,
                 tags, facts};
     const parent = rec.parentId && runs.get(rec.parentId);
-    const container = parent && parent.node && rec.id !== runId ? parent.node.children : treeRoot;
-    container.append(details);
+    const looped = inCycle(rec);
+    if (looped) {
+      rec.cycle = true;
+      summary.append(RL.el("span", {className: "cycle-mark",
+                                    title: "its chain of parent runs loops back"},
+                           "parent cycle"));
+    }
+    const nested = parent && parent.node && parent !== rec && rec.id !== runId && !looped;
+    (nested ? parent.node.children : treeRoot).append(details);
   }
 
   function fact(label, value) {
@@ -231,9 +254,13 @@
   // ------------------------------------------------------------------ timeline
 
   function depthOf(rec) {
+    if (rec.cycle) return 0;
     let depth = 0;
     let cur = rec;
+    const seen = new Set();
     while (cur && cur.parentId && cur.id !== runId && runs.has(cur.parentId)) {
+      if (seen.has(cur.id)) return 0;
+      seen.add(cur.id);
       depth += 1;
       cur = runs.get(cur.parentId);
     }
@@ -251,6 +278,7 @@
     const out = [];
     const seen = new Set();
     const visit = (id) => {
+      if (seen.has(id)) return;
       out.push(id);
       seen.add(id);
       for (const child of children.get(id) || []) visit(child);
@@ -330,7 +358,9 @@
 
   function reveal(rec) {
     let cur = rec;
-    while (cur && cur.node) {
+    const seen = new Set();
+    while (cur && cur.node && !seen.has(cur.id)) {
+      seen.add(cur.id);
       cur.node.details.open = true;
       cur = cur.parentId ? runs.get(cur.parentId) : null;
     }
@@ -401,13 +431,20 @@
     // following a run reported abandoned (its writer may only have been paused).
     const url = `/api/stream?run=${encodeURIComponent(runId)}&after=${cursor}`;
     source = new EventSource(url);
-    source.onopen = () => RL.setLive("live", "live");
+    source.onopen = () => {
+      RL.setLive("live", "live");
+      RL.showError("");
+    };
+    // The store failed mid-stream; the browser reconnects and resumes by itself.
+    source.addEventListener("unavailable", (message) => {
+      RL.showError(RL.parse(message.data).error);
+    });
     source.onerror = () => {
       if (source.readyState === EventSource.CLOSED) RL.setLive("closed", "disconnected");
       else RL.setLive("connecting", "reconnecting…");
     };
     source.onmessage = (message) => {
-      apply(JSON.parse(message.data));
+      apply(RL.parse(message.data));
       const root = runs.get(runId);
       if (root && root.ended) {
         source.close();
@@ -417,7 +454,7 @@
     };
     source.addEventListener("status", (message) => {
       // The notice names the run whose writer died; its open descendants share it.
-      const change = JSON.parse(message.data);
+      const change = RL.parse(message.data);
       if (change.status !== "abandoned") return;
       const hit = new Set([change.run_id]);
       for (const id of order) {

@@ -137,7 +137,7 @@
     source.onopen = () => RL.setLive("live", "live");
     source.onerror = () => RL.setLive("connecting", "reconnecting…");
     source.onmessage = (message) => {
-      const event = JSON.parse(message.data);
+      const event = RL.parse(message.data);
       if (event.kind === "stream") {
         if (tokenTimer === null) {
           tokenTimer = setTimeout(() => {
@@ -150,6 +150,11 @@
       }
     };
     source.addEventListener("status", () => scheduleRefresh(100));
+    // The store failed mid-stream; the browser reconnects and resumes by itself.
+    source.addEventListener("unavailable", (message) => {
+      RL.showError(RL.parse(message.data).error);
+      RL.setLive("connecting", "store unavailable…");
+    });
   }
 
   form.addEventListener("submit", (event) => {
