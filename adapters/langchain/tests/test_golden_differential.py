@@ -1,7 +1,8 @@
 """THE differential test over the golden scenarios (issues 4 and 6).
 
-For every scenario in ``../shared/langchain/golden`` (beside the project root) and every call it pins (the
-primary ``astream_log``/``astream_events`` kwargs and each extra run), LangChain runs
+For every scenario in ``../shared/langchain/golden`` (beside the project root) and
+every call it pins (the primary ``astream_log``/``astream_events`` kwargs and each
+extra run), LangChain runs
 the scenario live with the Recorder attached in the same call; the run is then
 replayed from the store by ``runlog_langchain`` and compared item by item with ``==``:
 same run ids, same timestamps (the clock is frozen for both, see the helpers), same ops,
