@@ -47,10 +47,8 @@ from runlog.errors import (
     DuplicateRunError,
     EventRejectedError,
     InvalidEventError,
-    NotCommittedError,
     RunlogError,
     RunStateError,
-    WriteError,
 )
 from runlog.events import (
     ErrorInfo,
@@ -223,13 +221,7 @@ class Recorder:
         raised: the failure is logged and counted, so it never masks the app's error.
         """
         try:
-            try:
-                self.writer.flush(self.end_timeout, report_rejections=False)
-            except WriteError as e:
-                if isinstance(e, NotCommittedError):
-                    raise
-                n = self.writer.pending()
-                raise NotCommittedError(f"{n} events not yet committed: {e}", n) from e
+            self.writer.flush(self.end_timeout, report_rejections=False)
             if trace_id is not None:
                 found = self.writer.take_rejections(trace_id)
                 if found:

@@ -104,7 +104,6 @@ class Writer:
         self._rejected: dict[str, tuple[str, str]] = {}  # run_id -> (trace_id, message)
         self._unreported: list[tuple[str, str]] = []  # (trace_id, message) for flush()
         self._fatal: StoreError | None = None
-        self._inflight = 0
         self.last_error: BaseException | None = None
         self.committed_seq = 0
         self._start_lock = threading.Lock()
@@ -118,6 +117,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._puts = 0
+        self._done = 0  # events the writer thread finished with (committed or rejected)
         self._beat_at = -1e9  # time.monotonic() of the last heartbeat written
 
     # -- producer side -----------------------------------------------------------
@@ -146,7 +146,11 @@ class Writer:
             if self._q.qsize() >= 64:
                 _yield_gil(0)
             if puts & 0x3FF == 0 and self._q.qsize() > self.max_pending:
-                self._backpressure()  # before queueing: a refused event is not queued
+                try:
+                    self._backpressure()  # before queueing: a refused event is not queued
+                except StoreError:
+                    self._puts -= 1
+                    raise
         self._q.put(item)
 
     def _backpressure(self) -> None:
@@ -165,8 +169,12 @@ class Writer:
             time.sleep(0.001)
 
     def pending(self) -> int:
-        """Events queued or being committed, not committed yet (approximate)."""
-        return self._q.qsize() + self._inflight
+        """Events recorded but not committed (nor rejected) yet.
+
+        Exact with one producer thread; with several, ``put``'s unlocked counter may
+        miss a concurrent increment, so it is then approximate.
+        """
+        return max(self._puts - self._done, 0)
 
     def rejected(self, run_id: str) -> str | None:
         """Why the store refused an event of ``run_id``, if it did."""
@@ -230,10 +238,11 @@ class Writer:
                 raise EventRejectedError("; ".join(found))
 
     def _raise_write_error(self, error: BaseException) -> None:
-        raise WriteError(
-            f"could not commit to {self.backend.location}: {error}. The events stay "
-            "queued and are retried; free the disk or fix the store, then flush again"
-        ) from error
+        n = self.pending()
+        raise NotCommittedError(
+            f"could not commit to {self.backend.location}: {error}. {n} events are not "
+            "yet committed; they stay queued and are retried: free the disk or fix the "
+            "store, then flush again", n) from error
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Commit what is queued, end the lease and stop the thread.
@@ -318,14 +327,12 @@ class Writer:
         if self._rejected or self._fatal is not None:
             if self._fatal is not None:
                 return  # the store is damaged: nothing more is written (callers are told)
-            batch = [p for p in batch if p.run_id not in self._rejected]
+            kept = [p for p in batch if p.run_id not in self._rejected]
+            self._done += len(batch) - len(kept)
+            batch = kept
             if not batch:
                 return
-        self._inflight = len(batch)
-        try:
-            self._commit_retrying(batch, markers)
-        finally:
-            self._inflight = 0
+        self._commit_retrying(batch, markers)
 
     def _commit_retrying(self, batch: list[Pending], markers: list[_Flush]) -> None:
         delay = 0.001
@@ -340,6 +347,7 @@ class Writer:
                     batch, self.info, now_micros() if beat else None)
                 if beat:
                     self._beat_at = now
+                self._done += len(batch)
                 if self.last_error is not None:
                     log.warning("runlog: writing to %s works again", self.backend.location)
                 self.last_error = None
@@ -387,6 +395,7 @@ class Writer:
                    "are not stored")
             log.error("runlog: %s", msg)
             self._rejected[p.run_id] = (p.trace_id, msg)
+            self._done += 1
             self._unreported.append((p.trace_id, msg))
             return
         half = len(batch) // 2
