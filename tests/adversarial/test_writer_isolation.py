@@ -458,3 +458,24 @@ def test_an_exception_that_cannot_be_described_is_not_masked(store: runlog.Store
         raise Undescribable
     store.flush()
     assert {r.status for r in store.runs()} == {"error"}
+
+
+def test_langchain_config_run_id_in_use_is_a_counted_failure_not_an_app_error(
+        store: runlog.Store) -> None:
+    """A LangChain ``config["run_id"]`` already in the store is refused (the first run is
+    kept), counted in ``Recorder.failures``, and the chain's result is unchanged."""
+    pytest.importorskip("langchain_core")
+    from langchain_core.runnables import RunnableLambda
+    from runlog_langchain import Recorder
+
+    rid = "00000000-0000-4000-8000-000000000001"
+    chain = RunnableLambda(lambda x: x + 1)
+    first, second = Recorder(store), Recorder(store)
+    assert chain.invoke(1, config={"run_id": rid, "callbacks": [first]}) == 2
+    assert chain.invoke(5, config={"run_id": rid, "callbacks": [second]}) == 6
+    store.flush()
+    assert first.failures == 0
+    assert second.failures >= 1
+    assert [r.run_id for r in store.runs()] == [rid]
+    assert [e.kind for e in _events(store, rid)] == ["start", "end"]
+    assert store.verify().ok
