@@ -11,9 +11,14 @@ The tree::
     │   ├── SchemaVersionError     written by a newer runlog; upgrade, or `runlog migrate`
     │   ├── AppendOnlyError        something tried to update or delete a committed event
     │   ├── WriteError             the background writer could not commit (disk full, ...)
+    │   │   ├── NotCommittedError      a root run ended / flush returned with events uncommitted
+    │   │   └── EventRejectedError     the store refused one event (it is not stored)
     │   └── StoreUnavailableError  the database server cannot be reached (try again later)
     ├── UnknownRunError        no run with that id (also a LookupError)
     ├── RunStateError          misuse of a run handle (stream after end, end twice)
+    ├── InvalidEventError      an event the store can never hold (time range, size); also
+    │                          a ValueError; raised at the call, nothing is queued
+    ├── DuplicateRunError      a run id already in use; raised before anything is written
     ├── ImportConflictError    an import would duplicate events already in the store
     └── ExportFileError        an export file is truncated, edited or not an export
 
@@ -68,6 +73,26 @@ class StoreUnavailableError(StoreError):
     """
 
 
+class NotCommittedError(WriteError):
+    """Events were not committed in time (a held write lock, a failing disk).
+
+    ``pending`` is how many events of this writer were still uncommitted when it was
+    raised; they stay queued and are retried, but are not acknowledged.
+    """
+
+    def __init__(self, message: str, pending: int) -> None:
+        self.pending = pending
+        super().__init__(message)
+
+
+class EventRejectedError(WriteError):
+    """The store refused an event (a constraint it violates); that event is not stored.
+
+    The writer committed the rest of its batch; the run's later events are refused too,
+    since they would chain onto an event the store does not have.
+    """
+
+
 class UnknownRunError(RunlogError, LookupError):
     """No run with the given id exists in the store."""
 
@@ -82,6 +107,14 @@ class UnknownRunError(RunlogError, LookupError):
 
 class RunStateError(RunlogError):
     """A run handle was used in a way its state does not allow (e.g. stream after end)."""
+
+
+class InvalidEventError(RunlogError, ValueError):
+    """An event no store can hold (time outside int64 microseconds, over the size limit)."""
+
+
+class DuplicateRunError(RunlogError):
+    """A run was started with an id that another run already has."""
 
 
 class ImportConflictError(RunlogError):

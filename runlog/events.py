@@ -80,6 +80,15 @@ def now_micros() -> int:
     return _time_ns() // 1000
 
 
+TIME_MIN = -62_135_596_800_000_000
+"""The earliest event time: 0001-01-01T00:00:00Z in epoch microseconds."""
+TIME_MAX = 253_402_300_799_999_999
+"""The latest: 9999-12-31T23:59:59.999999Z. Every time between the two is a
+:class:`datetime.datetime` (``Event.time``) and fits both backends' 64-bit column, so the
+recorder and ``runlog import`` admit exactly these: a time a reader could not show is
+refused at the call, never stored."""
+
+
 def micros_to_datetime(us: int) -> dt.datetime:
     """Exact conversion (no float rounding) of epoch microseconds to an aware datetime."""
     return _EPOCH + dt.timedelta(microseconds=us)

@@ -12,13 +12,25 @@ context copied (``contextvars.copy_context().run``, ``asyncio.to_thread``,
 
 When a root run ends, the scope waits until its events are committed (synchronously
 in ``with``, with ``await`` in ``async with``): that is the acknowledgement described
-in :mod:`runlog.store.writer`. A failure to commit is logged and counted, never
-raised into the recorded code; ``store.flush()`` raises it for callers who ask.
+in :mod:`runlog.store.writer`. If they are not committed within ``end_timeout`` (a
+held write lock, a full disk) or the store refused one of them, the exit raises
+:class:`~runlog.errors.NotCommittedError` / :class:`~runlog.errors.EventRejectedError`
+saying how many events are pending, so "returned normally" always means "committed".
+When the block is already propagating an exception of the application, that one is
+never masked: the commit failure is logged and counted instead.
+
+Every event is checked at the call, before it is queued: its time must fit a signed
+64-bit count of microseconds (what SQLite's INTEGER and PostgreSQL's bigint hold) and
+its envelope must be at most :attr:`Recorder.max_event_bytes`; a run id already in
+use is refused before the run's start is queued (:class:`~runlog.errors.DuplicateRunError`).
+``@trace`` never lets recording break the traced call: a failure to record is logged,
+counted and, where the run exists, stored as the run's error.
 """
 
 from __future__ import annotations
 
 import contextvars
+import datetime as _dt
 import functools
 import inspect
 import logging
@@ -31,8 +43,16 @@ import anyio.to_thread
 import sniffio
 
 from runlog import codec
-from runlog.errors import RunStateError, WriteError
+from runlog.errors import (
+    DuplicateRunError,
+    EventRejectedError,
+    InvalidEventError,
+    RunlogError,
+    RunStateError,
+)
 from runlog.events import (
+    TIME_MAX,
+    TIME_MIN,
     ErrorInfo,
     chain_digest,
     datetime_to_micros,
@@ -57,6 +77,12 @@ _current: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
 _AUTO: Any = object()
 _new_pending = tuple.__new__
 _NO_INPUTS: Any = object()
+_MIN_US = TIME_MIN
+_MAX_US = TIME_MAX
+MAX_EVENT_BYTES = 256 * 1024 * 1024
+"""Default limit of one event's envelope: well under SQLite's 1e9-byte value limit
+(SQLITE_MAX_LENGTH) and PostgreSQL's 1 GB text limit, with room for the batch."""
+_RECENT_IDS = 4096
 
 
 def current_run() -> Run | None:
@@ -75,19 +101,41 @@ def _in_event_loop() -> bool:
 def _time_us(time: Any) -> int:
     if time is None:
         return now_micros()
-    if isinstance(time, int):
+    if isinstance(time, int) and not isinstance(time, bool):
         return time
-    return datetime_to_micros(time)
+    if isinstance(time, _dt.datetime):
+        return datetime_to_micros(time)
+    raise InvalidEventError(
+        f"an event time must be an int of epoch microseconds or a datetime, not {time!r}")
+
+
+def _invalid(run: Run, time_us: int, raw: bytes) -> InvalidEventError:
+    if not isinstance(time_us, int) or not _MIN_US <= time_us <= _MAX_US:
+        return InvalidEventError(
+            f"run {run.name!r} ({run.id}): time {time_us!r} is outside the range a store "
+            "and a reader can show (years 1 to 9999, in epoch microseconds); the event was not "
+            "recorded")
+    return InvalidEventError(
+        f"run {run.name!r} ({run.id}): an event of {len(raw)} bytes is over the limit of "
+        f"{run._recorder.max_event_bytes} bytes (Recorder.max_event_bytes); record it in "
+        "smaller chunks. The event was not recorded")
 
 
 class Recorder:
     """Creates runs for one store; holds the writer they queue their events on."""
 
-    def __init__(self, writer: Writer, *, owner: object = None, end_timeout: float = 30.0):
+    def __init__(self, writer: Writer, *, owner: object = None, end_timeout: float = 30.0,
+                 max_event_bytes: int = MAX_EVENT_BYTES):
         self.writer = writer
         self.owner = owner
         self.end_timeout = end_timeout
+        self.max_event_bytes = max_event_bytes
         self.commit_failures = 0
+        # run ids in use in this process whose start may not be committed yet: the open
+        # runs and the last few ended ones (the store lookup covers the rest)
+        self._open_ids: set[str] = set()
+        self._recent_ids: dict[str, None] = {}
+        self._ids_lock = threading.Lock()
 
     def start(
         self,
@@ -122,25 +170,74 @@ class Recorder:
             if t not in run_tags:
                 run_tags.append(t)
         run_meta.update(metadata or {})
-        rid = str(run_id) if run_id is not None else new_run_id()
-        run = Run(self, rid, parent, name, run_type, run_tags, run_meta)
-        run._emit_start(codec.encode(inputs, lossy=lossy), _time_us(time))
+        start_us = _time_us(time)
+        run = Run(self, str(run_id) if run_id is not None else new_run_id(), parent, name,
+                  run_type, run_tags, run_meta)
+        inputs_bytes = codec.encode(inputs, lossy=lossy)
+        if run_id is None:
+            self._open_ids.add(run.id)  # a fresh id: nobody else can have it
+        else:
+            self._claim(run.id)
+        try:
+            run._emit_start(inputs_bytes, start_us)
+        except BaseException:
+            self._release(run.id)
+            raise
         return run
+
+    def _claim(self, run_id: str) -> None:
+        with self._ids_lock:
+            if run_id in self._open_ids or run_id in self._recent_ids or (
+                    self.writer.backend.get_run(run_id) is not None):
+                raise DuplicateRunError(
+                    f"run id {run_id} is already in use in {self.writer.backend.location}; "
+                    "a run id names one run: leave run_id out to get a fresh one")
+            self._open_ids.add(run_id)
+
+    def _release(self, run_id: str) -> None:
+        self._open_ids.discard(run_id)
+
+    def _ended(self, run_id: str) -> None:
+        self._open_ids.discard(run_id)
+        recent = self._recent_ids
+        recent[run_id] = None
+        if len(recent) > _RECENT_IDS:
+            with self._ids_lock:
+                while len(recent) > _RECENT_IDS // 2:
+                    del recent[next(iter(recent))]
 
     def scope(self, name: str, run_type: str = "chain", **kwargs: Any) -> RunScope:
         """A context manager that starts the run on entry and ends it on exit."""
         return RunScope(self, name, run_type, kwargs)
 
-    def wait_committed(self) -> None:
-        """Wait until the queued events are committed; log (never raise) a failure."""
+    def wait_committed(self, trace_id: str | None = None,
+                       app_error: BaseException | None = None) -> None:
+        """Wait until the queued events are committed (the acknowledgement of a root run).
+
+        Raises:
+            NotCommittedError: not committed within ``end_timeout``, or the store fails;
+                the message says how many events are pending.
+            EventRejectedError: the store refused an event of ``trace_id``.
+            CorruptStoreError: the store is damaged.
+
+        With ``app_error`` (the application's own exception is propagating) nothing is
+        raised: the failure is logged and counted, so it never masks the app's error.
+        """
         try:
-            self.writer.flush(self.end_timeout)
-        except WriteError as e:
+            self.writer.flush(self.end_timeout, report_rejections=False)
+            if trace_id is not None:
+                found = self.writer.take_rejections(trace_id)
+                if found:
+                    raise EventRejectedError("; ".join(found))
+        except RunlogError as e:
             self.commit_failures += 1
             log.error("runlog: %s", e)
+            if app_error is None:
+                raise
 
-    async def await_committed(self) -> None:
-        await anyio.to_thread.run_sync(self.wait_committed)
+    async def await_committed(self, trace_id: str | None = None,
+                              app_error: BaseException | None = None) -> None:
+        await anyio.to_thread.run_sync(self.wait_committed, trace_id, app_error)
 
 
 class Run:
@@ -208,6 +305,12 @@ class Run:
     # -- queueing ------------------------------------------------------------------
     def _put(self, kind: str, raw: bytes, time_us: int, run_row: tuple[Any, ...] | None,
              *, ending: bool = False) -> None:
+        recorder = self._recorder
+        if not _MIN_US <= time_us <= _MAX_US or len(raw) > recorder.max_event_bytes:
+            raise _invalid(self, time_us, raw)
+        writer = recorder.writer
+        if writer.rejections and self.id in writer._rejected:
+            raise EventRejectedError(writer._rejected[self.id][1])
         with self._lock:
             if self._ended:
                 raise RunStateError(
@@ -219,7 +322,7 @@ class Run:
                 run_row = (*cast(tuple[Any, ...], run_row), count)
             digest = chain_digest(self._digest, raw)
             # tuple.__new__ skips NamedTuple's Python-level __new__ on the hot path
-            self._recorder.writer.put(_new_pending(Pending, (
+            writer.put(_new_pending(Pending, (
                 self.id, self.trace_id, kind, self.name, self.run_type, time_us, raw, digest,
                 run_row,
             )))
@@ -228,6 +331,7 @@ class Run:
             self._count = count
             if ending:
                 self._ended = True
+                recorder._ended(self.id)
 
     def _emit_start(self, inputs: bytes, time_us: int) -> None:
         raw = make_envelope("start", self._header, time_us, inputs)
@@ -260,7 +364,7 @@ class Run:
 
         The token is its text, or a list of content blocks for models that stream them
         (LangChain allows both)."""
-        t = time if type(time) is int else _time_us(time)
+        t: int = time if type(time) is int else _time_us(time)
         # the envelope of make_envelope(..., channel="token") around the encoding of
         # {"token": token, "chunk": chunk}, assembled in one join: this runs per token
         self._put("stream", b"".join((
@@ -295,7 +399,7 @@ class Run:
             if _in_event_loop():
                 self._wait_on_exit = True
             else:
-                self._recorder.wait_committed()
+                self._recorder.wait_committed(self.trace_id)
 
     def fail(self, error: BaseException | ErrorInfo, outputs: Any = None) -> None:
         """End the run as failed."""
@@ -327,7 +431,7 @@ class Run:
                    inputs: Any = _NO_INPUTS, time: Any = None, lossy: bool = False) -> None:
         self._emit_end(outputs, error, inputs, time, lossy)
         if self.is_root:
-            await self._recorder.await_committed()
+            await self._recorder.await_committed(self.trace_id)
 
     async def afail(self, error: BaseException | ErrorInfo, outputs: Any = None) -> None:
         await self.aend(outputs, error=error)
@@ -342,8 +446,18 @@ class Run:
                 self._emit_end(None, None, _NO_INPUTS, None, True)
         except RunStateError:  # ended concurrently by another thread
             pass
-        except WriteError as e:  # the store was closed under the block: never mask the
-            log.error("runlog: could not record the end of %r: %s", self.name, e)  # app
+        except Exception as e:  # the store was closed under the block, or the app's
+            # exception cannot even be described (a failing __str__): never mask the app
+            log.error("runlog: could not record the end of %r: %s", self.name, e)
+            if exc is not None and not isinstance(e, RunlogError):
+                try:
+                    self._emit_end(None, ErrorInfo(type=type(exc).__qualname__,
+                                                   message="<the error could not be "
+                                                   f"described: {type(e).__name__}>",
+                                                   traceback=""),
+                                   _NO_INPUTS, None, True)
+                except Exception as e2:
+                    log.error("runlog: could not record the end of %r: %s", self.name, e2)
 
 
 class RunScope:
@@ -387,7 +501,7 @@ class RunScope:
                  tb: TracebackType | None) -> None:
         run = self._leave(exc)
         if run.is_root:
-            self._recorder.wait_committed()
+            self._recorder.wait_committed(run.trace_id, exc)
 
     async def __aenter__(self) -> Run:
         return self.__enter__()
@@ -396,7 +510,7 @@ class RunScope:
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         run = self._leave(exc)
         if run.is_root:
-            await self._recorder.await_committed()
+            await self._recorder.await_committed(run.trace_id, exc)
 
 
 # --------------------------------------------------------------------- decorator
@@ -411,6 +525,69 @@ def _bound_inputs(sig: inspect.Signature | None, args: tuple[Any, ...],
     except TypeError:
         return {"args": list(args), "kwargs": kwargs}
     return dict(bound.arguments)
+
+
+def _describe(e: BaseException) -> str:
+    try:
+        return f"{type(e).__name__}: {e}"
+    except Exception:  # an exception whose __str__ fails
+        return type(e).__name__
+
+
+def _enter_quietly(scope: RunScope) -> Run | None:
+    try:
+        return scope.__enter__()
+    except Exception as e:  # the inputs cannot be recorded, a duplicate id, a closed store
+        log.error("runlog: could not record a call of %r: %s", scope._name, _describe(e))
+        scope._recorder.commit_failures += 1
+        return None
+
+
+def _exit_quietly(scope: RunScope, exc: BaseException | None) -> None:
+    # the app's exception, if any, is never masked (wait_committed logs instead); with
+    # none, a commit failure is logged and counted too: @trace stays transparent
+    try:
+        scope.__exit__(type(exc) if exc is not None else None, exc, None)
+    except Exception as e:
+        log.error("runlog: recording %r: %s", scope._name, _describe(e))
+
+
+async def _aexit_quietly(scope: RunScope, exc: BaseException | None) -> None:
+    try:
+        await scope.__aexit__(type(exc) if exc is not None else None, exc, None)
+    except Exception as e:
+        log.error("runlog: recording %r: %s", scope._name, _describe(e))
+
+
+def _end_quietly(run: Run, result: Any) -> None:
+    """End ``run`` with ``result``; a result that cannot be recorded becomes the run's error."""
+    try:
+        run._emit_end(result, None, _NO_INPUTS, None, True)
+    except RunStateError:  # the function ended its run itself
+        pass
+    except Exception as e:
+        log.error("runlog: could not record the result of %r: %s", run.name, _describe(e))
+        run._recorder.commit_failures += 1
+        try:
+            run._emit_end(None, ErrorInfo(
+                type="runlog.unrecorded",
+                message=f"the call returned a value runlog could not record: {_describe(e)}"),
+                _NO_INPUTS, None, True)
+        except Exception as e2:
+            log.error("runlog: could not end %r: %s", run.name, _describe(e2))
+
+
+def _stream_quietly(run: Run, item: Any) -> None:
+    try:
+        run.stream(item, lossy=True)
+    except Exception as e:
+        log.error("runlog: could not record an item yielded by %r: %s", run.name,
+                  _describe(e))
+        run._recorder.commit_failures += 1
+        try:
+            run.event("runlog.unrecorded", {"error": _describe(e)})
+        except Exception:
+            pass  # logged above; the generator goes on
 
 
 def trace(
@@ -429,6 +606,12 @@ def trace(
     (values the codec cannot keep are stored as documented ``$rl:repr`` markers rather
     than failing the call). Generators and async generators stream each item they
     yield; coroutines are awaited inside the run.
+
+    Recording never breaks the traced call: whatever fails while recording (a value
+    even the lossy codec cannot take, a refused run id, a commit that does not finish
+    in time) is logged and counted in ``Recorder.commit_failures``, and where the run
+    exists, a result that cannot be stored is recorded as the run's error
+    (``runlog.unrecorded``). Call ``store.flush()`` to be told about commits.
     """
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
@@ -438,30 +621,42 @@ def trace(
         except (TypeError, ValueError):
             sig = None
 
-        def open_scope(args: tuple[Any, ...], kwargs: dict[str, Any]) -> RunScope | None:
+        def open_scope(args: tuple[Any, ...], kwargs: dict[str, Any]
+                       ) -> tuple[RunScope, Run] | None:
             cur = _current.get()
             rec = cur._recorder if cur is not None else recorder
             if rec is None:
                 return None
-            return RunScope(rec, run_name, run_type, {
-                "inputs": _bound_inputs(sig, args, kwargs), "tags": tags,
-                "metadata": metadata, "lossy": True,
+            try:
+                inputs = _bound_inputs(sig, args, kwargs)
+            except Exception as e:
+                log.error("runlog: could not record a call of %r: %s", run_name, _describe(e))
+                return None
+            scope = RunScope(rec, run_name, run_type, {
+                "inputs": inputs, "tags": tags, "metadata": metadata, "lossy": True,
             })
+            run = _enter_quietly(scope)
+            return None if run is None else (scope, run)
 
         if inspect.isasyncgenfunction(fn):
             agen_fn = cast(Callable[..., AsyncIterator[Any]], fn)
 
             @functools.wraps(fn)
             async def agen_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-                scope = open_scope(args, kwargs)
-                if scope is None:
+                opened = open_scope(args, kwargs)
+                if opened is None:
                     async for item in agen_fn(*args, **kwargs):
                         yield item
                     return
-                async with scope as run:
+                scope, run = opened
+                try:
                     async for item in agen_fn(*args, **kwargs):
-                        run.stream(item, lossy=True)
+                        _stream_quietly(run, item)
                         yield item
+                except BaseException as e:
+                    await _aexit_quietly(scope, e)
+                    raise
+                await _aexit_quietly(scope, None)
 
             return cast(Callable[P, R], agen_wrapper)
 
@@ -470,13 +665,18 @@ def trace(
 
             @functools.wraps(fn)
             async def coro_wrapper(*args: Any, **kwargs: Any) -> Any:
-                scope = open_scope(args, kwargs)
-                if scope is None:
+                opened = open_scope(args, kwargs)
+                if opened is None:
                     return await coro_fn(*args, **kwargs)
-                async with scope as run:
+                scope, run = opened
+                try:
                     result = await coro_fn(*args, **kwargs)
-                    await run.aend(result, lossy=True)
-                    return result
+                except BaseException as e:
+                    await _aexit_quietly(scope, e)
+                    raise
+                _end_quietly(run, result)
+                await _aexit_quietly(scope, None)
+                return result
 
             return cast(Callable[P, R], coro_wrapper)
 
@@ -485,26 +685,36 @@ def trace(
 
             @functools.wraps(fn)
             def gen_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
-                scope = open_scope(args, kwargs)
-                if scope is None:
+                opened = open_scope(args, kwargs)
+                if opened is None:
                     yield from gen_fn(*args, **kwargs)
                     return
-                with scope as run:
+                scope, run = opened
+                try:
                     for item in gen_fn(*args, **kwargs):
-                        run.stream(item, lossy=True)
+                        _stream_quietly(run, item)
                         yield item
+                except BaseException as e:
+                    _exit_quietly(scope, e)
+                    raise
+                _exit_quietly(scope, None)
 
             return cast(Callable[P, R], gen_wrapper)
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            scope = open_scope(args, dict(kwargs))
-            if scope is None:
+            opened = open_scope(args, dict(kwargs))
+            if opened is None:
                 return fn(*args, **kwargs)
-            with scope as run:
+            scope, run = opened
+            try:
                 result = fn(*args, **kwargs)
-                run.end(result, lossy=True)
-                return result
+            except BaseException as e:
+                _exit_quietly(scope, e)
+                raise
+            _end_quietly(run, result)
+            _exit_quietly(scope, None)
+            return result
 
         return wrapper
 

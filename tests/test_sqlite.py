@@ -260,14 +260,16 @@ def test_a_batch_of_many_starts_and_ends_keeps_the_runs_table(
         duplicates: bool) -> None:
     """One append with more starts and ends than one statement holds gives the runs
     rows the reference backend gives; a run started or ended again in the same batch
-    keeps its first start and first end (with UPDATE ... FROM and without)."""
+    keeps its first end (with UPDATE ... FROM and without)."""
     from runlog.store import sqlite as mod
 
     monkeypatch.setattr(mod, "_UPDATE_FROM", update_from and mod._UPDATE_FROM)
     batch = _pendings(1100)
     if duplicates:
         other = _pendings(10, failing=2, name="again")
-        batch += [p for p in other if p.run_id in ("run-00003", "run-00004")]
+        # ended again: the first end counts (a second start is refused, see below)
+        batch += [p for p in other if p.run_id in ("run-00003", "run-00004")
+                  and p.kind == "end"]
     writer = WriterInfo(writer_id="w")
     sqlite_backend = SQLiteBackend(tmp_path / "runs.db")
     with runlog.open(":memory:") as reference:

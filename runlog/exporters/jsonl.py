@@ -43,7 +43,7 @@ import orjson
 
 from runlog import codec
 from runlog.errors import ExportFileError, ImportConflictError, StoreError
-from runlog.events import chain_digest
+from runlog.events import TIME_MAX, TIME_MIN, chain_digest
 from runlog.exporters._common import (
     ExportResult,
     Output,
@@ -441,11 +441,6 @@ def _check_line(runs: dict[str, _RunState], digest: bytes, raw: bytes, name: str
 
 # ------------------------------------------------------------------ field checks
 
-TIME_MIN = -62_135_596_800_000_000
-"""The earliest event time a file may hold: 0001-01-01T00:00:00Z in microseconds."""
-TIME_MAX = 253_402_300_799_999_999
-"""The latest: 9999-12-31T23:59:59.999999Z. Every time between the two is a
-:class:`datetime.datetime` (``Event.time``) and fits both backends' 64-bit column."""
 _REQUIRED = ("kind", "run_id", "parent_id", "trace_id", "name", "run_type", "tags",
              "metadata", "time", "data")
 

@@ -215,6 +215,17 @@ class Backend(ABC):
         """True for errors the writer should retry silently (another writer holds a lock)."""
         return False
 
+    def is_rejection(self, error: BaseException) -> bool:
+        """True for errors caused by one event of a batch (a constraint, a value out of range).
+
+        The writer then commits the rest of the batch and rejects that event alone.
+        """
+        return False
+
+    def is_corrupt(self, error: BaseException) -> bool:
+        """True for errors that say the store is damaged: the writer stops, loudly."""
+        return False
+
     def wait_hint(self) -> str | None:
         """A file whose change signals new commits (for tailers), if the backend has one."""
         return None

@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from runlog.errors import AppendOnlyError
 from runlog.events import Event, RunInfo
 from runlog.store.base import (
     Backend,
@@ -65,12 +66,21 @@ class MemoryBackend(Backend):
         self._rows: list[_Row] = []
         self._runs: dict[str, _RunRow] = {}
         self._counts: dict[str, int] = {}
+        self._started: set[str] = set()
         self._closed_writers: set[str] = set()
         self._waiters: weakref.WeakSet[VersionWaiter] = weakref.WeakSet()
 
     def append(self, batch: Sequence[Pending], writer: WriterInfo,
                heartbeat_us: int | None) -> int:
         with self._lock:
+            # the same contract as the SQL stores' unique index: one start per run id,
+            # checked before anything of the batch is applied (a batch is atomic)
+            starts = [p.run_id for p in batch if p.kind == "start"]
+            if starts and (len(set(starts)) < len(starts)
+                           or any(r in self._started for r in starts)):
+                raise AppendOnlyError(
+                    "could not append to :memory:: a run id already has a start event")
+            self._started.update(starts)
             seq = len(self._rows)
             for p in batch:
                 seq += 1

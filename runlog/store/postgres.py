@@ -42,6 +42,7 @@ SQLite backend. How, and why (figures and query plans in ``docs/postgres.md``):
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -81,6 +82,8 @@ from runlog.store.base import (
 
 __all__ = ["PgNotifyWaiter", "PostgresBackend", "parse_url", "pg_extras_ddl", "read_sql",
            "search_path_option"]
+
+log = logging.getLogger("runlog")
 
 # Case is kept (the name is always quoted); fullmatch, so a trailing newline fails too.
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -493,6 +496,26 @@ class PostgresBackend(Backend):
                 self._check_or_create(conn, create, current)
             return f"runlog:{current}"
 
+    def _add_one_start_index(self, conn: psycopg.Connection[Any]) -> None:
+        """Give a store made before the index existed its one-start-per-run-id index.
+
+        Best effort in a savepoint (see the SQLite twin): duplicates an older runlog
+        wrote, or a role without CREATE, never make the open fail.
+        """
+        if conn.execute("SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() "
+                        "AND indexname = %s", (schema.ONE_START_INDEX,)).fetchone():
+            return
+        try:
+            with conn.transaction():
+                conn.execute(schema.ONE_START_DDL)
+        except psycopg.errors.UniqueViolation as e:
+            log.warning("runlog: %s holds several runs with the same id (%s); the store "
+                        "cannot refuse new ones by itself until they are gone",
+                        self.location, e)
+        except psycopg.Error as e:
+            log.debug("runlog: could not add %s to %s: %s", schema.ONE_START_INDEX,
+                      self.location, e)
+
     def _tables(self, conn: psycopg.Connection[Any]) -> set[str]:
         rows = conn.execute(
             "SELECT table_name FROM information_schema.tables "
@@ -516,6 +539,7 @@ class PostgresBackend(Backend):
                 raise SchemaVersionError(
                     f"{self.location} uses runlog schema {version}, older than this "
                     f"runlog ({SCHEMA_VERSION}); run `runlog migrate --db URL` first")
+            self._add_one_start_index(conn)
             return
         clash = names & {"events", "runs", "writers", "meta", "seq_counter"}
         if clash:
@@ -708,6 +732,9 @@ class PostgresBackend(Backend):
         return isinstance(error, (psycopg.errors.SerializationFailure,
                                   psycopg.errors.DeadlockDetected,
                                   psycopg.errors.LockNotAvailable))
+
+    def is_rejection(self, error: BaseException) -> bool:
+        return isinstance(error, (psycopg.errors.DataError, psycopg.errors.IntegrityError))
 
     def change_waiter(self) -> ChangeWaiter:
         """A LISTEN connection of its own, woken by every append's ``pg_notify``."""

@@ -13,9 +13,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, Table, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, Table, Text, text
 
-__all__ = ["APPEND_ONLY_TRIGGERS", "events", "meta", "metadata", "runs", "writers"]
+__all__ = [
+    "APPEND_ONLY_TRIGGERS",
+    "ONE_START_DDL",
+    "ONE_START_INDEX",
+    "events",
+    "meta",
+    "metadata",
+    "runs",
+    "writers",
+]
 
 metadata = MetaData()
 
@@ -34,6 +43,15 @@ events = Table(
     Column("digest", Text, nullable=False),
 )
 Index("events_trace_seq", events.c.trace_id, events.c.seq)
+ONE_START_INDEX = "events_one_start"
+Index(ONE_START_INDEX, events.c.run_id, unique=True,
+      sqlite_where=text("kind = 'start'"), postgresql_where=text("kind = 'start'"))
+"""A run id names one run: a second start event with the same id is refused by the
+database itself, so another process (or an old runlog) cannot write one either."""
+
+ONE_START_DDL = (f"CREATE UNIQUE INDEX IF NOT EXISTS {ONE_START_INDEX} ON events (run_id) "
+                 "WHERE kind = 'start'")
+"""The same index for stores created before it existed (added when they are opened)."""
 
 runs = Table(
     "runs",

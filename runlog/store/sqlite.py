@@ -19,6 +19,7 @@ Design (figures in ``../shared/perf-baselines.md``, reasoning in ``docs/storage.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sqlite3
 import threading
@@ -55,6 +56,8 @@ from runlog.store.base import (
 )
 
 __all__ = ["Busy", "SQLiteBackend"]
+
+log = logging.getLogger("runlog")
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -298,6 +301,7 @@ class SQLiteBackend(Backend):
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
             if str(mode).lower() != "wal" and not self.read_only:
                 self._set_wal()
+            self._add_one_start_index()
             return
         if names - {"sqlite_sequence"}:
             raise NotARunlogStoreError(
@@ -315,6 +319,27 @@ class SQLiteBackend(Backend):
                 "('created_at', ?) ON CONFLICT(key) DO NOTHING",
                 (str(SCHEMA_VERSION), str(now_micros())),
             )
+
+    def _add_one_start_index(self) -> None:
+        """Give a store made before the index existed its one-start-per-run-id index.
+
+        Best effort, never a reason to refuse the open: a read-only file keeps working
+        for reading, and a store that already holds duplicate run ids (written by an
+        older runlog) stays readable; the recorder still refuses new duplicates, and
+        ``runlog verify`` reports the old ones.
+        """
+        conn = self._wconn
+        try:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
+                            (schema.ONE_START_INDEX,)).fetchone() is not None:
+                return
+            conn.execute(schema.ONE_START_DDL)
+        except sqlite3.IntegrityError as e:
+            log.warning("runlog: %s holds several runs with the same id (%s); the store "
+                        "cannot refuse new ones by itself until they are gone", self.path, e)
+        except sqlite3.Error as e:  # read-only, locked: try again on the next open
+            log.debug("runlog: could not add %s to %s: %s", schema.ONE_START_INDEX,
+                      self.path, e)
 
     def _set_wal(self) -> None:
         for _ in range(100):
@@ -595,6 +620,16 @@ class SQLiteBackend(Backend):
         text = str(error)
         return isinstance(error, sqlite3.OperationalError) and (
             "locked" in text or "busy" in text)
+
+    def is_rejection(self, error: BaseException) -> bool:
+        return isinstance(error, (sqlite3.DataError, sqlite3.IntegrityError)) or (
+            isinstance(error, sqlite3.Error) and "too big" in str(error))
+
+    def is_corrupt(self, error: BaseException) -> bool:
+        text = str(error)
+        return (isinstance(error, sqlite3.DatabaseError)
+                and not isinstance(error, (sqlite3.DataError, sqlite3.IntegrityError))
+                and ("malformed" in text or "not a database" in text))
 
     def wait_hint(self) -> str | None:
         return f"{self.path}-wal"

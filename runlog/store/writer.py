@@ -22,10 +22,21 @@ events are committed; with ``durable=True`` they are also fsynced. A ``kill -9``
 only events that were not acknowledged yet: those still on the queue or in the batch
 being committed.
 
-Failures: a busy database (another process writing) is retried silently. Any other
-failure (disk full, I/O error) keeps the batch, is logged, counted in
-:attr:`Writer.failures`, retried with backoff, and makes :meth:`flush` raise
-:class:`~runlog.errors.WriteError` while it lasts; recording itself never raises.
+Failures: a busy database (another process writing) is retried silently, but nobody
+waits for it forever: :meth:`flush` takes a timeout, and a producer held back by
+``max_pending`` gets :class:`~runlog.errors.NotCommittedError` after
+``backpressure_timeout`` seconds. A failure of the store (disk full, I/O error) keeps
+the batch, is logged, counted in :attr:`Writer.failures`, retried with backoff, and
+makes :meth:`flush` raise :class:`~runlog.errors.WriteError` while it lasts.
+
+An event the store refuses (a constraint such as the one start per run id, a value
+out of the column's range) is isolated: the batch is split in halves until the
+refused event stands alone, everything else commits, and that event is dropped and
+recorded as *rejected*. A rejected run's later events are dropped too (they would
+chain onto an event the store does not have); its next call raises
+:class:`~runlog.errors.EventRejectedError`, and so does the next :meth:`flush` and the
+end of its root run. A store SQLite reports as damaged stops the writer: every later
+call and flush raises :class:`~runlog.errors.CorruptStoreError`.
 """
 
 from __future__ import annotations
@@ -39,7 +50,14 @@ import time
 import weakref
 from dataclasses import dataclass, field
 
-from runlog.errors import WriteError
+from runlog.errors import (
+    AppendOnlyError,
+    CorruptStoreError,
+    EventRejectedError,
+    NotCommittedError,
+    StoreError,
+    WriteError,
+)
 from runlog.events import now_micros
 from runlog.ids import new_run_id
 from runlog.store.base import Backend, Pending, WriterInfo
@@ -72,6 +90,7 @@ class Writer:
         max_batch: int = 1000,
         max_pending: int = 1_000_000,
         commit_interval: float = 0.002,
+        backpressure_timeout: float = 60.0,
     ) -> None:
         self.backend = backend
         self.lease_us = int(lease_seconds * 1_000_000)
@@ -79,7 +98,12 @@ class Writer:
         self.max_batch = max_batch
         self.max_pending = max_pending
         self.commit_interval = commit_interval
+        self.backpressure_timeout = backpressure_timeout
         self.failures = 0
+        self.rejections = 0
+        self._rejected: dict[str, tuple[str, str]] = {}  # run_id -> (trace_id, message)
+        self._unreported: list[tuple[str, str]] = []  # (trace_id, message) for flush()
+        self._fatal: StoreError | None = None
         self.last_error: BaseException | None = None
         self.committed_seq = 0
         self._start_lock = threading.Lock()
@@ -93,6 +117,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._puts = 0
+        self._done = 0  # events the writer thread finished with (committed or rejected)
         self._beat_at = -1e9  # time.monotonic() of the last heartbeat written
 
     # -- producer side -----------------------------------------------------------
@@ -102,14 +127,15 @@ class Writer:
         Raises:
             WriteError: the store was closed (nothing would ever commit the event).
         """
-        if self._closed:
+        if self._closed or self._fatal is not None:
+            if self._fatal is not None:
+                raise self._fatal
             raise WriteError(
                 f"the store {self.backend.location} is closed; open it again to record")
         if self._thread is None:
             self._start()
-        self._q.put(item)
-        self._puts += 1
-        if self._puts & 0x1F == 0:
+        puts = self._puts = self._puts + 1
+        if puts & 0x1F == 0:
             # A producer recording in a tight loop holds the GIL for whole switch
             # intervals (5 ms), and the writer, back from a GIL-free INSERT, waits that
             # long for it on every batch. Handing the GIL over every 32 events keeps
@@ -119,52 +145,112 @@ class Writer:
             # from an event loop, which the sleep would stall) does not pay it.
             if self._q.qsize() >= 64:
                 _yield_gil(0)
-            if self._puts & 0x3FF == 0 and self._q.qsize() > self.max_pending:
-                self._backpressure()
+            if puts & 0x3FF == 0 and self._q.qsize() > self.max_pending:
+                try:
+                    self._backpressure()  # before queueing: a refused event is not queued
+                except StoreError:
+                    self._puts -= 1
+                    raise
+        self._q.put(item)
 
     def _backpressure(self) -> None:
         # The writer is far behind (a slow disk or a locked database): slow the producer
-        # down rather than grow memory without bound.
+        # down rather than grow memory without bound, but never block it forever.
+        deadline = time.monotonic() + self.backpressure_timeout
         while self._q.qsize() > self.max_pending // 2 and not self._closed:
+            if self._fatal is not None:
+                raise self._fatal
+            if time.monotonic() > deadline:
+                n = self.pending()
+                raise NotCommittedError(
+                    f"{n} events are waiting to be committed to {self.backend.location} "
+                    f"and none went through for {self.backpressure_timeout} s (is another "
+                    "process holding the write lock?); this event was not recorded", n)
             time.sleep(0.001)
 
     def pending(self) -> int:
-        """Events queued but not committed yet (approximate)."""
-        return self._q.qsize()
+        """Events recorded but not committed (nor rejected) yet.
 
-    def flush(self, timeout: float | None = None) -> None:
+        Exact with one producer thread; with several, ``put``'s unlocked counter may
+        miss a concurrent increment, so it is then approximate.
+        """
+        return max(self._puts - self._done, 0)
+
+    def rejected(self, run_id: str) -> str | None:
+        """Why the store refused an event of ``run_id``, if it did."""
+        found = self._rejected.get(run_id)
+        return found[1] if found is not None else None
+
+    def take_rejections(self, trace_id: str | None = None) -> list[str]:
+        """Rejections not reported yet (of one trace, or all); each is reported once."""
+        keep: list[tuple[str, str]] = []
+        out: list[str] = []
+        for t, msg in self._unreported:
+            if trace_id is None or t == trace_id:
+                out.append(msg)
+            else:
+                keep.append((t, msg))
+        if out:
+            self._unreported = keep
+        return out
+
+    def flush(self, timeout: float | None = None, *, report_rejections: bool = True) -> None:
         """Return once everything queued before this call is committed.
 
         Raises:
-            WriteError: the writer cannot commit right now (the events stay queued), or
-                ``timeout`` passed first.
+            NotCommittedError: ``timeout`` passed first (the events stay queued).
+            WriteError: the writer cannot commit right now (the events stay queued).
+            EventRejectedError: the store refused events since the last report (with
+                ``report_rejections``); everything else is committed.
+            CorruptStoreError: the store is damaged; the writer stopped.
         """
+        if self._fatal is not None:
+            raise self._fatal
         thread = self._thread
         if thread is None or (self._closed and not thread.is_alive()):
+            self._report(report_rejections)
             return  # nothing was recorded, or close() already committed everything
         marker = _Flush()
         self._q.put(marker)
         self._hurry.set()
         deadline = None if timeout is None else time.monotonic() + timeout
         while not marker.done.wait(0.05):
+            if self._fatal is not None:
+                raise self._fatal
             if self.last_error is not None:  # failing now: say so instead of hanging
                 self._raise_write_error(self.last_error)
             if deadline is not None and time.monotonic() > deadline:
-                raise WriteError(
-                    f"events not committed to {self.backend.location} within {timeout} s "
-                    f"({self.pending()} queued); the writer is still retrying"
-                )
+                n = self.pending()
+                raise NotCommittedError(
+                    f"{n} events not yet committed to {self.backend.location} within "
+                    f"{timeout} s (is another process holding the write lock?); they stay "
+                    "queued and the writer keeps retrying", n)
+        if self._fatal is not None:
+            raise self._fatal
         if marker.error is not None:
             self._raise_write_error(marker.error)
+        self._report(report_rejections)
+
+    def _report(self, report_rejections: bool) -> None:
+        if report_rejections:
+            found = self.take_rejections()
+            if found:
+                raise EventRejectedError("; ".join(found))
 
     def _raise_write_error(self, error: BaseException) -> None:
-        raise WriteError(
-            f"could not commit to {self.backend.location}: {error}. The events stay "
-            "queued and are retried; free the disk or fix the store, then flush again"
-        ) from error
+        n = self.pending()
+        raise NotCommittedError(
+            f"could not commit to {self.backend.location}: {error}. {n} events are not "
+            "yet committed; they stay queued and are retried: free the disk or fix the "
+            "store, then flush again", n) from error
 
     def close(self, timeout: float | None = 30.0) -> None:
-        """Commit what is queued, end the lease and stop the thread."""
+        """Commit what is queued, end the lease and stop the thread.
+
+        Raises:
+            NotCommittedError: the queue could not be committed within ``timeout``
+                (the thread keeps trying until the process exits).
+        """
         if self._closed:
             return
         self._closed = True
@@ -174,6 +260,11 @@ class Writer:
         self._q.put(_STOP)
         self._hurry.set()
         thread.join(timeout)
+        if thread.is_alive() and self._fatal is None:
+            n = self.pending()
+            raise NotCommittedError(
+                f"closing {self.backend.location}: {n} events not committed within "
+                f"{timeout} s; the writer keeps trying until the process exits", n)
 
     # -- writer thread -----------------------------------------------------------
     def _start(self) -> None:
@@ -233,6 +324,17 @@ class Writer:
         self._drain_and_close()
 
     def _commit(self, batch: list[Pending], markers: list[_Flush]) -> None:
+        if self._rejected or self._fatal is not None:
+            if self._fatal is not None:
+                return  # the store is damaged: nothing more is written (callers are told)
+            kept = [p for p in batch if p.run_id not in self._rejected]
+            self._done += len(batch) - len(kept)
+            batch = kept
+            if not batch:
+                return
+        self._commit_retrying(batch, markers)
+
+    def _commit_retrying(self, batch: list[Pending], markers: list[_Flush]) -> None:
         delay = 0.001
         while True:
             try:
@@ -245,6 +347,7 @@ class Writer:
                     batch, self.info, now_micros() if beat else None)
                 if beat:
                     self._beat_at = now
+                self._done += len(batch)
                 if self.last_error is not None:
                     log.warning("runlog: writing to %s works again", self.backend.location)
                 self.last_error = None
@@ -254,6 +357,12 @@ class Writer:
                     time.sleep(delay)
                     delay = min(delay * 2, 0.05)
                     continue
+                if self.backend.is_corrupt(e):
+                    self._stop_damaged(e, len(batch))
+                    return
+                if self._is_rejection(e):
+                    self._isolate(batch, e)
+                    return
                 self.failures += 1
                 if self.last_error is None:
                     log.error("runlog: cannot commit %d events to %s: %s (retrying)",
@@ -269,6 +378,38 @@ class Writer:
                     return
                 time.sleep(min(delay, 1.0))
                 delay = min(delay * 2, 1.0)
+
+    def _is_rejection(self, e: Exception) -> bool:
+        # AppendOnlyError is how the SQL backends report a violated constraint (the one
+        # start per run id); OverflowError/ValueError are a value the driver cannot bind
+        return (isinstance(e, (AppendOnlyError, OverflowError, ValueError))
+                or self.backend.is_rejection(e))
+
+    def _isolate(self, batch: list[Pending], error: Exception) -> None:
+        """Commit everything of a refused batch but the refused event(s), by halves."""
+        if len(batch) == 1:
+            p = batch[0]
+            self.rejections += 1
+            msg = (f"the store {self.backend.location} refused the {p.kind} event of run "
+                   f"{p.name!r} ({p.run_id}): {error}; that run's events from this one on "
+                   "are not stored")
+            log.error("runlog: %s", msg)
+            self._rejected[p.run_id] = (p.trace_id, msg)
+            self._done += 1
+            self._unreported.append((p.trace_id, msg))
+            return
+        half = len(batch) // 2
+        self._commit(batch[:half], [])
+        self._commit(batch[half:], [])
+
+    def _stop_damaged(self, error: Exception, n: int) -> None:
+        self.failures += 1
+        self.last_error = error
+        self._fatal = CorruptStoreError(
+            f"{self.backend.location} is damaged ({error}); recording stopped and "
+            f"{n + self._q.qsize()} events were not stored. Check it with `runlog verify`, "
+            "restore it from a backup or a `runlog export` file")
+        log.error("runlog: %s", self._fatal)
 
     def _beat(self, closing: bool = False) -> None:
         try:
