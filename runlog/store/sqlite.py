@@ -282,7 +282,9 @@ class SQLiteBackend(Backend):
         try:
             conn = sqlite3.connect(self._ro_uri or f"file:{self.path}?mode=ro", uri=True)
             try:
-                lines = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)")]
+                # a row may hold several lines ("*** in database main ***\nPage 6: ...")
+                lines = [" ".join(str(r[0]).split())
+                         for r in conn.execute("PRAGMA quick_check(5)")]
             finally:
                 conn.close()
         except sqlite3.Error as err:

@@ -396,3 +396,43 @@ def test_a_store_opened_read_only_refuses_writes_clearly(tmp_path: Path) -> None
             backend._wconn.execute("INSERT INTO meta VALUES ('x', 'y')")
     finally:
         backend.close()
+
+
+# -- a malformed SQLite file: one line that says what SQLite found ------------------------
+def _recorded_tokens(path: Path, tokens: int) -> None:
+    with runlog.open(path) as s, s.run("root", "chain") as root, \
+            root.child("llm", "llm") as child:
+        for i in range(tokens):
+            child.token(f"tok{i}")
+
+
+def _damage_pages(path: Path) -> None:
+    """Overwrite the header of every b-tree page but the schema's with garbage."""
+    conn = sqlite3.connect(path)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(path.read_bytes())
+    pages = len(data) // page_size
+    assert pages > 4
+    for page in range(2, pages):  # leave page 1 (the schema) readable
+        at = page * page_size
+        data[at:at + 12] = b"\xff" * 12  # a b-tree page header no SQLite page has
+    path.write_bytes(bytes(data))
+
+
+def test_a_malformed_sqlite_file_gives_one_line_naming_what_is_damaged(
+        tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    _recorded_tokens(db, 400)
+    _damage_pages(db)
+    for args in (["verify"], ["runs"], ["show", "0" * 8]):
+        result = CliRunner().invoke(cli, [*args, "--db", str(db)])
+        assert result.exit_code != 0, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit), \
+            result.exception
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1, result.output
+    result = CliRunner().invoke(cli, ["verify", "--db", str(db)])
+    assert "integrity check" in result.output
+    assert "Page " in result.output
