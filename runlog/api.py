@@ -430,13 +430,12 @@ class Store:
             if len(rows) < q.limit:
                 break
             q = replace(q, after=high)
-        check_columns = getattr(self.backend, "check_columns", None)
-        problem = check_columns(trace_id) if check_columns is not None else None
-        if problem is not None:
-            return VerifyReport(count, len(last), False, problem[1], problem[0])
-        problem = self._check_runs_table(projection, top, trace_id)
-        if problem is not None:
-            return VerifyReport(count, len(last), False, problem[0], problem[1])
+        column = self.backend.check_columns(trace_id)
+        if column is not None:
+            return VerifyReport(count, len(last), False, column[1], column[0])
+        runs_row = self._check_runs_table(projection, top, trace_id)
+        if runs_row is not None:
+            return VerifyReport(count, len(last), False, runs_row[0], runs_row[1])
         return VerifyReport(count, len(last), True)
 
     def _check_runs_table(self, projection: dict[str, list[Any]], top: int,

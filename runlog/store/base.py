@@ -26,6 +26,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import orjson
+
 from runlog import codec
 from runlog.errors import EncodingError
 from runlog.events import ErrorInfo, Event, RunInfo, chain_digest
@@ -186,6 +188,16 @@ class Backend(ABC):
     @abstractmethod
     def last_seq(self) -> int:
         """The highest committed seq (0 for an empty store)."""
+
+    def check_columns(self, trace_id: str | None = None) -> tuple[int, str] | None:
+        """The first event whose indexed columns are not what its stored bytes say.
+
+        SQL backends copy ``trace_id``, ``run_id``, ``kind``, ``name``, ``run_type`` and
+        ``time`` out of the envelope so reads and filters need not parse it; an edit of
+        such a copy alone passes the hash chain, so ``runlog verify`` asks for this.
+        A backend without copies (memory) has nothing to check.
+        """
+        return None
 
     @abstractmethod
     def get_run(self, run_id: str) -> RunInfo | None:
@@ -377,3 +389,23 @@ def run_info_from_row(
         start_seq=start_seq,
         end_seq=end_seq,
     )
+
+
+CHECKED_COLUMNS = ("trace_id", "run_id", "kind", "name", "run_type", "time")
+"""The envelope fields SQL backends also keep as columns (see Backend.check_columns)."""
+
+
+def column_mismatch(seq: int, columns: Sequence[Any], raw: bytes | str) -> str | None:
+    """How a row's column copies differ from its envelope bytes, or None if they agree.
+
+    Bytes that are no envelope are the chain check's to report, so they pass here."""
+    try:
+        env = orjson.loads(raw)
+        want = tuple(env[c] for c in CHECKED_COLUMNS)
+    except Exception:
+        return None
+    for col, got, value in zip(CHECKED_COLUMNS, columns, want, strict=True):
+        if got != value:
+            return (f"seq {seq}: the events table's {col} column ({got!r}) is not the "
+                    f"stored bytes' ({value!r})")
+    return None

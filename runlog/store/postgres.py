@@ -70,6 +70,7 @@ from runlog.events import Event, RunInfo, now_micros
 from runlog.filters import ANY, DICT_TAG, Filter, sql_strings
 from runlog.store import schema
 from runlog.store.base import (
+    CHECKED_COLUMNS,
     SCHEMA_VERSION,
     Backend,
     ChangeWaiter,
@@ -77,6 +78,7 @@ from runlog.store.base import (
     Pending,
     RunQuery,
     WriterInfo,
+    column_mismatch,
     run_info_from_row,
 )
 
@@ -658,6 +660,22 @@ class PostgresBackend(Backend):
         if q.until is not None:
             high = min(high, q.until)
         return events, max(high, q.after)
+
+    def check_columns(self, trace_id: str | None = None) -> tuple[int, str] | None:
+        cols = ", ".join(CHECKED_COLUMNS)
+        after = 0
+        while True:
+            rows = self._fetch(
+                f"SELECT seq, {cols}, raw FROM events WHERE seq > %(after)s "
+                "AND (%(trace)s::text IS NULL OR trace_id = %(trace)s::text) "
+                "ORDER BY seq LIMIT 5000", {"after": after, "trace": trace_id})
+            for row in rows:
+                problem = column_mismatch(row[0], row[1:7], row[7])
+                if problem is not None:
+                    return row[0], problem
+            if len(rows) < 5000:
+                return None
+            after = rows[-1][0]
 
     def last_seq(self) -> int:
         rows = self._fetch("SELECT coalesce(max(seq), 0) FROM events")

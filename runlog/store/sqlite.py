@@ -45,6 +45,7 @@ from runlog.events import Event, RunInfo, now_micros
 from runlog.filters import DICT_TAG, Filter, sql_strings
 from runlog.store import schema
 from runlog.store.base import (
+    CHECKED_COLUMNS,
     SCHEMA_VERSION,
     Backend,
     ChangeWaiter,
@@ -52,6 +53,7 @@ from runlog.store.base import (
     Pending,
     RunQuery,
     WriterInfo,
+    column_mismatch,
     run_info_from_row,
 )
 
@@ -525,32 +527,18 @@ class SQLiteBackend(Backend):
         return rows, max(high, q.after)
 
     def check_columns(self, trace_id: str | None = None) -> tuple[int, str] | None:
-        """The first event whose columns are not what its stored bytes say, if any.
-
-        ``trace_id``, ``run_id``, ``kind``, ``name``, ``run_type`` and ``time`` are
-        copies of envelope fields that reads and filters use without parsing; an edit
-        of one alone would pass the hash chain (``runlog verify``).
-        """
-        import orjson
-
-        cols = ("trace_id", "run_id", "kind", "name", "run_type", "time")
+        cols = ", ".join(CHECKED_COLUMNS)
         after = 0
         while True:
             with self._read_txn(raw_bytes=False) as conn:
                 rows = conn.execute(
-                    f"SELECT seq, {', '.join(cols)}, CAST(raw AS BLOB) FROM events "
+                    f"SELECT seq, {cols}, CAST(raw AS BLOB) FROM events "
                     "WHERE seq > ? AND (? IS NULL OR trace_id = ?) ORDER BY seq LIMIT 5000",
                     (after, trace_id, trace_id)).fetchall()
             for row in rows:
-                try:
-                    env = orjson.loads(row[7])
-                    want = tuple(env[c] for c in cols)
-                except Exception:
-                    continue  # the chain check reports bytes that are no envelope
-                for col, got, value in zip(cols, row[1:7], want, strict=True):
-                    if got != value:
-                        return row[0], (f"seq {row[0]}: the events table's {col} column "
-                                        f"({got!r}) is not the stored bytes' ({value!r})")
+                problem = column_mismatch(row[0], row[1:7], row[7])
+                if problem is not None:
+                    return row[0], problem
             if len(rows) < 5000:
                 return None
             after = rows[-1][0]

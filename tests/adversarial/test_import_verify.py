@@ -436,3 +436,27 @@ def test_a_malformed_sqlite_file_gives_one_line_naming_what_is_damaged(
     result = CliRunner().invoke(cli, ["verify", "--db", str(db)])
     assert "integrity check" in result.output
     assert "Page " in result.output
+
+
+@pytest.mark.parametrize("column", ["trace_id", "name", "run_type", "kind"])
+def test_verify_sees_an_edited_column_on_every_sql_backend(
+        column: str, store: runlog.Store, backend_kind: str) -> None:
+    """The same check through each SQL backend's own column read (a co-writer of a
+    shared PostgreSQL server can edit its TEXT columns)."""
+    if backend_kind == "memory":
+        pytest.skip("the memory backend keeps no columns apart from the bytes")
+    with store.run("root", "chain") as root:
+        root.token("x")
+    store.flush()
+    value = {"kind": "end"}.get(column, "forged")
+    if backend_kind == "sqlite":
+        _edit(store.backend.path,  # type: ignore[attr-defined]
+              f"UPDATE events SET {column} = '{value}' WHERE seq = 2")
+    else:
+        with store.backend._conn() as conn:  # type: ignore[attr-defined]
+            conn.execute("ALTER TABLE events DISABLE TRIGGER USER")
+            conn.execute(f"UPDATE events SET {column} = %s WHERE seq = 2", (value,))
+    report = store.verify()
+    assert not report.ok
+    assert report.first_error is not None
+    assert f"{column} column" in report.first_error
