@@ -668,9 +668,11 @@ class PostgresBackend(Backend):
             rows = self._fetch(
                 f"SELECT seq, {cols}, raw FROM events WHERE seq > %(after)s "
                 "AND (%(trace)s::text IS NULL OR trace_id = %(trace)s::text) "
-                "ORDER BY seq LIMIT 5000", {"after": after, "trace": trace_id})
-            for row in rows:
-                problem = column_mismatch(row[0], row[1:7], row[7])
+                "ORDER BY seq LIMIT 5000",
+                {"after": after, "trace": None if trace_id is None else enc(trace_id)})
+            for row in rows:  # TEXT columns hold names as enc() wrote them
+                columns = [dec(v) if isinstance(v, str) else v for v in row[1:7]]
+                problem = column_mismatch(row[0], columns, row[7])
                 if problem is not None:
                     return row[0], problem
             if len(rows) < 5000:
