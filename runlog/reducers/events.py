@@ -214,14 +214,15 @@ class EventsReducer:
                 return []
             call_id = out.get("tool_call_id") if isinstance(out, dict) else None
             ev = self._event("on_tool_error", e, info, {
-                "error": error_object(err), "input": info.inputs, "tool_call_id": call_id})
+                "error": error_object(err), "input": e.inputs if e.has_inputs else info.inputs,
+                "tool_call_id": call_id})
             return self._send(ev, info.name, rtype, info.tags, info.metadata)
         if rtype == "chat_model":
             data: dict[str, Any] = {"output": _first_message(out), "input": info.inputs}
         elif rtype == "llm":
             data = {"output": _llm_output(out), "input": info.inputs}
         elif rtype in ("tool", "retriever"):
-            data = {"output": out, "input": info.inputs}
+            data = {"output": out, "input": e.inputs if e.has_inputs else info.inputs}
         else:
             final = e.inputs if e.has_inputs else None
             start = info.inputs if info.has_inputs else None

@@ -209,6 +209,7 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         self.root_ids: list[str] = []
         self._runs: dict[UUID, Run] = {}
         self._tool_call_ids: dict[UUID, Any] = {}
+        self._tool_inputs: dict[UUID, Any] = {}  # root tools started with the call value
         self._lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------------
@@ -227,6 +228,10 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         if parent is None:
             found = _call_input(name)
             if found is not _MISSING:
+                if run_type == "tool" and found is not inputs:
+                    # a ToolCall (or a string) at the root: the tool's own args are
+                    # what LangChain's on_tool_error reports, so they go on the end
+                    self._tool_inputs[run_id] = inputs
                 inputs = found
         run = self.store.start_run(
             name, run_type, inputs=inputs, tags=list(tags or ()), metadata=dict(metadata or {}),
@@ -413,7 +418,8 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
     def on_tool_end(self, output: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
                     **kwargs: Any) -> None:
         self._tool_call_ids.pop(run_id, None)
-        self._guard("a tool end", lambda: self._end(run_id, output))
+        inputs = self._tool_inputs.pop(run_id, _MISSING)
+        self._guard("a tool end", lambda: self._end(run_id, output, inputs=inputs))
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID,
                       parent_run_id: UUID | None = None, **kwargs: Any) -> None:
@@ -421,8 +427,9 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         stored = self._tool_call_ids.pop(run_id, None)
         if call_id is None:
             call_id = stored
+        inputs = self._tool_inputs.pop(run_id, _MISSING)
         self._guard("a tool error", lambda: self._end(
-            run_id, {"tool_call_id": call_id}, error=error))
+            run_id, {"tool_call_id": call_id}, error=error, inputs=inputs))
 
     def on_retriever_end(self, documents: Any, *, run_id: UUID,
                          parent_run_id: UUID | None = None, **kwargs: Any) -> None:
