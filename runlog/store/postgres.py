@@ -42,6 +42,7 @@ SQLite backend. How, and why (figures and query plans in ``docs/postgres.md``):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -82,8 +83,8 @@ from runlog.store.base import (
     run_info_from_row,
 )
 
-__all__ = ["PgNotifyWaiter", "PostgresBackend", "parse_url", "pg_extras_ddl", "read_sql",
-           "search_path_option"]
+__all__ = ["PgNotifyWaiter", "PostgresBackend", "notify_channel", "parse_url", "pg_extras_ddl",
+           "read_sql", "search_path_option"]
 
 log = logging.getLogger("runlog")
 
@@ -142,6 +143,18 @@ def search_path_option(schema_name: str) -> str:
     the name needs no escaping inside the quotes or the options string.
     """
     return f'-c search_path="{schema_name}"'
+
+
+def notify_channel(schema_name: str) -> str:
+    """The NOTIFY channel of the store in ``schema_name`` (case kept, like the schema).
+
+    A channel name must be shorter than 64 bytes (``pg_notify`` fails every append
+    otherwise), so a long schema name gets a digest of itself instead.
+    """
+    channel = f"runlog:{schema_name}"
+    if len(channel.encode()) < 64:
+        return channel
+    return "runlog:" + hashlib.blake2b(schema_name.encode(), digest_size=16).hexdigest()
 
 
 def pg_extras_ddl() -> list[str]:
@@ -370,8 +383,10 @@ class PostgresBackend(Backend):
             f" (schema {self.schema})" if self.schema else "")
         self.durable = durable
         self.insert = insert
-        connect_args: dict[str, Any] = {"application_name": "runlog"}
         u = make_url(connect_url)
+        connect_args: dict[str, Any] = {}
+        if "application_name" not in u.query:  # the user's own name wins (monitoring)
+            connect_args["application_name"] = "runlog"
         if "connect_timeout" not in u.query:  # an unreachable host fails, not hangs
             connect_args["connect_timeout"] = 10
         given = u.query.get("options")  # the user's own options: keep them, add ours
@@ -496,7 +511,7 @@ class PostgresBackend(Backend):
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || "
                              "':runlog-ddl'))")
                 self._check_or_create(conn, create, current)
-            return f"runlog:{current}"
+            return notify_channel(current)
 
     def _add_one_start_index(self, conn: psycopg.Connection[Any]) -> None:
         """Give a store made before the index existed its one-start-per-run-id index.

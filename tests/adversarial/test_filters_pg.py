@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -296,3 +299,101 @@ def test_unreachable_server_is_a_clear_store_error(tmp_path: Path) -> None:
             list(s.events())
     finally:
         s.close()
+
+
+@pytest.mark.postgres
+def test_long_schema_name_can_be_written() -> None:
+    """A 63-character name: the NOTIFY channel "runlog:<name>" would exceed PostgreSQL's
+    63 bytes and fail every append ("channel name too long"), so it is a digest instead."""
+    name = ("LongName_" + pg_support.new_schema()[len(pg_support.PREFIX):] + "_" * 63)[:63]
+    base = pg_support.base_url()
+    url = f"{base}{'&' if '?' in base else '?'}schema={name}"
+    try:
+        with runlog.open(url) as s:
+            with s.run("a") as r:
+                r.stream("x")
+            s.flush()
+            assert len(s.backend.channel.encode()) < 64  # type: ignore[attr-defined]
+            assert len(list(s.events())) == 3
+            with s.tail(run_id=r.id, until_end=True) as t:
+                assert len([e for e in t if isinstance(e, runlog.Event)]) == 3
+    finally:
+        _drop_schema(name)
+
+
+def _with_app_name(url: str, app: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}application_name={app}"
+
+
+def _terminate_app(app: str) -> int:
+    """Terminate every backend of one reader (its own ``application_name``), never
+    another session's; returns how many were terminated."""
+    with psycopg.connect(pg_support.libpq_url(), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = %s AND pid <> pg_backend_pid()", (app,)).fetchall()
+    return sum(1 for r in rows if r[0])
+
+
+@pytest.mark.postgres
+def test_runlog_tail_cli_survives_terminated_connections(tmp_path: Path) -> None:
+    url = pg_support.store_url(str(tmp_path))
+    app = f"rl_cli_{uuid.uuid4().hex[:12]}"  # the URL's application_name is kept
+    with runlog.open(url) as writer:
+        run = writer.start_run("root")
+        run.stream(0)
+        writer.flush()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from runlog.cli import main; main()", "tail", "--db",
+             _with_app_name(url, app), "--run", run.id, "--until-end", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert proc.stdout is not None
+            first = [proc.stdout.readline() for _ in range(2)]  # start, stream 0
+            assert _terminate_app(app) >= 1
+            for i in range(1, 4):
+                run.stream(i)
+            writer.flush()
+            run.end()
+            writer.flush()
+            rest, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 0, err.decode()
+        assert b"Traceback" not in err
+        lines = first + rest.splitlines(keepends=True)
+        assert [json.loads(x)["seq"] for x in lines] == [
+            e.seq for e in writer.events(run_id=run.id)]
+
+
+@pytest.mark.postgres
+@pytest.mark.anyio
+async def test_atail_survives_terminated_read_connections(tmp_path: Path) -> None:
+    url = pg_support.store_url(str(tmp_path))
+    app = f"rl_atail_{uuid.uuid4().hex[:12]}"
+    writer = runlog.open(url)
+    reader = runlog.open(_with_app_name(url, app))
+    try:
+        run = writer.start_run("root")
+        run.stream(0)
+        writer.flush()
+        seen: list[int] = []
+        async with reader.atail(run_id=run.id, until_end=True, poll_interval=0.05) as t:
+            async for item in t:
+                assert isinstance(item, runlog.Event)
+                seen.append(item.seq)
+                if len(seen) in (2, 4):  # drop the connections, then write two more
+                    assert _terminate_app(app) >= 1
+                    run.stream(len(seen))
+                    if len(seen) == 4:
+                        run.end()
+                    else:
+                        run.stream(len(seen) + 1)
+                    writer.flush()
+        assert seen == [e.seq for e in writer.events(run_id=run.id)]
+        assert len(seen) == 6
+    finally:
+        reader.close()
+        writer.close()
