@@ -87,28 +87,36 @@ def helper_chain() -> Runnable[Any, Any]:
 ROOTS = {"custom": custom, "failing": failing, "helper_chain": helper_chain}
 
 
+KWARGS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    # the root filtered out of what LangChain streams: still recorded, still filtered
+    "excluded": {"exclude_names": ["StreamingRunnable", "RunnableSequence"]},
+}
+
+
+@pytest.mark.parametrize("kw", list(KWARGS))
 @pytest.mark.parametrize("api", ["events", "log"])
 @pytest.mark.parametrize("root", list(ROOTS))
-async def test_custom_root_replays_as_live(root: str, api: str) -> None:
+async def test_custom_root_replays_as_live(root: str, api: str, kw: str) -> None:
     store = runlog.open(":memory:")
     try:
         with frozen_clock() as clock:
-            live, live_err, rid = await run_live(ROOTS[root](), "123", None, api, {}, store,
-                                                 clock)
-        got, err = await replay(store, rid, api, {}, live=live)
+            live, live_err, rid = await run_live(ROOTS[root](), "123", None, api, KWARGS[kw],
+                                                 store, clock)
+        got, err = await replay(store, rid, api, KWARGS[kw], live=live)
         assert len(got) == len(live)
         assert_same_errors(err, live_err)
         chunks = [e.data for e in store.replay(rid) if e.kind == "stream" and e.run_id == rid]
         assert chunks == (["1", "2"] if root == "failing" else ["1", "2", "3"])
-        if api == "events":
+        if api == "events" and kw == "plain":
             assert [e["data"]["chunk"] for e in live if e["event"] == "on_chain_stream"
                     and e["run_id"] == rid] == chunks
     finally:
         store.close()
 
 
-@pytest.mark.parametrize("api", ["events", "log"])
-async def test_custom_root_inside_record(api: str) -> None:
+@pytest.mark.parametrize(("api", "diff"), [("events", True), ("log", True), ("log", False)])
+async def test_custom_root_inside_record(api: str, diff: bool) -> None:
     """The recorder attached by ``record()`` comes after LangChain's own handler."""
     store = runlog.open(":memory:")
     try:
@@ -118,15 +126,42 @@ async def test_custom_root_inside_record(api: str) -> None:
             if api == "events":
                 live = [e async for e in custom().astream_events("hello", version="v2")]
             else:
-                live = [copy.deepcopy(p) async for p in custom().astream_log("hello")]
+                live = [copy.deepcopy(p) async for p in custom().astream_log(
+                    "hello", diff=diff, with_streamed_output_list=diff)]
         assert rec.failures == 0, rec.last_error
         [rid] = rec.root_ids
-        got, err = await replay(store, rid, api, {}, live=live)
+        kwargs = {} if api == "events" else {"diff": diff, "with_streamed_output_list": diff}
+        got, err = await replay(store, rid, api, kwargs, live=live)
         assert err is None
         assert len(got) == len(live)
         assert [e.data for e in store.replay(rid) if e.kind == "stream" and e.run_id == rid
                 ] == ["1", "2", "3"]
         for i, (g, w) in enumerate(zip(got, live, strict=True)):
             assert_item_equal(g, w, i)
+    finally:
+        store.close()
+
+
+def _gen_sync(xs: Any) -> Any:
+    for x in xs:
+        yield from str(x)
+
+
+@pytest.mark.parametrize("call", ["stream", "astream"])
+async def test_stream_inside_record_stores_each_chunk_once(call: str) -> None:
+    """``stream``/``astream`` of a root built on LangChain's helpers: every chunk, once."""
+    store = runlog.open(":memory:")
+    try:
+        chain = RunnableLambda(lambda x: x) | RunnableGenerator(_gen_sync, _gen)
+        with runlog_langchain.record(store) as rec:
+            if call == "stream":
+                out = list(chain.stream("123"))
+            else:
+                out = [c async for c in chain.astream("123")]
+        assert out == ["1", "2", "3"]
+        assert rec.failures == 0, rec.last_error
+        [rid] = rec.root_ids
+        assert [e.data for e in store.replay(rid) if e.kind == "stream" and e.run_id == rid
+                ] == out
     finally:
         store.close()
