@@ -118,6 +118,23 @@ def _entry_inputs(frame: FrameType | None) -> list[tuple[str, Any]]:
     return out
 
 
+def _root_consumer(frame: FrameType | None) -> tuple[str, Any] | None:
+    """LangChain's own consumer of a root run's stream, found on the stack at its start:
+    ``("events", handler)`` for ``astream_events`` v2, ``("log", handler)`` for
+    ``astream_log`` (the ``consume_astream`` task of each), else ``None``."""
+    f = frame
+    while f is not None:
+        if f.f_code.co_name == "consume_astream":
+            loc = f.f_locals
+            if "event_streamer" in loc:
+                return "events", loc["event_streamer"]
+            if "stream" in loc:
+                return "log", loc["stream"]
+            return None
+        f = f.f_back
+    return None
+
+
 def _handlers_on_stack(frame: FrameType | None) -> Any:
     """The handler list LangChain is dispatching a start to, found on the stack: the
     ``handlers`` of ``handle_event``/``ahandle_event``, or of the manager whose
@@ -210,6 +227,7 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         self._runs: dict[UUID, Run] = {}
         self._tool_call_ids: dict[UUID, Any] = {}
         self._tool_inputs: dict[UUID, Any] = {}  # root tools started with the call value
+        self._tapped: set[UUID] = set()  # runs whose output stream passes through our tap
         self._lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------------
@@ -239,10 +257,15 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         self._runs[run_id] = run
         if parent is None:
             self.root_ids.append(run.id)
+            if run_type not in ("llm", "chat_model"):  # their tokens come as callbacks
+                consumer = _root_consumer(sys._getframe(1))
+                if consumer is not None:
+                    self._watch_root(run_id, *consumer)
 
     def _end(self, run_id: UUID, outputs: Any, *, error: BaseException | None = None,
              inputs: Any = _MISSING) -> None:
         run = self._runs.pop(run_id, None)
+        self._tapped.discard(run_id)
         if run is None or run.ended:
             return
         if inputs is _MISSING:
@@ -330,6 +353,49 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         except Exception as e:
             self._failed("an output chunk", e)
 
+    def _root_chunk(self, run_id: UUID, chunk: Any) -> None:
+        if run_id not in self._tapped:  # else our tap has recorded it already
+            self._record_chunk(run_id, chunk)
+
+    def _watch_root(self, run_id: UUID, kind: str, handler: Any) -> None:
+        """Record the chunks LangChain's ``astream_events``/``astream_log`` read from a
+        root run's ``astream`` themselves.
+
+        A runnable whose ``astream`` is its own generator (a custom ``Runnable``
+        subclass) reports its chunks to no callback: only the ``consume_astream`` task
+        of those two APIs sees them, through ``astream_events``' handler's own tap
+        (``_send`` of an ``on_*_stream`` event) or ``astream_log``'s
+        ``send_stream.send`` (whose caller holds the ``chunk``). Both are wrapped here,
+        on that call's own handler; a chunk that also passed through our tap (any
+        runnable built on LangChain's stream helpers) is not recorded twice.
+        """
+        rid = str(run_id)
+        try:
+            if kind == "events":
+                orig = handler._send
+
+                def send(event: Any, event_type: str, _o: Any = orig) -> None:
+                    if (event.get("run_id") == rid and event["event"].endswith("_stream")
+                            and sys._getframe(1).f_code.co_name in (
+                                "tap_output_aiter", "tap_output_iter")):
+                        self._root_chunk(run_id, event["data"]["chunk"])
+                    _o(event, event_type)
+
+                setattr(handler, "_send", send)  # noqa: B010 - an instance override
+            else:
+                target = handler.send_stream
+                orig = target.send
+
+                def asend(item: Any, _o: Any = orig) -> Any:
+                    f = sys._getframe(1)
+                    if f.f_code.co_name == "consume_astream" and "chunk" in f.f_locals:
+                        self._root_chunk(run_id, f.f_locals["chunk"])
+                    return _o(item)
+
+                setattr(target, "send", asend)  # noqa: B010 - an instance override
+        except Exception as e:  # an unknown LangChain: the root's chunks may be lost
+            self._failed("the stream of a root run", e)
+
     def _adopt(self, handlers: Any) -> None:
         """Make the other streaming handlers of a run pass their taps through ours.
 
@@ -377,6 +443,8 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         return it
 
     async def _atap(self, run_id: UUID, output: AsyncIterator[T]) -> AsyncIterator[T]:
+        if run_id in self._runs:
+            self._tapped.add(run_id)
         async for chunk in output:
             self._record_chunk(run_id, chunk)
             yield chunk
@@ -389,6 +457,8 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         return it
 
     def _tap(self, run_id: UUID, output: Iterator[T]) -> Iterator[T]:
+        if run_id in self._runs:
+            self._tapped.add(run_id)
         for chunk in output:
             self._record_chunk(run_id, chunk)
             yield chunk
