@@ -21,6 +21,7 @@ those of ``/work/shared/langchain/spec.md`` section 2 (summarised in
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, MutableSequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +40,7 @@ from runlog.reducers.common import (
 from runlog.reducers.patch import apply_ops
 from runlog.reducers.types import LogEntry, OpsPrefix, RunLog, RunLogPatch, RunState
 
-__all__ = ["LogReducer", "fold", "log_view"]
+__all__ = ["LogReducer", "RunLogJournal", "fold", "log_view"]
 
 Op = dict[str, Any]
 _SCALARS = (str, int, float, bool, type(None))
@@ -277,15 +278,24 @@ class _TextPatch(RunLogPatch):
         self.eager = eager
         self._text = text
         self._parts = parts
+        self._ops: list[Op] | None = None
 
     @property
     def ops(self) -> list[Op]:
-        return [*self.eager, {"op": "replace", "path": "/final_output",
-                              "value": self._text.text(self._parts)}]
+        # Cached: the cumulative ops of every later snapshot share this list's string.
+        if self._ops is None:
+            self._ops = [*self.eager, {"op": "replace", "path": "/final_output",
+                                       "value": self.text()}]
+        return self._ops
 
     @ops.setter
     def ops(self, value: list[Op]) -> None:
         raise AttributeError("a text patch's ops are derived")
+
+
+    def text(self) -> str:
+        """The root string as of this patch."""
+        return self._text.text(self._parts)
 
 
 def _is_container(value: Any) -> bool:
@@ -334,6 +344,125 @@ class _LazyRunLog(RunLog):
         raise AttributeError("read-only")
 
 
+class RunLogJournal:
+    """The patches of a ``diff=False`` view so far, and the running state they fold into.
+
+    Each yielded ``RunLog`` is a snapshot: a position in this journal, materialised
+    (:meth:`state_at`, :meth:`ops_at`) only when read. Producing items therefore costs
+    one in-place apply per patch, as the aliased view does, while every item still owns
+    its state, as in LangChain. A read of the newest item copies the running state; a
+    read of an older one refolds the journal from the start (linear in its position),
+    never from another item, whose state its reader may have changed.
+    """
+
+    __slots__ = ("patches", "state", "text")
+
+    def __init__(self) -> None:
+        self.patches: list[RunLogPatch] = []
+        self.state: Any = None
+        self.text: _TextPatch | None = None  # the root string, if a text patch set it
+
+    def add(self, p: RunLogPatch) -> int:
+        """Apply ``p`` to the running state (raising ``PatchError`` as LangChain would
+        raise at that item); return the new position."""
+        if type(p) is _TextPatch:
+            self.state = apply_ops(self.state, p.eager)
+            self.text = p
+        else:
+            if self.text is not None and _sets_output(p):
+                self.text = None
+            self.state = apply_ops(self.state, p.ops)
+        self.patches.append(p)
+        return len(self.patches)
+
+    def state_at(self, n: int) -> Any:
+        """A private copy of the state after the first ``n`` patches."""
+        state: Any
+        if n == len(self.patches):
+            state = copy.deepcopy(self.state)
+            if self.text is not None:
+                state["final_output"] = self.text.text()
+            return state
+        state = None
+        text: _TextPatch | None = None  # the last root-string patch not yet written
+        for p in self.patches[:n]:
+            if type(p) is _TextPatch:
+                state = apply_ops(state, p.eager)
+                text = p
+                continue
+            if text is not None and _sets_output(p):
+                state["final_output"] = text.text()
+                text = None
+            state = apply_ops(state, p.ops)
+        if text is not None:
+            state["final_output"] = text.text()
+        return state
+
+    def ops_at(self, n: int) -> list[Op]:
+        """A new list of every op of the first ``n`` patches (LangChain's ``RunLog.ops``)."""
+        return [op for p in self.patches[:n] for op in p.ops]
+
+
+def _sets_output(p: RunLogPatch) -> bool:
+    return any(op["path"].startswith("/final_output") for op in p.ops)
+
+
+class _SnapshotRunLog(RunLog):
+    """A ``diff=False`` item that owns its state, built from the journal when first read."""
+
+    def __init__(self, journal: RunLogJournal, n: int, keep_ops: bool) -> None:
+        self._journal = journal
+        self._n = n
+        self._keep_ops = keep_ops
+        self._state: Any = _UNSET
+        self._ops: Any = _UNSET
+        self._added: Any = _UNSET
+
+    @property
+    def state(self) -> Any:
+        if self._state is _UNSET:
+            self._state = self._journal.state_at(self._n)
+        return self._state
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        self._state = value
+
+    @property
+    def ops(self) -> list[Op]:
+        if self._ops is _UNSET:
+            self._ops = (self._journal.ops_at(self._n) if self._keep_ops
+                         else self.ops_added)
+        return self._ops  # type: ignore[no-any-return]
+
+    @ops.setter
+    def ops(self, value: list[Op]) -> None:
+        self._ops = value
+
+    @property
+    def ops_added(self) -> list[Op]:
+        if self._added is _UNSET:
+            self._added = list(self._journal.patches[self._n - 1].ops)
+        return self._added  # type: ignore[no-any-return]
+
+    @ops_added.setter
+    def ops_added(self, value: list[Op]) -> None:
+        self._added = value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy, deepcopy and pickle give a plain RunLog of the materialised values
+        return _plain_run_log, (self.ops, self.state, self.ops_added)
+
+
+def _plain_run_log(ops: list[Op], state: Any, added: list[Op]) -> RunLog:
+    log = RunLog(*ops, state=state)
+    log.ops_added = added
+    return log
+
+
+_UNSET: Any = object()
+
+
 def _model_output(run_type: str, outputs: Any) -> Any:
     """What a root's ``astream`` yielded once when it did not stream: the output itself,
     or for a model the first generation's text (LLM) or message (chat model)."""
@@ -354,6 +483,7 @@ def log_view(
     with_streamed_output_list: bool = True,
     keep_ops: bool = True,
     diff_dumps: Callable[[Any], Any] | None = None,
+    aliased: bool = False,
 ) -> Iterator[RunLogPatch]:
     """Yield what LangChain's ``astream_log`` yielded for the recorded run.
 
@@ -364,13 +494,18 @@ def log_view(
         events: the run's events (and its descendants') in seq order.
         filter: LangChain's include/exclude rules (+ metadata) for ``/logs`` entries.
         diff: ``True`` yields :class:`RunLogPatch`; ``False`` yields a cumulative
-            :class:`RunLog` per patch. Those RunLogs share one state that is updated
-            in place (linear time); each is exact when yielded, copy it to keep it.
+            :class:`RunLog` per patch, each with its own state and ``ops`` list as of
+            that patch, as in LangChain, built only when read (see
+            :class:`RunLogJournal`), so producing them stays linear.
         with_streamed_output_list: LangChain's option of the same name.
-        keep_ops: with ``diff=False``, keep every op so ``RunLog.ops`` is the cumulative
-            list LangChain gives; ``False`` keeps only the current patch's ops
-            (``RunLog.ops == RunLog.ops_added``) so memory stays that of the state.
+        keep_ops: with ``diff=False``, ``RunLog.ops`` is the cumulative list LangChain
+            gives; ``False`` gives only the current patch's ops
+            (``RunLog.ops == RunLog.ops_added``; with ``aliased`` memory then stays
+            that of the state).
         diff_dumps: equality key for ``/final_output`` diffs (see :class:`LogReducer`).
+        aliased: with ``diff=False``, the fast path of earlier versions: every RunLog
+            shares one state updated in place and ``ops`` is a read-only
+            :class:`OpsPrefix` of one journal; each item is exact only when yielded.
     """
     red = LogReducer(filter=filter, with_streamed_output_list=with_streamed_output_list)
     if diff_dumps is not None:
@@ -381,10 +516,18 @@ def log_view(
             if red.done:
                 return
         return
+    red.lazy_text = True
+    if not aliased:
+        book = RunLogJournal()
+        for e in events:
+            for p in red.feed(e):
+                yield _SnapshotRunLog(book, book.add(p), keep_ops)
+            if red.done:
+                return
+        return
     state: Any = None
     journal: list[RunLogPatch] = []
     counts: list[int] = []
-    red.lazy_text = True
     for e in events:
         for p in red.feed(e):
             state = apply_ops(state, _eager(p))
