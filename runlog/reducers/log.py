@@ -279,6 +279,7 @@ class _TextPatch(RunLogPatch):
         self._text = text
         self._parts = parts
         self._ops: list[Op] | None = None
+        self._str: str | None = None
 
     @property
     def ops(self) -> list[Op]:
@@ -294,8 +295,11 @@ class _TextPatch(RunLogPatch):
 
 
     def text(self) -> str:
-        """The root string as of this patch."""
-        return self._text.text(self._parts)
+        """The root string as of this patch (one string, shared by every reader, as
+        LangChain's op and states share it)."""
+        if self._str is None:
+            self._str = self._text.text(self._parts)
+        return self._str
 
 
 def _is_container(value: Any) -> bool:
