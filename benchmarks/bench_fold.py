@@ -136,9 +136,10 @@ def memory_kept(n: int) -> dict[str, int] | None:
         return None
     store, rid = _record(n)
     try:
-        patches = [RunLogPatch(*p.ops) for p in log_view(store.events(rid, descendants=True))]
-
         def lc_list() -> list[Any]:
+            # the patches are built inside the measurement: LangChain's items hold them
+            patches = [RunLogPatch(*p.ops)
+                       for p in log_view(store.events(rid, descendants=True))]
             out, state = [], RunLog(state=None)  # type: ignore[arg-type]
             for p in patches:
                 state = state + p

@@ -404,7 +404,12 @@ class RunLogJournal:
 
     def ops_at(self, n: int) -> list[Op]:
         """A new list of every op of the first ``n`` patches (LangChain's ``RunLog.ops``)."""
-        return [op for p in self.patches[:n] for op in p.ops]
+        # via a tuple: a list sized exactly, as LangChain's ``self.ops + other.ops`` is
+        # (a list grown by appends keeps up to 1/8 spare slots, in every kept item)
+        return list(tuple(op for p in self.patches[:n] for op in p.ops))
+
+
+_UNSET: Any = object()
 
 
 def _sets_output(p: RunLogPatch) -> bool:
@@ -414,13 +419,15 @@ def _sets_output(p: RunLogPatch) -> bool:
 class _SnapshotRunLog(RunLog):
     """A ``diff=False`` item that owns its state, built from the journal when first read."""
 
+    # class-level "not yet read" defaults: one item per patch, so __init__ stays small
+    _state: Any = _UNSET
+    _ops: Any = _UNSET
+    _added: Any = _UNSET
+
     def __init__(self, journal: RunLogJournal, n: int, keep_ops: bool) -> None:
         self._journal = journal
         self._n = n
         self._keep_ops = keep_ops
-        self._state: Any = _UNSET
-        self._ops: Any = _UNSET
-        self._added: Any = _UNSET
 
     @property
     def state(self) -> Any:
@@ -464,7 +471,6 @@ def _plain_run_log(ops: list[Op], state: Any, added: list[Op]) -> RunLog:
     return log
 
 
-_UNSET: Any = object()
 
 
 def _model_output(run_type: str, outputs: Any) -> Any:

@@ -63,11 +63,12 @@ _UNSET: Any = object()
 class _ReplayedRunLog(LCRunLog):
     """LangChain's ``RunLog`` as of one patch, materialised from the journal when read."""
 
+    _state: Any = _UNSET  # class-level "not yet read": one item per patch
+    _ops: Any = _UNSET
+
     def __init__(self, journal: RunLogJournal, n: int) -> None:  # no super(): lazy
         self._journal = journal
         self._n = n
-        self._state: Any = _UNSET
-        self._ops: Any = _UNSET
 
     @property
     def state(self) -> Any:
