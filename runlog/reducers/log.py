@@ -21,6 +21,7 @@ those of ``/work/shared/langchain/spec.md`` section 2 (summarised in
 
 from __future__ import annotations
 
+import bisect
 import copy
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, MutableSequence
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from runlog.reducers.common import (
     log_final_output,
     log_type,
 )
-from runlog.reducers.patch import apply_ops
+from runlog.reducers.patch import apply_op, apply_ops
 from runlog.reducers.types import LogEntry, OpsPrefix, RunLog, RunLogPatch, RunState
 
 __all__ = ["LogReducer", "RunLogJournal", "fold", "log_view"]
@@ -357,56 +358,96 @@ class RunLogJournal:
     its state, as in LangChain. A read of the newest item copies the running state; a
     read of an older one refolds the journal from the start (linear in its position),
     never from another item, whose state its reader may have changed.
+
+    A root-string patch is kept as an ``int`` (its part count in the string's buffer,
+    the buffer found by segment): one container kept per chunk made the cyclic garbage
+    collector rescan a growing heap, which cost about as much as the view itself.
     """
 
-    __slots__ = ("patches", "state", "text")
+    __slots__ = ("built", "entries", "seg_has_op", "seg_start", "seg_text", "state",
+                 "text")
 
     def __init__(self) -> None:
-        self.patches: list[RunLogPatch] = []
+        self.entries: list[RunLogPatch | int] = []
+        self.seg_start: list[int] = []  # first entry of each root-string stretch
+        self.seg_text: list[_Text] = []
+        self.seg_has_op: list[bool] = []  # its patches append to /streamed_output
+        self.built: dict[int, _TextPatch] = {}  # root-string patches whose ops were read
         self.state: Any = None
-        self.text: _TextPatch | None = None  # the root string, if a text patch set it
+        self.text: int | None = None  # the entry whose root string is the current one
 
     def add(self, p: RunLogPatch) -> int:
         """Apply ``p`` to the running state (raising ``PatchError`` as LangChain would
         raise at that item); return the new position."""
         if type(p) is _TextPatch:
             self.state = apply_ops(self.state, p.eager)
-            self.text = p
+            if not self.seg_text or self.seg_text[-1] is not p._text:
+                self.seg_start.append(len(self.entries))
+                self.seg_text.append(p._text)
+                self.seg_has_op.append(bool(p.eager))
+            self.text = len(self.entries)
+            self.entries.append(p._parts)
         else:
             if self.text is not None and _sets_output(p):
                 self.text = None
             self.state = apply_ops(self.state, p.ops)
-        self.patches.append(p)
-        return len(self.patches)
+            self.entries.append(p)
+        return len(self.entries)
+
+    def _patch(self, i: int) -> RunLogPatch:
+        e = self.entries[i]
+        if not isinstance(e, int):
+            return e
+        p = self.built.get(i)
+        if p is None:
+            k = bisect.bisect_right(self.seg_start, i) - 1
+            text = self.seg_text[k]
+            eager = ([{"op": "add", "path": "/streamed_output/-", "value": text.parts[e - 1]}]
+                     if self.seg_has_op[k] else [])
+            p = self.built[i] = _TextPatch(eager, text, e)
+        return p
 
     def state_at(self, n: int) -> Any:
         """A private copy of the state after the first ``n`` patches."""
         state: Any
-        if n == len(self.patches):
+        if n == len(self.entries):
             state = copy.deepcopy(self.state)
             if self.text is not None:
-                state["final_output"] = self.text.text()
+                state["final_output"] = self._text_of(self.text)
             return state
         state = None
-        text: _TextPatch | None = None  # the last root-string patch not yet written
-        for p in self.patches[:n]:
-            if type(p) is _TextPatch:
-                state = apply_ops(state, p.eager)
-                text = p
+        text: int | None = None  # the entry whose root string is not yet written
+        starts, k = self.seg_start, -1
+        for i, e in enumerate(self.entries[:n]):
+            if isinstance(e, int):
+                while k + 1 < len(starts) and starts[k + 1] <= i:
+                    k += 1
+                buf = self.seg_text[k]
+                if self.seg_has_op[k]:
+                    state = apply_op(state, {"op": "add", "path": "/streamed_output/-",
+                                             "value": buf.parts[e - 1]})
+                text = i
                 continue
-            if text is not None and _sets_output(p):
-                state["final_output"] = text.text()
+            if text is not None and _sets_output(e):
+                state["final_output"] = self._text_of(text)
                 text = None
-            state = apply_ops(state, p.ops)
+            state = apply_ops(state, e.ops)
         if text is not None:
-            state["final_output"] = text.text()
+            state["final_output"] = self._text_of(text)
         return state
+
+    def _text_of(self, i: int) -> str:
+        # through the (cached) patch: the state and every ops list share one string
+        patch = self._patch(i)
+        assert type(patch) is _TextPatch
+        return patch.text()
 
     def ops_at(self, n: int) -> list[Op]:
         """A new list of every op of the first ``n`` patches (LangChain's ``RunLog.ops``)."""
         # via a tuple: a list sized exactly, as LangChain's ``self.ops + other.ops`` is
         # (a list grown by appends keeps up to 1/8 spare slots, in every kept item)
-        return list(tuple(op for p in self.patches[:n] for op in p.ops))
+        patch = self._patch
+        return list(tuple(op for i in range(n) for op in patch(i).ops))
 
 
 _UNSET: Any = object()
@@ -453,7 +494,7 @@ class _SnapshotRunLog(RunLog):
     @property
     def ops_added(self) -> list[Op]:
         if self._added is _UNSET:
-            self._added = list(self._journal.patches[self._n - 1].ops)
+            self._added = list(self._journal._patch(self._n - 1).ops)
         return self._added  # type: ignore[no-any-return]
 
     @ops_added.setter

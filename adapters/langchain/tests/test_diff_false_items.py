@@ -128,11 +128,12 @@ def _record_chunks(chunks: list[Any]) -> tuple[runlog.Store, str]:
     return store, run.id
 
 
-def _running_sums(store: runlog.Store, rid: str) -> list[RunLog]:
+def _running_sums(store: runlog.Store, rid: str, with_list: bool) -> list[RunLog]:
     """LangChain's own fold: RunLog + RunLogPatch, a deep copy per item."""
     out: list[RunLog] = []
     acc: RunLog | None = None
-    for p in log_view(store.events(rid, descendants=True)):
+    for p in log_view(store.events(rid, descendants=True),
+                      with_streamed_output_list=with_list):
         patch = RunLogPatch(*copy.deepcopy(p.ops))
         acc = RunLog(*patch.ops, state=copy.deepcopy(patch.ops[0]["value"])) \
             if acc is None else acc + patch
@@ -145,18 +146,18 @@ CHUNK = st.one_of(st.text(max_size=3), st.text(max_size=3), st.integers(-3, 3),
                   st.dictionaries(st.sampled_from("ab"), st.integers(0, 3), max_size=2))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(chunks=st.lists(CHUNK, max_size=12), order=st.randoms(use_true_random=False),
-       keep_ops=st.booleans())
+       keep_ops=st.booleans(), with_list=st.booleans())
 def test_core_items_equal_the_running_sum_in_any_read_order(
-        chunks: list[Any], order: random.Random, keep_ops: bool) -> None:
+        chunks: list[Any], order: random.Random, keep_ops: bool, with_list: bool) -> None:
     """Strings (grown lazily), empty strings, and non-string chunks that leave and
     re-enter string mode: every kept item equals LangChain-style ``+`` at its point."""
     store, rid = _record_chunks(chunks)
     try:
-        want = _running_sums(store, rid)
+        want = _running_sums(store, rid, with_list)
         items = list(log_view(store.events(rid, descendants=True), diff=False,
-                              keep_ops=keep_ops))
+                              keep_ops=keep_ops, with_streamed_output_list=with_list))
         assert len(items) == len(want)
         for i in order.sample(range(len(items)), len(items)):
             assert items[i].state == want[i].state, i
