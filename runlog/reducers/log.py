@@ -372,7 +372,7 @@ class RunLogJournal:
         self.seg_start: list[int] = []  # first entry of each root-string stretch
         self.seg_text: list[_Text] = []
         self.seg_has_op: list[bool] = []  # its patches append to /streamed_output
-        self.built: dict[int, _TextPatch] = {}  # root-string patches whose ops were read
+        self.built: dict[int, list[Op]] = {}  # root-string patches' ops, once read
         self.state: Any = None
         self.text: int | None = None  # the entry whose root string is the current one
 
@@ -394,18 +394,21 @@ class RunLogJournal:
             self.entries.append(p)
         return len(self.entries)
 
-    def _patch(self, i: int) -> RunLogPatch:
+    def ops_of(self, i: int) -> list[Op]:
+        """Entry ``i``'s ops; a root-string patch's built once (holding its whole
+        string, as LangChain's patch does) and shared by every reader."""
         e = self.entries[i]
         if not isinstance(e, int):
-            return e
-        p = self.built.get(i)
-        if p is None:
+            return e.ops
+        ops = self.built.get(i)
+        if ops is None:
             k = bisect.bisect_right(self.seg_start, i) - 1
             text = self.seg_text[k]
-            eager = ([{"op": "add", "path": "/streamed_output/-", "value": text.parts[e - 1]}]
-                     if self.seg_has_op[k] else [])
-            p = self.built[i] = _TextPatch(eager, text, e)
-        return p
+            ops = [{"op": "add", "path": "/streamed_output/-", "value": text.parts[e - 1]}
+                   ] if self.seg_has_op[k] else []
+            ops.append({"op": "replace", "path": "/final_output", "value": text.text(e)})
+            self.built[i] = ops
+        return ops
 
     def state_at(self, n: int) -> Any:
         """A private copy of the state after the first ``n`` patches."""
@@ -437,17 +440,15 @@ class RunLogJournal:
         return state
 
     def _text_of(self, i: int) -> str:
-        # through the (cached) patch: the state and every ops list share one string
-        patch = self._patch(i)
-        assert type(patch) is _TextPatch
-        return patch.text()
+        # through the (cached) ops: the state and every ops list share one string
+        return self.ops_of(i)[-1]["value"]  # type: ignore[no-any-return]
 
     def ops_at(self, n: int) -> list[Op]:
         """A new list of every op of the first ``n`` patches (LangChain's ``RunLog.ops``)."""
         # via a tuple: a list sized exactly, as LangChain's ``self.ops + other.ops`` is
         # (a list grown by appends keeps up to 1/8 spare slots, in every kept item)
-        patch = self._patch
-        return list(tuple(op for i in range(n) for op in patch(i).ops))
+        ops_of = self.ops_of
+        return list(tuple(op for i in range(n) for op in ops_of(i)))
 
 
 _UNSET: Any = object()
@@ -494,7 +495,7 @@ class _SnapshotRunLog(RunLog):
     @property
     def ops_added(self) -> list[Op]:
         if self._added is _UNSET:
-            self._added = list(self._journal._patch(self._n - 1).ops)
+            self._added = list(self._journal.ops_of(self._n - 1))
         return self._added  # type: ignore[no-any-return]
 
     @ops_added.setter
