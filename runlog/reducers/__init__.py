@@ -18,7 +18,7 @@ from typing import Any
 
 from runlog import codec
 from runlog.reducers.events import EventsReducer, ReplayedError, error_object, events_view
-from runlog.reducers.log import LogReducer, fold, log_view
+from runlog.reducers.log import LogReducer, RunLogJournal, fold, log_view
 from runlog.reducers.snapshots import StateIndex
 from runlog.reducers.types import LogEntry, OpsPrefix, RunLog, RunLogPatch, RunState
 
@@ -30,6 +30,7 @@ __all__ = [
     "OpsPrefix",
     "ReplayedError",
     "RunLog",
+    "RunLogJournal",
     "RunLogPatch",
     "RunState",
     "StateIndex",

@@ -21,6 +21,8 @@ those of ``/work/shared/langchain/spec.md`` section 2 (summarised in
 
 from __future__ import annotations
 
+import bisect
+import copy
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, MutableSequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,10 +38,10 @@ from runlog.reducers.common import (
     log_final_output,
     log_type,
 )
-from runlog.reducers.patch import apply_ops
+from runlog.reducers.patch import apply_op, apply_ops
 from runlog.reducers.types import LogEntry, OpsPrefix, RunLog, RunLogPatch, RunState
 
-__all__ = ["LogReducer", "fold", "log_view"]
+__all__ = ["LogReducer", "RunLogJournal", "fold", "log_view"]
 
 Op = dict[str, Any]
 _SCALARS = (str, int, float, bool, type(None))
@@ -277,15 +279,28 @@ class _TextPatch(RunLogPatch):
         self.eager = eager
         self._text = text
         self._parts = parts
+        self._ops: list[Op] | None = None
+        self._str: str | None = None
 
     @property
     def ops(self) -> list[Op]:
-        return [*self.eager, {"op": "replace", "path": "/final_output",
-                              "value": self._text.text(self._parts)}]
+        # Cached: the cumulative ops of every later snapshot share this list's string.
+        if self._ops is None:
+            self._ops = [*self.eager, {"op": "replace", "path": "/final_output",
+                                       "value": self.text()}]
+        return self._ops
 
     @ops.setter
     def ops(self, value: list[Op]) -> None:
         raise AttributeError("a text patch's ops are derived")
+
+
+    def text(self) -> str:
+        """The root string as of this patch (one string, shared by every reader, as
+        LangChain's op and states share it)."""
+        if self._str is None:
+            self._str = self._text.text(self._parts)
+        return self._str
 
 
 def _is_container(value: Any) -> bool:
@@ -334,6 +349,172 @@ class _LazyRunLog(RunLog):
         raise AttributeError("read-only")
 
 
+class RunLogJournal:
+    """The patches of a ``diff=False`` view so far, and the running state they fold into.
+
+    Each yielded ``RunLog`` is a snapshot: a position in this journal, materialised
+    (:meth:`state_at`, :meth:`ops_at`) only when read. Producing items therefore costs
+    one in-place apply per patch, as the aliased view does, while every item still owns
+    its state, as in LangChain. A read of the newest item copies the running state; a
+    read of an older one refolds the journal from the start (linear in its position),
+    never from another item, whose state its reader may have changed.
+
+    A root-string patch is kept as an ``int`` (its part count in the string's buffer,
+    the buffer found by segment): one container kept per chunk made the cyclic garbage
+    collector rescan a growing heap, which cost about as much as the view itself.
+    """
+
+    __slots__ = ("built", "entries", "seg_has_op", "seg_start", "seg_text", "state",
+                 "text")
+
+    def __init__(self) -> None:
+        self.entries: list[RunLogPatch | int] = []
+        self.seg_start: list[int] = []  # first entry of each root-string stretch
+        self.seg_text: list[_Text] = []
+        self.seg_has_op: list[bool] = []  # its patches append to /streamed_output
+        self.built: dict[int, list[Op]] = {}  # root-string patches' ops, once read
+        self.state: Any = None
+        self.text: int | None = None  # the entry whose root string is the current one
+
+    def add(self, p: RunLogPatch) -> int:
+        """Apply ``p`` to the running state (raising ``PatchError`` as LangChain would
+        raise at that item); return the new position."""
+        if type(p) is _TextPatch:
+            self.state = apply_ops(self.state, p.eager)
+            if not self.seg_text or self.seg_text[-1] is not p._text:
+                self.seg_start.append(len(self.entries))
+                self.seg_text.append(p._text)
+                self.seg_has_op.append(bool(p.eager))
+            self.text = len(self.entries)
+            self.entries.append(p._parts)
+        else:
+            if self.text is not None and _sets_output(p):
+                self.text = None
+            self.state = apply_ops(self.state, p.ops)
+            self.entries.append(p)
+        return len(self.entries)
+
+    def ops_of(self, i: int) -> list[Op]:
+        """Entry ``i``'s ops; a root-string patch's built once (holding its whole
+        string, as LangChain's patch does) and shared by every reader."""
+        e = self.entries[i]
+        if not isinstance(e, int):
+            return e.ops
+        ops = self.built.get(i)
+        if ops is None:
+            k = bisect.bisect_right(self.seg_start, i) - 1
+            text = self.seg_text[k]
+            ops = [{"op": "add", "path": "/streamed_output/-", "value": text.parts[e - 1]}
+                   ] if self.seg_has_op[k] else []
+            ops.append({"op": "replace", "path": "/final_output", "value": text.text(e)})
+            self.built[i] = ops
+        return ops
+
+    def state_at(self, n: int) -> Any:
+        """A private copy of the state after the first ``n`` patches."""
+        state: Any
+        if n == len(self.entries):
+            state = copy.deepcopy(self.state)
+            if self.text is not None:
+                state["final_output"] = self._text_of(self.text)
+            return state
+        state = None
+        text: int | None = None  # the entry whose root string is not yet written
+        starts, k = self.seg_start, -1
+        for i, e in enumerate(self.entries[:n]):
+            if isinstance(e, int):
+                while k + 1 < len(starts) and starts[k + 1] <= i:
+                    k += 1
+                buf = self.seg_text[k]
+                if self.seg_has_op[k]:
+                    state = apply_op(state, {"op": "add", "path": "/streamed_output/-",
+                                             "value": buf.parts[e - 1]})
+                text = i
+                continue
+            if text is not None and _sets_output(e):
+                state["final_output"] = self._text_of(text)
+                text = None
+            state = apply_ops(state, e.ops)
+        if text is not None:
+            state["final_output"] = self._text_of(text)
+        return state
+
+    def _text_of(self, i: int) -> str:
+        # through the (cached) ops: the state and every ops list share one string
+        return self.ops_of(i)[-1]["value"]  # type: ignore[no-any-return]
+
+    def ops_at(self, n: int) -> list[Op]:
+        """A new list of every op of the first ``n`` patches (LangChain's ``RunLog.ops``)."""
+        # via a tuple: a list sized exactly, as LangChain's ``self.ops + other.ops`` is
+        # (a list grown by appends keeps up to 1/8 spare slots, in every kept item)
+        ops_of = self.ops_of
+        return list(tuple(op for i in range(n) for op in ops_of(i)))
+
+
+_UNSET: Any = object()
+
+
+def _sets_output(p: RunLogPatch) -> bool:
+    return any(op["path"].startswith("/final_output") for op in p.ops)
+
+
+class _SnapshotRunLog(RunLog):
+    """A ``diff=False`` item that owns its state, built from the journal when first read."""
+
+    # class-level "not yet read" defaults: one item per patch, so __init__ stays small
+    _state: Any = _UNSET
+    _ops: Any = _UNSET
+    _added: Any = _UNSET
+
+    def __init__(self, journal: RunLogJournal, n: int, keep_ops: bool) -> None:
+        self._journal = journal
+        self._n = n
+        self._keep_ops = keep_ops
+
+    @property
+    def state(self) -> Any:
+        if self._state is _UNSET:
+            self._state = self._journal.state_at(self._n)
+        return self._state
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        self._state = value
+
+    @property
+    def ops(self) -> list[Op]:
+        if self._ops is _UNSET:
+            self._ops = (self._journal.ops_at(self._n) if self._keep_ops
+                         else self.ops_added)
+        return self._ops  # type: ignore[no-any-return]
+
+    @ops.setter
+    def ops(self, value: list[Op]) -> None:
+        self._ops = value
+
+    @property
+    def ops_added(self) -> list[Op]:
+        if self._added is _UNSET:
+            self._added = list(self._journal.ops_of(self._n - 1))
+        return self._added  # type: ignore[no-any-return]
+
+    @ops_added.setter
+    def ops_added(self, value: list[Op]) -> None:
+        self._added = value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy, deepcopy and pickle give a plain RunLog of the materialised values
+        return _plain_run_log, (self.ops, self.state, self.ops_added)
+
+
+def _plain_run_log(ops: list[Op], state: Any, added: list[Op]) -> RunLog:
+    log = RunLog(*ops, state=state)
+    log.ops_added = added
+    return log
+
+
+
+
 def _model_output(run_type: str, outputs: Any) -> Any:
     """What a root's ``astream`` yielded once when it did not stream: the output itself,
     or for a model the first generation's text (LLM) or message (chat model)."""
@@ -354,6 +535,7 @@ def log_view(
     with_streamed_output_list: bool = True,
     keep_ops: bool = True,
     diff_dumps: Callable[[Any], Any] | None = None,
+    aliased: bool = False,
 ) -> Iterator[RunLogPatch]:
     """Yield what LangChain's ``astream_log`` yielded for the recorded run.
 
@@ -364,13 +546,18 @@ def log_view(
         events: the run's events (and its descendants') in seq order.
         filter: LangChain's include/exclude rules (+ metadata) for ``/logs`` entries.
         diff: ``True`` yields :class:`RunLogPatch`; ``False`` yields a cumulative
-            :class:`RunLog` per patch. Those RunLogs share one state that is updated
-            in place (linear time); each is exact when yielded, copy it to keep it.
+            :class:`RunLog` per patch, each with its own state and ``ops`` list as of
+            that patch, as in LangChain, built only when read (see
+            :class:`RunLogJournal`), so producing them stays linear.
         with_streamed_output_list: LangChain's option of the same name.
-        keep_ops: with ``diff=False``, keep every op so ``RunLog.ops`` is the cumulative
-            list LangChain gives; ``False`` keeps only the current patch's ops
-            (``RunLog.ops == RunLog.ops_added``) so memory stays that of the state.
+        keep_ops: with ``diff=False``, ``RunLog.ops`` is the cumulative list LangChain
+            gives; ``False`` gives only the current patch's ops
+            (``RunLog.ops == RunLog.ops_added``; with ``aliased`` memory then stays
+            that of the state).
         diff_dumps: equality key for ``/final_output`` diffs (see :class:`LogReducer`).
+        aliased: with ``diff=False``, the fast path of earlier versions: every RunLog
+            shares one state updated in place and ``ops`` is a read-only
+            :class:`OpsPrefix` of one journal; each item is exact only when yielded.
     """
     red = LogReducer(filter=filter, with_streamed_output_list=with_streamed_output_list)
     if diff_dumps is not None:
@@ -381,10 +568,18 @@ def log_view(
             if red.done:
                 return
         return
+    red.lazy_text = True
+    if not aliased:
+        book = RunLogJournal()
+        for e in events:
+            for p in red.feed(e):
+                yield _SnapshotRunLog(book, book.add(p), keep_ops)
+            if red.done:
+                return
+        return
     state: Any = None
     journal: list[RunLogPatch] = []
     counts: list[int] = []
-    red.lazy_text = True
     for e in events:
         for p in red.feed(e):
             state = apply_ops(state, _eager(p))

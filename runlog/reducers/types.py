@@ -9,7 +9,8 @@ type is exactly ``RunLogPatch`` is accepted, ``RunLog`` never equals a bare
 
 The one deliberate difference is cost: ``+`` here deep-copies the left state once and
 applies the right ops in place (:mod:`runlog.reducers.patch`), which is what LangChain
-does too; the log view's ``diff=False`` mode does not use ``+`` at all (see
+does too; the log view's ``diff=False`` mode does not use ``+`` at all (its items are
+lazy snapshots of one journal, or with ``aliased=True`` views sharing one state: see
 :class:`OpsPrefix` and ``docs/views.md``).
 """
 
@@ -57,7 +58,8 @@ class OpsPrefix(Sequence[dict[str, Any]]):
     """The first ``n`` operations of a shared, growing journal, without copying them.
 
     ``RunLog.ops`` is cumulative: LangChain builds a new list per yielded ``RunLog``,
-    which alone is quadratic. The log view hands out prefixes of one journal instead;
+    which alone is quadratic. The aliased log view (``aliased=True``) hands out prefixes
+    of one journal instead;
     a prefix compares equal to a list holding the same operations. The journal is a
     list of ops, or of patches (whose ``ops`` may be built on access) with a parallel
     list of cumulative op counts.
@@ -148,9 +150,10 @@ class RunLogPatch:
 class RunLog(RunLogPatch):
     """The cumulative log: every operation so far (``ops``) and their result (``state``).
 
-    Instances yielded by the log view with ``diff=False`` share one state that the view
-    keeps updating (see ``docs/views.md``, "aliasing"): read or copy an item before
-    asking for the next one. ``RunLog`` objects built with ``+`` own their state.
+    Instances yielded by the log view with ``diff=False`` own their state, built when
+    first read; with ``aliased=True`` they share one state that the view keeps updating
+    (see ``docs/views.md``): read or copy such an item before asking for the next one.
+    ``RunLog`` objects built with ``+`` own their state.
     """
 
     state: RunState

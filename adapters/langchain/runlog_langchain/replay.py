@@ -7,11 +7,11 @@ If the recorded root failed, the rebuilt exception is raised after the last item
 LangChain's iterators do. ``stream_log``/``stream_events`` are synchronous twins
 (LangChain has none for v1/v2).
 
-With ``diff=False`` the yielded ``RunLog`` objects share one state that is updated in
-place, and ``RunLog.ops`` is a read-only prefix view of one shared op list (equal to a
-list of the same ops): both are exact when yielded; ``copy.deepcopy`` an item to keep
-it. This is what keeps the replay linear where LangChain's own ``RunLog +`` is
-quadratic.
+With ``diff=False`` every yielded ``RunLog`` is its own, as in LangChain: its ``state``
+is the state as of that item and ``ops`` a list of every op so far, both built when
+first read (from the journal of patches, :class:`runlog.reducers.RunLogJournal`) and
+then kept. Producing the items is one in-place apply per patch, so a consumer that
+reads only the last item stays linear where LangChain's own ``RunLog +`` is quadratic.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from langchain_core.tracers.log_stream import RunLog as LCRunLog
 from langchain_core.tracers.log_stream import RunLogPatch as LCRunLogPatch
 
 from runlog import Event, Filter, Store
-from runlog.reducers import EventsReducer, LogReducer, OpsPrefix, error_object
-from runlog.reducers.patch import PatchError, apply_ops
+from runlog.reducers import EventsReducer, LogReducer, RunLogJournal, error_object
+from runlog.reducers.patch import PatchError
 
 __all__ = ["astream_events", "astream_log", "stream_events", "stream_log"]
 
@@ -57,15 +57,57 @@ def _lc_chunk(run_type: str, token: str) -> Any:
     return GenerationChunk(text=token if isinstance(token, str) else "")
 
 
+_UNSET: Any = object()
+
+
+class _ReplayedRunLog(LCRunLog):
+    """LangChain's ``RunLog`` as of one patch, materialised from the journal when read."""
+
+    _state: Any = _UNSET  # class-level "not yet read": one item per patch
+    _ops: Any = _UNSET
+
+    def __init__(self, journal: RunLogJournal, n: int) -> None:  # no super(): lazy
+        self._journal = journal
+        self._n = n
+
+    @property
+    def state(self) -> Any:
+        if self._state is _UNSET:
+            self._state = self._journal.state_at(self._n)
+        return self._state
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        self._state = value
+
+    @property
+    def ops(self) -> list[dict[str, Any]]:
+        if self._ops is _UNSET:
+            self._ops = self._journal.ops_at(self._n)
+        return self._ops  # type: ignore[no-any-return]
+
+    @ops.setter
+    def ops(self, value: list[dict[str, Any]]) -> None:
+        self._ops = value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy, deepcopy and pickle give LangChain's plain RunLog of the same values
+        return _plain_run_log, (self.ops, self.state)
+
+
+def _plain_run_log(ops: list[dict[str, Any]], state: Any) -> LCRunLog:
+    return LCRunLog(*ops, state=state)
+
+
 class _LogFolder:
     """Shared by the sync and async log replays: events in, LangChain objects out."""
 
     def __init__(self, flt: Filter | None, diff: bool, with_list: bool) -> None:
+        # diff=False grows a root string lazily: every patch would carry it whole.
         self.red = LogReducer(filter=flt, with_streamed_output_list=with_list,
-                              diff_dumps=dumps)
+                              diff_dumps=dumps, lazy_text=not diff)
         self.diff = diff
-        self.state: Any = None
-        self.journal: list[dict[str, Any]] = []
+        self.journal = RunLogJournal()
         self.error: BaseException | None = None
 
     def feed(self, e: Event) -> list[Any]:
@@ -77,14 +119,10 @@ class _LogFolder:
                 out.append(LCRunLogPatch(*p.ops))
                 continue
             try:
-                self.state = apply_ops(self.state, p.ops)
+                n = self.journal.add(p)
             except PatchError as err:  # e.g. /logs/a/b for a run named "a/b", as in LangChain
                 raise JsonPointerException(str(err)) from err
-            self.journal.extend(p.ops)
-            log = LCRunLog.__new__(LCRunLog)
-            log.ops = OpsPrefix(self.journal, len(self.journal))  # type: ignore[assignment]
-            log.state = self.state
-            out.append(log)
+            out.append(_ReplayedRunLog(self.journal, n))
         if root_end and e.error is not None:
             self.error = error_object(e.error)
         return out
