@@ -81,6 +81,7 @@ __all__ = [
     "exception_class",
     "loads_plain",
     "register",
+    "revive_exception",
     "trust",
     "untag",
 ]
@@ -127,6 +128,89 @@ def exception_class(type_name: str) -> type[BaseException] | None:
         if issubclass(cls, BaseException) and qualname.replace(":", ".", 1) == type_name:
             return cls
     return None
+
+
+def revive_exception(type_name: str, args: tuple[Any, ...],
+                     attrs: dict[str, Any]) -> BaseException | None:
+    """The recorded exception, as an instance of the very class ``type_name`` names
+    (``module.Qualname``, a bare name for builtins), or None when that class is not
+    importable here (defined in a function, its module not imported) or cannot be
+    revived safely.
+
+    The stored type may be forged, so no code of the class runs: a builtin exception is
+    made by its C constructor with ``args``; any other ``BaseException`` subclass found
+    by :func:`_find_class` (dictionary lookups only) is allocated by the ``__new__`` and
+    ``__init__`` of its nearest builtin exception base (C code that only stores ``args``,
+    plus ``errno``/``strerror``/``filename`` for ``OSError``), never its own ``__new__``
+    or ``__init__``; ``attrs`` go into a builtin base's C slot (``OSError.filename``) or
+    straight into the instance's ``__dict__``. A class that defines ``__del__`` is not
+    revived (collecting the instance would run it). ``docs/codec.md`` states this."""
+    if "." not in type_name:
+        cls: type | None = _BUILTIN_EXCEPTIONS.get(f"builtins:{type_name}")
+    else:
+        cls = _find_exception_class(type_name)
+    if cls is None:
+        return None
+    try:
+        if id(cls) in _BUILTIN_IDS:
+            exc = cls(*args)
+        else:
+            exc = _allocate(cls, args)
+            if exc is None:
+                return None
+        _set_attributes(exc, attrs)
+    except Exception:  # args the C constructor refuses (a forged store): not revived
+        return None
+    return exc  # type: ignore[no-any-return]
+
+
+def _set_attributes(exc: BaseException, attrs: dict[str, Any]) -> None:
+    """Write recorded attributes: through a builtin base's own C slot where it has one
+    (``OSError.filename``, ``ImportError.name``), else into the instance ``__dict__``;
+    never through the class's ``__setattr__`` or a descriptor of its own."""
+    mro: tuple[type, ...] = _type_mro(type(exc))
+    namespace = _exception_dict(exc)
+    for k, v in attrs.items():
+        for c in mro:
+            if id(c) in _BUILTIN_IDS:
+                slot = _type_dict(c).get(k)
+                if type(slot) in (types.MemberDescriptorType, types.GetSetDescriptorType):
+                    slot.__set__(exc, v)
+                    break
+        else:
+            namespace[k] = v
+
+
+def _find_exception_class(type_name: str) -> type | None:
+    """The ``BaseException`` subclass ``module.Qual.Name`` names (an imported or a
+    :func:`trust`-ed class), trying each split of the dotted name into module and
+    qualname, kept only if the class's own module and qualname spell ``type_name`` (so
+    an alias cannot stand for another class)."""
+    parts = type_name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        qualname = ".".join(parts[:i]) + ":" + ".".join(parts[i:])
+        cls = _trusted.get(qualname)  # trust finds local classes too
+        if cls is None:
+            cls = _find_class(qualname)
+        if (cls is not None and issubclass(cls, BaseException)
+                and f"{_type_module(cls)}.{_type_qualname(cls)}" == type_name):
+            return cls
+    return None
+
+
+def _allocate(cls: type, args: tuple[Any, ...]) -> BaseException | None:
+    """An instance of ``cls`` made by the C ``__new__``/``__init__`` of its nearest
+    builtin exception base; None if a class in its MRO (a mixin after the base too)
+    defines ``__del__``, or there is no builtin base."""
+    mro: tuple[type, ...] = _type_mro(cls)
+    builtin = [c for c in mro if id(c) in _BUILTIN_IDS]  # by identity: no __eq__/__hash__
+    if not builtin or any("__del__" in _type_dict(c) for c in mro if id(c) not in _BUILTIN_IDS):
+        return None
+    base = builtin[0]
+    make: Any = base
+    exc = make.__new__(cls, *args)
+    make.__init__(exc, *args)
+    return exc  # type: ignore[no-any-return]
 
 
 def _stored_opaque(tag: str, payload: Any) -> Opaque:
@@ -485,11 +569,14 @@ _module_dict: Any = vars(types.ModuleType)["__dict__"].__get__
 _type_dict: Any = vars(type)["__dict__"].__get__
 _type_module: Any = vars(type)["__module__"].__get__
 _type_qualname: Any = vars(type)["__qualname__"].__get__
+_type_mro: Any = vars(type)["__mro__"].__get__
+_exception_dict: Any = vars(BaseException)["__dict__"].__get__
 # Builtin exceptions are C code whose constructors only store their arguments.
 _BUILTIN_EXCEPTIONS: dict[str, type[BaseException]] = {
     f"builtins:{name}": obj for name, obj in vars(builtins).items()
     if isinstance(obj, type) and issubclass(obj, BaseException) and obj.__name__ == name
 }
+_BUILTIN_IDS = frozenset(id(c) for c in _BUILTIN_EXCEPTIONS.values())
 _SCALARS = frozenset({str, int, float, bool, type(None), bytes, decimal.Decimal, uuid.UUID})
 
 

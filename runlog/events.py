@@ -119,11 +119,16 @@ def chain_digest(previous: bytes | None, raw: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
-    """Why a run failed: the exception's type, message and formatted traceback."""
+    """Why a run failed: the exception's type, message and formatted traceback, and what
+    replays need to rebuild it: its ``args`` and the plain attributes in its ``__dict__``
+    (None for errors recorded without them, by older versions or by hand). Equality and
+    hashing use type, message and traceback only, as before those were kept."""
 
     type: str
     message: str
     traceback: str = ""
+    args: tuple[Any, ...] | None = field(default=None, compare=False)
+    attrs: dict[str, Any] | None = field(default=None, compare=False)
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
@@ -132,22 +137,47 @@ class ErrorInfo:
         t = type(exc)
         name = t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
         text = "".join(tb.format_exception(t, exc, exc.__traceback__))
-        return cls(type=name, message=str(exc), traceback=text)
+        attrs = {k: v for k, v in _exception_dict(exc).items() if type(k) is str}
+        for base, names in _SLOT_ATTRIBUTES:  # kept by C slots, not derived from args
+            if isinstance(exc, base):
+                attrs.update((n, v) for n in names if (v := getattr(exc, n, None)) is not None)
+        return cls(type=name, message=str(exc), traceback=text, args=tuple(exc.args),
+                   attrs=attrs)
 
-    def to_dict(self) -> dict[str, str]:
-        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form: ``args``/``attrs`` only when known (encode it lossy: they
+        may hold anything the exception was given)."""
+        d: dict[str, Any] = {"type": self.type, "message": self.message,
+                             "traceback": self.traceback}
+        if self.args is not None:
+            d["args"] = self.args
+        if self.attrs is not None:
+            d["attrs"] = self.attrs
+        return d
 
     @classmethod
     def from_dict(cls, d: Any) -> ErrorInfo:
         """Read a stored error; a field that is not text (a forged store) becomes its
-        JSON text, so reading it calls no ``__str__`` of a stored value."""
+        JSON text, so reading it calls no ``__str__`` of a stored value. ``args`` and
+        ``attrs`` of the wrong shape are dropped."""
         if type(d) is not dict:
             return cls(type="", message=_as_text(d))
+        args = d.get("args")
+        attrs = d.get("attrs")
         return cls(
             type=_as_text(d.get("type", "")),
             message=_as_text(d.get("message", "")),
             traceback=_as_text(d.get("traceback", "")),
+            args=tuple(args) if isinstance(args, (list, tuple)) else None,
+            attrs=({k: v for k, v in attrs.items() if type(k) is str}
+                   if type(attrs) is dict else None),
         )
+
+
+_exception_dict: Any = vars(BaseException)["__dict__"].__get__
+_SLOT_ATTRIBUTES: tuple[tuple[type[BaseException], tuple[str, ...]], ...] = (
+    (OSError, ("filename", "filename2")), (ImportError, ("name", "path")),
+    (AttributeError, ("name",)), (NameError, ("name",)))
 
 
 def _as_text(v: Any) -> str:

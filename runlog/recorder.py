@@ -30,6 +30,7 @@ counted and, where the run exists, stored as the run's error.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import datetime as _dt
 import functools
 import inspect
@@ -410,7 +411,7 @@ class Run:
         t = _time_us(time)
         err: ErrorInfo | None
         err = ErrorInfo.from_exception(error) if isinstance(error, BaseException) else error
-        err_bytes = codec.encode(err.to_dict()) if err is not None else None
+        err_bytes = _error_bytes(err) if err is not None else None
         in_bytes = None if inputs is _NO_INPUTS else codec.encode(inputs, lossy=lossy)
         raw = make_envelope("end", self._header, t, codec.encode(outputs, lossy=lossy),
                             error=err_bytes, inputs=in_bytes)
@@ -557,6 +558,16 @@ async def _aexit_quietly(scope: RunScope, exc: BaseException | None) -> None:
         await scope.__aexit__(type(exc) if exc is not None else None, exc, None)
     except Exception as e:
         log.error("runlog: recording %r: %s", scope._name, _describe(e))
+
+
+def _error_bytes(err: ErrorInfo) -> bytes:
+    """The stored error: its args and attributes lossy, and if even that cannot keep them
+    (a cycle, nesting too deep), the type, message and traceback alone, never nothing."""
+    raw = codec.encode(err.to_dict(), lossy=True)
+    if raw.startswith(b'{"$rl:unencodable"') and (err.args is not None or err.attrs):
+        raw = codec.encode(dataclasses.replace(err, args=None, attrs=None).to_dict(),
+                           lossy=True)
+    return raw
 
 
 def _end_quietly(run: Run, result: Any) -> None:

@@ -41,33 +41,41 @@ StreamEvent = dict[str, Any]
 
 
 class ReplayedError(Exception):
-    """Stands for a recorded exception whose class is not importable in this process.
+    """Stands for a recorded exception whose class is not importable in this process
+    (defined in a function, its module not imported) or cannot be revived safely.
 
-    ``type`` is the recorded ``module.Qualname``; ``str()`` is the recorded message.
+    ``type`` is the recorded ``module.Qualname``; ``str()`` is the recorded message;
+    ``recorded_args`` and ``recorded_attrs`` are the exception's ``args`` and ``__dict__``
+    as stored (empty when the store does not have them).
     """
 
-    def __init__(self, type_name: str, message: str) -> None:
+    def __init__(self, type_name: str, message: str, recorded_args: tuple[Any, ...] = (),
+                 recorded_attrs: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.type = type_name
+        self.recorded_args = recorded_args
+        self.recorded_attrs = dict(recorded_attrs or {})
 
     def __repr__(self) -> str:
         return f"ReplayedError({self.type!r}, {str(self)!r})"
 
 
 def error_object(err: ErrorInfo) -> BaseException:
-    """Rebuild the exception a failed run raised, from its stored :class:`ErrorInfo`.
+    """Rebuild the exception a failed run raised, from its stored :class:`ErrorInfo`:
+    the same class with the same ``args`` and ``__dict__`` attributes, so that
+    ``except``/``pytest.raises`` match a replay as they matched the live run.
 
-    Only a builtin exception class or one the application trusted
-    (:func:`runlog.codec.trust`) is called with the message, since the stored type may be
-    forged; otherwise a :class:`ReplayedError`.
+    The stored type may be forged, so no code of the class runs
+    (:func:`runlog.codec.revive_exception`); a class not importable here gives a
+    :class:`ReplayedError`. An error stored without ``args`` (older stores) is rebuilt
+    from its message alone.
     """
-    cls = codec.exception_class(err.type)
-    if cls is not None:
-        try:
-            return cls(err.message)
-        except Exception:
-            pass
-    return ReplayedError(err.type, err.message)
+    args = err.args if err.args is not None else (err.message,)
+    attrs = err.attrs if err.attrs is not None else {}
+    exc = codec.revive_exception(err.type, args, attrs)
+    if exc is not None:
+        return exc
+    return ReplayedError(err.type, err.message, err.args or (), attrs)
 
 
 @dataclass(slots=True)

@@ -458,8 +458,11 @@ def test_forged_langchain_secret_is_not_read_from_the_environment(
     assert codec.encode(back) == raw
 
 
-def test_replayed_errors_call_only_builtin_or_trusted_exception_classes() -> None:
-    """A failed run's stored error type is forgeable too: views rebuild only safe classes."""
+def test_replayed_errors_run_no_code_of_the_class_they_name() -> None:
+    """A failed run's stored error type is forgeable too: views revive an imported
+    exception class without running any of its code, and call nothing else."""
+    import subprocess
+
     from runlog.reducers import ReplayedError, error_object
 
     asked: list[str] = []
@@ -468,10 +471,15 @@ def test_replayed_errors_call_only_builtin_or_trusted_exception_classes() -> Non
     sys.modules[spy.__name__] = spy
     try:
         sneaky = f"{SneakyError.__module__}.SneakyError"
-        for name in (sneaky, "runlog_spy_errors.Boom", "subprocess.CalledProcessError"):
+        for name in ("runlog_spy_errors.Boom", "subprocess.Popen", "io.FileIO"):
             got = error_object(runlog.ErrorInfo(name, "boom"))
             assert type(got) is ReplayedError
             assert got.type == name
+        revived = error_object(runlog.ErrorInfo(sneaky, "boom"))
+        assert type(revived) is SneakyError
+        assert revived.args == ("boom",)
+        cpe = error_object(runlog.ErrorInfo("subprocess.CalledProcessError", "boom"))
+        assert type(cpe) is subprocess.CalledProcessError
         assert type(error_object(runlog.ErrorInfo("ValueError", "v"))) is ValueError
         assert CALLS == []
         assert asked == []
