@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from forged_jsonl import seal
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -557,27 +558,6 @@ def test_ids_are_read_from_the_first_bytes_when_possible() -> None:
 
 
 # --------------------------------------------------------------------- the two passes
-
-
-def seal(raws: Sequence[bytes]) -> bytes:
-    """An export file around ``raws`` with digests and a trailer that check out.
-
-    What someone forging a file would do: each line is chained to the run its first
-    bytes name. It shows what the import checks beyond the digests.
-    """
-    from runlog.events import chain_digest
-    from runlog.exporters.jsonl import _envelope_ids, _order_hash, _trailer
-
-    last: dict[str, bytes] = {}
-    order = _order_hash()
-    lines = [HEADER]
-    for raw in raws:
-        run_id = _envelope_ids(raw, "f", 1)[1]
-        digest = last[run_id] = chain_digest(last.get(run_id), raw)
-        order.update(digest)
-        lines.append(b'{"digest":"%b","event":%b}\n' % (digest.hex().encode(), raw))
-    lines.append(_trailer(len(raws), order.digest()))
-    return b"".join(lines)
 
 
 def test_import_hands_append_the_records_pending_from_raw_builds() -> None:

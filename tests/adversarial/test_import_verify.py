@@ -15,35 +15,20 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from click.testing import CliRunner
+from forged_jsonl import seal
 
 import runlog
 from runlog.cli import cli
-from runlog.events import chain_digest
 from runlog.exporters import import_jsonl, verify_jsonl
-from runlog.exporters.jsonl import HEADER, _envelope_ids, _order_hash, _trailer
 from runlog.store.base import pending_from_raw
 from runlog.store.writer import WriterInfo
-
-
-def seal(raws: Sequence[bytes]) -> bytes:
-    """An export file around ``raws`` whose digests and trailer check out (a forger's)."""
-    last: dict[str, bytes] = {}
-    order = _order_hash()
-    lines = [HEADER]
-    for raw in raws:
-        run_id = _envelope_ids(raw, "f", 1)[1]
-        digest = last[run_id] = chain_digest(last.get(run_id), raw)
-        order.update(digest)
-        lines.append(b'{"digest":"%b","event":%b}\n' % (digest.hex().encode(), raw))
-    lines.append(_trailer(len(raws), order.digest()))
-    return b"".join(lines)
 
 
 def recorded(n_children: int = 2, tokens: int = 3) -> list[dict[str, Any]]:
