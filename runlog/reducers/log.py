@@ -41,7 +41,7 @@ from runlog.reducers.common import (
 from runlog.reducers.patch import apply_op, apply_ops
 from runlog.reducers.types import LogEntry, OpsPrefix, RunLog, RunLogPatch, RunState
 
-__all__ = ["LogReducer", "RunLogJournal", "fold", "log_view"]
+__all__ = ["JournalItem", "LogReducer", "RunLogJournal", "fold", "log_view"]
 
 Op = dict[str, Any]
 _SCALARS = (str, int, float, bool, type(None))
@@ -458,18 +458,21 @@ def _sets_output(p: RunLogPatch) -> bool:
     return any(op["path"].startswith("/final_output") for op in p.ops)
 
 
-class _SnapshotRunLog(RunLog):
-    """A ``diff=False`` item that owns its state, built from the journal when first read."""
+class JournalItem:
+    """The state and ops of a journal's item ``n``, built when first read, then owned.
+
+    Mixed in before a ``RunLog`` class (ours, or LangChain's in the drop-in replay), so
+    that every ``diff=False`` item behaves like a ``RunLog`` of its own while producing
+    them stays linear: nothing is materialised until someone reads it.
+    """
 
     # class-level "not yet read" defaults: one item per patch, so __init__ stays small
     _state: Any = _UNSET
     _ops: Any = _UNSET
-    _added: Any = _UNSET
 
-    def __init__(self, journal: RunLogJournal, n: int, keep_ops: bool) -> None:
+    def __init__(self, journal: RunLogJournal, n: int) -> None:  # no super(): lazy
         self._journal = journal
         self._n = n
-        self._keep_ops = keep_ops
 
     @property
     def state(self) -> Any:
@@ -484,13 +487,29 @@ class _SnapshotRunLog(RunLog):
     @property
     def ops(self) -> list[Op]:
         if self._ops is _UNSET:
-            self._ops = (self._journal.ops_at(self._n) if self._keep_ops
-                         else self.ops_added)
+            self._ops = self._first_ops()
         return self._ops  # type: ignore[no-any-return]
 
     @ops.setter
     def ops(self, value: list[Op]) -> None:
         self._ops = value
+
+    def _first_ops(self) -> list[Op]:
+        return self._journal.ops_at(self._n)
+
+
+class _SnapshotRunLog(JournalItem, RunLog):
+    """A ``diff=False`` item of the core view (see :class:`JournalItem`)."""
+
+    _added: Any = _UNSET
+
+    def __init__(self, journal: RunLogJournal, n: int, keep_ops: bool) -> None:
+        self._journal = journal  # JournalItem's two fields, set inline: one item per patch
+        self._n = n
+        self._keep_ops = keep_ops
+
+    def _first_ops(self) -> list[Op]:
+        return self._journal.ops_at(self._n) if self._keep_ops else self.ops_added
 
     @property
     def ops_added(self) -> list[Op]:

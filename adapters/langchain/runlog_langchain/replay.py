@@ -28,6 +28,7 @@ from langchain_core.tracers.log_stream import RunLogPatch as LCRunLogPatch
 
 from runlog import Event, Filter, Store
 from runlog.reducers import EventsReducer, LogReducer, RunLogJournal, error_object
+from runlog.reducers.log import JournalItem
 from runlog.reducers.patch import PatchError
 
 __all__ = ["astream_events", "astream_log", "stream_events", "stream_log"]
@@ -57,38 +58,8 @@ def _lc_chunk(run_type: str, token: str) -> Any:
     return GenerationChunk(text=token if isinstance(token, str) else "")
 
 
-_UNSET: Any = object()
-
-
-class _ReplayedRunLog(LCRunLog):
+class _ReplayedRunLog(JournalItem, LCRunLog):
     """LangChain's ``RunLog`` as of one patch, materialised from the journal when read."""
-
-    _state: Any = _UNSET  # class-level "not yet read": one item per patch
-    _ops: Any = _UNSET
-
-    def __init__(self, journal: RunLogJournal, n: int) -> None:  # no super(): lazy
-        self._journal = journal
-        self._n = n
-
-    @property
-    def state(self) -> Any:
-        if self._state is _UNSET:
-            self._state = self._journal.state_at(self._n)
-        return self._state
-
-    @state.setter
-    def state(self, value: Any) -> None:
-        self._state = value
-
-    @property
-    def ops(self) -> list[dict[str, Any]]:
-        if self._ops is _UNSET:
-            self._ops = self._journal.ops_at(self._n)
-        return self._ops  # type: ignore[no-any-return]
-
-    @ops.setter
-    def ops(self, value: list[dict[str, Any]]) -> None:
-        self._ops = value
 
     def __reduce__(self) -> tuple[Any, ...]:
         # copy, deepcopy and pickle give LangChain's plain RunLog of the same values
