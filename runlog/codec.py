@@ -78,7 +78,6 @@ __all__ = [
     "decode",
     "dumps_plain",
     "encode",
-    "exception_class",
     "loads_plain",
     "register",
     "revive_exception",
@@ -114,20 +113,6 @@ class Opaque:
     payload: Any
     # set by decode only: the payload is stored JSON, to be written back verbatim
     _verbatim: bool = dataclasses.field(default=False, init=False, compare=False, repr=False)
-
-
-def exception_class(type_name: str) -> type[BaseException] | None:
-    """The class a stored ``ErrorInfo.type`` names (``module.Qualname``, a bare name for
-    builtins), if a reader may call it: a builtin exception or a :func:`trust`-ed class.
-
-    Views that rebuild a failed run's exception use it, so that a forged error type
-    (``io.FileIO``, ``subprocess.Popen``) is never called with a forged message."""
-    if "." not in type_name:
-        return _BUILTIN_EXCEPTIONS.get(f"builtins:{type_name}")
-    for qualname, cls in _trusted.items():
-        if issubclass(cls, BaseException) and qualname.replace(":", ".", 1) == type_name:
-            return cls
-    return None
 
 
 def revive_exception(type_name: str, args: tuple[Any, ...],
