@@ -310,8 +310,10 @@ class Run:
         if not _MIN_US <= time_us <= _MAX_US or len(raw) > recorder.max_event_bytes:
             raise _invalid(self, time_us, raw)
         writer = recorder.writer
-        if writer.rejections and self.id in writer._rejected:
-            raise EventRejectedError(writer._rejected[self.id][1])
+        if writer.rejections:  # an int test per event; the lookup only after a rejection
+            why = writer.rejected(self.id)
+            if why is not None:
+                raise EventRejectedError(why)
         with self._lock:
             if self._ended:
                 raise RunStateError(
