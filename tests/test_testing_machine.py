@@ -56,7 +56,7 @@ class _Broken(StoreMachine):
 def test_the_machine_catches_a_backend_that_loses_events() -> None:
     with pytest.raises(AssertionError):
         run_state_machine_as_test(_Broken, settings=settings(
-            max_examples=50, stateful_step_count=10, deadline=None, database=None,
+            max_examples=400, stateful_step_count=10, deadline=None, database=None,
             phases=[Phase.generate], suppress_health_check=list(HealthCheck)))
 
 
