@@ -224,7 +224,7 @@ def _generation(kw: dict[str, Any], depth: int, sub: Any = None) -> dict[str, An
     if type(msg) is dict and type(msg.get("type")) is str and "content" in msg and (
             msg["type"] in _PLAIN_TYPES or msg["type"] in _ROLES):
         # a message dumped as a plain dict (``LLMResult.model_dump()``), not as dumpd
-        cls = _PLAIN_TYPES.get(msg["type"], msg["type"])
+        cls: str = _PLAIN_TYPES.get(msg["type"]) or msg["type"]
         out["message"] = _message(cls, msg, sub)
     elif msg is not None:
         out["message"] = sub(msg)
