@@ -269,16 +269,27 @@ def _walk(v: Any) -> Iterator[Any]:
 
 
 def search_text(stored: Any) -> str:
-    """The text a search looks at: every string (and dict key) in a stored value, one
-    per line, so ``"answer"`` is found in ``{"answer": "..."}`` and in a message's
-    content alike, without JSON escapes in the way."""
+    """The text a search looks at: every string of a stored value as people read it
+    (:func:`readable`: a message's content, a document's text and metadata, plain
+    dicts' keys and values), one per line, so ``"answer"`` is found in
+    ``{"answer": "..."}`` and in a message alike, and neither a JSON escape nor the
+    codec's structure (``$rl:lc``, ``kwargs``) gets in the way."""
     parts: list[str] = []
-    for x in _walk(stored):
+    todo = [readable(stored)]
+    while todo:
+        x = todo.pop()
         if type(x) is str:
             parts.append(x)
+        elif type(x) is list:
+            todo.extend(reversed(x))
         elif type(x) is dict:
-            parts.extend(k for k in x if type(k) is str)
-    return "\n".join(parts)
+            if VIEW in x:  # a node: its fields' values, not their names
+                todo.extend(reversed([v for k, v in x.items() if k != VIEW]))
+            else:
+                for k, v in reversed(list(x.items())):
+                    todo.append(v)
+                    todo.append(k)
+    return "\n".join(p for p in parts if type(p) is str)
 
 
 # ------------------------------------------------------------------------ text
