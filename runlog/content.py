@@ -437,7 +437,8 @@ def _one_line(v: Any, depth: int) -> str:
         return "…"
     kind = _kind(v)
     if kind == "message":
-        text = f"{_plain(v.get('role'))}: {_blocks_text(v.get('content'))}"
+        said = _blocks_text(v.get("content"))
+        text = f"{_plain(v.get('role'))}:" + (f" {said}" if said else "")
         calls = _list(v.get("tool_calls"))
         if calls:
             text += " [tool calls: " + ", ".join(_call_text(c) for c in calls) + "]"
