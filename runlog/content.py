@@ -15,7 +15,8 @@ This module turns the **stored JSON** (never a decoded object) into a small tree
 * ``document``: ``content`` (``page_content``), ``metadata``, ``id``;
 * ``prompt``: ``messages`` (a ``ChatPromptValue``) or ``text`` (a ``StringPromptValue``);
 * ``generation``: ``text``, ``message``, ``info``; an ``LLMResult`` (what a model run
-  ends with) is ``generations`` holding them, with ``llm_output``;
+  ends with) is ``generations`` holding them, with ``llm_output`` (and ``extra``: any
+  other key the stored dict had);
 * ``object``: any other LangChain class, ``class`` and its ``kwargs``; ``secret``;
 * ``tag``: any other codec tag, ``tag`` and ``payload`` as stored (JSON to show as
   JSON, never to read nodes from); ``dict``: a dict stored as pairs (non-string keys,
@@ -69,6 +70,7 @@ _ROLES = {
 _PLAIN_TYPES = {"ai": "AIMessage", "human": "HumanMessage", "system": "SystemMessage",
                 "tool": "ToolMessage", "function": "FunctionMessage", "chat": "ChatMessage"}
 _GENERATIONS = {"Generation", "GenerationChunk", "ChatGeneration", "ChatGenerationChunk"}
+_LLM_RESULT = ("generations", "llm_output", "run", "type")
 _USAGE_KEYS = ("input_tokens", "output_tokens", "total_tokens")
 
 
@@ -119,9 +121,13 @@ def _readable(v: Any, depth: int) -> Any:
         return _node("dict", pairs=[[k, _readable(x, depth + 1)] for k, x in v.items()])
     typ = v.get("type")
     if typ == "LLMResult" and type(v.get("generations")) is list:
-        return _node("generations",
+        node = _node("generations",
                      generations=[_readable(g, depth + 1) for g in v["generations"]],
                      llm_output=_readable(v.get("llm_output"), depth + 1))
+        extra = {k: _readable(x, depth + 1) for k, x in v.items() if k not in _LLM_RESULT}
+        if extra:  # not LangChain's, but shown: a view never hides what was stored
+            node["extra"] = extra
+        return node
     if type(typ) is str and typ in _GENERATIONS and ("text" in v or "message" in v):
         return _generation(v, depth)
     return {k: _readable(x, depth + 1) for k, x in v.items()}
@@ -392,6 +398,8 @@ def _lines(v: Any, depth: int) -> list[str]:
                 lines += _lines(g, depth + 1)
         if v.get("llm_output") is not None:
             lines.append(f"llm_output: {_plain(v['llm_output'])}")
+        if type(v.get("extra")) is dict:
+            lines += _lines(v["extra"], depth + 1)
         return lines or ["(no generations)"]
     if kind == "generation":
         if _kind(v.get("message")) == "message":
@@ -455,7 +463,10 @@ def _one_line(v: Any, depth: int) -> str:
     if kind == "generations":
         gens = [g for b in _list(v.get("generations"))
                 for g in (b if type(b) is list else [b])]
-        return " | ".join(_one_line(g, depth + 1) for g in gens) or "(no generations)"
+        text = " | ".join(_one_line(g, depth + 1) for g in gens) or "(no generations)"
+        if type(v.get("extra")) is dict:
+            text += " " + _one_line(v["extra"], depth + 1)
+        return text
     if kind == "generation":
         if _kind(v.get("message")) == "message":
             return _one_line(v["message"], depth + 1)

@@ -79,5 +79,32 @@ def write_store(db: str) -> str:
     return root.id
 
 
+EVIL = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+
+
+def write_evil(db: str) -> str:
+    """A chat turn whose every field holds HTML: role, content, blocks, tool call,
+    document text and metadata (the page must show it as text)."""
+    import runlog
+    from runlog import codec
+
+    codec.register(_Lc, "lc", lambda o: o.tree, _Lc)
+    msg = lc("ChatMessage", content=[{"type": "text", "text": EVIL}, {"type": EVIL}],
+             role=EVIL, type="chat", name=EVIL)
+    ai = lc("AIMessage", content=EVIL, type="ai", id=EVIL,
+            tool_calls=[{"name": EVIL, "args": {EVIL: EVIL}, "id": EVIL}],
+            usage_metadata={"input_tokens": 1, "output_tokens": 2, "total_tokens": 3})
+    doc = lc("Document", ("langchain", "schema", "document"), page_content=EVIL,
+             metadata={EVIL: EVIL}, id=EVIL)
+    store = runlog.open(db)
+    with store.run(EVIL, "chat_model", inputs={"messages": [[_Lc(msg)]]}) as run:
+        run.end(outputs={"generations": [[{"text": EVIL, "type": "ChatGeneration",
+                                            "message": _Lc(ai)}]], "type": "LLMResult",
+                         "llm_output": {EVIL: EVIL}, "docs": [_Lc(doc)]})
+    store.close()
+    print(run.id)
+    return run.id
+
+
 if __name__ == "__main__":
-    write_store(sys.argv[1])
+    (write_evil if sys.argv[2:] == ["--evil"] else write_store)(sys.argv[1])

@@ -75,6 +75,10 @@ def test_a_model_result_shows_its_generations() -> None:
     assert to_text(node).splitlines()[0] == "ai: Let me look."
     assert "info: " in to_text(node)
     assert usage(stored)["total_tokens"] == 43
+    odd = readable({**stored, "docs": ["kept"]})
+    assert odd["extra"] == {"docs": ["kept"]}
+    assert preview(odd).endswith('{"docs":["kept"]}')
+    assert '["kept"]' in to_text(odd)
 
 
 def test_chat_messages_with_their_own_role_and_chunks() -> None:

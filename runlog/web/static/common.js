@@ -268,6 +268,7 @@ RL.content = function (v, depth = 0) {
       node.append(RL.el("details", {}, RL.el("summary", {}, "llm_output"),
                         RL.content(v.llm_output, depth + 1)));
     }
+    if (v.extra !== undefined) node.append(RL.content(v.extra, depth + 1));
     return node;
   }
   if (kind === "generation") {
