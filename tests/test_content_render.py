@@ -151,7 +151,9 @@ ids = st.lists(st.one_of(st.sampled_from(
     max_size=4)
 
 
-def _json_values() -> st.SearchStrategy[Any]:
+def json_values() -> st.SearchStrategy[Any]:
+    """Arbitrary stored JSON, rich in tags, LangChain trees and odd field types."""
+
     def extend(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
         lc_tree = st.fixed_dictionaries(
             {"lc": st.just(1), "type": st.sampled_from(["constructor", "secret",
@@ -183,7 +185,7 @@ def _dicts(v: Any) -> list[dict[str, Any]]:
 
 
 @settings(max_examples=400, deadline=None)
-@given(_json_values(), st.one_of(st.none(), st.integers(1, 200)))
+@given(json_values(), st.one_of(st.none(), st.integers(1, 200)))
 def test_rendering_never_raises_and_nodes_cannot_be_forged(value: Any,
                                                            limit: int | None) -> None:
     node = readable(value)

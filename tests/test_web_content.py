@@ -242,3 +242,29 @@ def test_compare_page_is_served(agent: tuple[TestClient, list[str]]) -> None:
     assert page.status_code == 200
     assert b"compare.js" in page.content
     assert client.get("/static/compare.js").status_code == 200
+
+
+def test_previews_are_read_once_per_run_state(store: runlog.Store) -> None:
+    from runlog.web.model import Previews
+
+    run = store.start_run("p", inputs={"q": "first"})
+    store.flush()
+    previews = Previews(size=2)
+    reads = []
+    real = store.events
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        reads.append(kwargs)
+        return real(*args, **kwargs)
+
+    store.events = counting  # type: ignore[method-assign]
+    try:
+        assert previews.of(store, store.run_info(run.id)) == ('{"q":"first"}', None)
+        assert previews.of(store, store.run_info(run.id)) == ('{"q":"first"}', None)
+        assert len(reads) == 1  # running: only the start read, then remembered
+        run.end(outputs="done")
+        store.flush()
+        assert previews.of(store, store.run_info(run.id)) == ('{"q":"first"}', "done")
+        assert len(reads) == 3  # ended: a new key, start and end read
+    finally:
+        del store.events

@@ -15,8 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from content_fixtures import EVIL, FORGED_PATH
+from hypothesis import HealthCheck, given, settings
+from test_content_render import json_values
 from test_web_browser import (  # the same browser, server and page fixtures
     CHROMIUM_ARGS,
     WAIT_MS,
@@ -29,6 +32,7 @@ from test_web_browser import (  # the same browser, server and page fixtures
 )
 
 import runlog
+from runlog.content import readable, search_text
 
 pytestmark = pytest.mark.slow
 __all__ = ["browser", "page"]  # fixtures, imported for pytest
@@ -264,3 +268,26 @@ def test_screenshot_script_writes_the_pictures_of_docs_web(tmp_path: Path) -> No
         assert width == 1280, (name, width)
         assert (ROOT / "docs" / "img" / name).exists(), name  # and docs/web.md shows it
         assert f"img/{name}" in (ROOT / "docs" / "web.md").read_text()
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=json_values())
+def test_the_page_draws_any_view_without_error(page: Any, server: str, value: Any) -> None:
+    """RL.content on what readable() makes of arbitrary stored JSON (forged tags,
+    LangChain-shaped trees, odd types in every field): never throws, creates only its
+    own elements, and shows every string of the value's text somewhere."""
+    if not page.url.startswith(server):
+        page.goto(server)
+        page.wait_for_selector("#runs")
+    node = readable(value)
+    got = page.evaluate("""(text) => {
+        const node = RL.content(RL.parse(text));
+        const tags = new Set([...node.querySelectorAll('*')].map(n => n.tagName));
+        return {text: node.textContent, tags: [...tags]};
+    }""", orjson.dumps(node).decode())
+    assert set(got["tags"]) <= {"DIV", "SPAN", "PRE", "CODE", "DETAILS", "SUMMARY"}
+    for piece in search_text(value).splitlines():
+        # (JSON shown as JSON escapes quotes, backslashes and control characters)
+        if piece.strip() and piece.isprintable() and "\\" not in piece and '"' not in piece:
+            assert piece in got["text"], (piece, got["text"][:300])

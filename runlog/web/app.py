@@ -51,6 +51,7 @@ from runlog.web.content import compare, run_content, state_at
 from runlog.web.export import ExportResponse
 from runlog.web.model import (
     MAX_LIMIT,
+    Previews,
     RunsQuery,
     TokenCounter,
     events_page,
@@ -254,6 +255,7 @@ def create_app(store: Store, *, allowed_hosts: Sequence[str] | None = LOOPBACK_H
         keepalive: seconds of silence before an SSE keepalive comment.
     """
     tokens = TokenCounter(store)
+    previews = Previews()
     streams: set[anyio.CancelScope] = set()
 
     async def runs_page(request: Request) -> Response:
@@ -273,7 +275,8 @@ def create_app(store: Store, *, allowed_hosts: Sequence[str] | None = LOOPBACK_H
     async def api_runs(request: Request) -> Response:
         params = {k: request.query_params.getlist(k) for k in request.query_params}
         query = RunsQuery.from_params(params)
-        return _json(await anyio.to_thread.run_sync(list_runs, store, query, tokens))
+        return _json(await anyio.to_thread.run_sync(list_runs, store, query, tokens,
+                                                    previews))
 
     @_api
     async def api_tokens(request: Request) -> Response:

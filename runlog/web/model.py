@@ -29,6 +29,7 @@ from runlog.filters import ANY, Filter
 from runlog.store.base import StoredMetadata
 
 __all__ = [
+    "Previews",
     "RunsQuery",
     "TokenCounter",
     "event_line",
@@ -38,6 +39,8 @@ __all__ = [
     "parse_meta",
     "run_detail",
     "run_dict",
+    "run_text",
+    "run_values",
     "store_unavailable",
     "token_counts",
 ]
@@ -416,15 +419,49 @@ def run_values(store: Store, info: RunInfo) -> tuple[Any, Any]:
     data and its end event's (``inputs`` there win), read by their seqs (two short
     reads, whatever the run streamed). Outputs are ``None`` while it runs."""
     inputs = outputs = None
-    for e in store.events(info.run_id, after=info.start_seq - 1, until=info.start_seq):
-        inputs = e.envelope.get("data")
+    for e in store.events(trace_id=info.trace_id, after=info.start_seq - 1,
+                          until=info.start_seq):
+        if e.run_id == info.run_id:
+            inputs = e.envelope.get("data")
     if info.end_seq is not None:
-        for e in store.events(info.run_id, after=info.end_seq - 1, until=info.end_seq):
-            env = e.envelope
-            outputs = env.get("data")
-            if "inputs" in env:
-                inputs = env["inputs"]
+        for e in store.events(trace_id=info.trace_id, after=info.end_seq - 1,
+                              until=info.end_seq):
+            if e.run_id == info.run_id:
+                env = e.envelope
+                outputs = env.get("data")
+                if "inputs" in env:
+                    inputs = env["inputs"]
     return inputs, outputs
+
+
+class Previews:
+    """The runs list's input/output previews, remembered per run and end seq (a run's
+    start and end events never change once committed), so the list refreshing while
+    tokens stream reads only rows it has not shown before. At most ``size`` runs."""
+
+    def __init__(self, size: int = 5000) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[str, int, int | None], tuple[str, str | None]] = \
+            OrderedDict()
+
+    def of(self, store: Store, info: RunInfo) -> tuple[str, str | None]:
+        """``(input preview, output preview or None while running)``."""
+        key = (info.run_id, info.start_seq, info.end_seq)
+        with self._lock:
+            got = self._cache.get(key)
+            if got is not None:
+                self._cache.move_to_end(key)
+                return got
+        inputs, outputs = run_values(store, info)
+        got = (content.preview(content.readable(inputs), _PREVIEW),
+               content.preview(content.readable(outputs), _PREVIEW)
+               if info.end_seq is not None else None)
+        with self._lock:
+            self._cache[key] = got
+            while len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return got
 
 
 def run_text(store: Store, info: RunInfo) -> Iterator[str]:
@@ -459,7 +496,8 @@ def _matches(store: Store, info: RunInfo, needle: str) -> bool:
 _PREVIEW = 160
 
 
-def list_runs(store: Store, query: RunsQuery, tokens: TokenCounter) -> dict[str, Any]:
+def list_runs(store: Store, query: RunsQuery, tokens: TokenCounter,
+              previews: Previews | None = None) -> dict[str, Any]:
     """The runs list: a page of runs with previews, token counts and usage, and the
     cursor to follow from.
 
@@ -515,10 +553,7 @@ def list_runs(store: Store, query: RunsQuery, tokens: TokenCounter) -> dict[str,
         d = run_dict(r, s["token_count"] if s else None)
         d["usage"] = s["usage"] if s else None
         d["failed_children"] = s["failed_children"] if s else None
-        inputs, outputs = run_values(store, r)
-        d["input_preview"] = content.preview(content.readable(inputs), _PREVIEW)
-        d["output_preview"] = (content.preview(content.readable(outputs), _PREVIEW)
-                               if r.end_seq is not None else None)
+        d["input_preview"], d["output_preview"] = (previews or Previews(0)).of(store, r)
         rows.append(d)
     return {
         "runs": rows,
