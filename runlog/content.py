@@ -50,6 +50,7 @@ __all__ = [
     "search_text",
     "to_text",
     "usage",
+    "usage_text",
 ]
 
 VIEW = "$rl:view"
@@ -331,7 +332,8 @@ def _blocks_text(content: Any) -> str:
     return _plain(content)
 
 
-def _usage_text(u: Any) -> str:
+def usage_text(u: Any) -> str:
+    """Token usage in words: ``31 input, 12 output, 43 total``."""
     if type(u) is not dict:
         return _plain(u)
     parts = [f"{u[k]} {k.split('_')[0]}" for k in _USAGE_KEYS if k in u]
@@ -375,7 +377,7 @@ def _lines(v: Any, depth: int) -> list[str]:
         lines += [f"  invalid tool call {_call_text(c)}"
                   for c in _list(v.get("invalid_tool_calls"))]
         if "usage" in v:
-            lines.append(f"  usage: {_usage_text(v['usage'])}")
+            lines.append(f"  usage: {usage_text(v['usage'])}")
         return lines
     if kind == "document":
         head = "document"

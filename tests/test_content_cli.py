@@ -91,6 +91,9 @@ def test_show_raw_prints_the_stored_json(agent_db: tuple[Path, str]) -> None:
     assert '{"$rl:lc":{"lc":1,"type":"constructor","id":["langchain","schema","document",' \
         in out.replace("\n", "")
     assert "ai: Let me look." not in out
+    whole = show(agent_db, "--raw", "--full")
+    assert '"$rl:lc": {' in whole  # indented, whole
+    assert '"page_content": "Paris is in France."' in whole
 
 
 def test_show_json_gives_the_whole_run(agent_db: tuple[Path, str]) -> None:

@@ -176,11 +176,11 @@ def _show_values(value: Any, *, raw: bool, full: bool, usage: dict[str, int] | N
     """A stored value as ``show`` prints it: readable (:mod:`runlog.content`) or, with
     ``--raw``, the stored JSON; one line unless ``--full``."""
     if raw:
-        return orjson.dumps(value).decode()
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2 if full else 0).decode()
     node = content.readable(value)
     text = content.to_text(node) if full else content.preview(node, None)
     if usage and not full:  # to_text already shows each message's usage
-        text += f" [usage: {', '.join(f'{n} {k.split(chr(95))[0]}' for k, n in usage.items())}]"
+        text += f" [usage: {content.usage_text(usage)}]"
     return text
 
 
