@@ -268,3 +268,27 @@ def test_previews_are_read_once_per_run_state(store: runlog.Store) -> None:
         assert len(reads) == 3  # ended: a new key, start and end read
     finally:
         del store.events
+
+
+def test_content_of_some_runs_reads_only_them(store: runlog.Store,
+                                              agent: tuple[TestClient, list[str]]) -> None:
+    client, roots = agent
+    whole = client.get(f"/api/runs/{roots[0]}/content").json()["runs"]
+    ids = list(whole)
+    some = client.get(f"/api/runs/{roots[0]}/content?run={ids[3]}&run={ids[1]}").json()
+    assert some["runs"] == {ids[3]: whole[ids[3]], ids[1]: whole[ids[1]]}
+    other_trace = next(iter(client.get(f"/api/runs/{roots[1]}/content").json()["runs"]))
+    r = client.get(f"/api/runs/{roots[0]}/content?run={other_trace}")
+    assert r.status_code == 400
+    assert "not" in r.json()["error"]
+    child = ids[1]
+    r = client.get(f"/api/runs/{child}/content?run={roots[0]}")  # a parent is not below
+    assert r.status_code == 400
+    running = store.start_run("live", inputs={"q": 1})
+    store.flush()
+    got = client.get(f"/api/runs/{running.id}/content?run={running.id}").json()["runs"]
+    assert got == {running.id: {"inputs": {"q": 1}}}  # no outputs while it runs
+    running.end(outputs={"a": 2})
+    store.flush()
+    got = client.get(f"/api/runs/{running.id}/content?run={running.id}").json()["runs"]
+    assert got == {running.id: {"inputs": {"q": 1}, "outputs": {"a": 2}, "usage": {}}}

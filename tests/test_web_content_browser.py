@@ -291,3 +291,41 @@ def test_the_page_draws_any_view_without_error(page: Any, server: str, value: An
         # (JSON shown as JSON escapes quotes, backslashes and control characters)
         if piece.strip() and piece.isprintable() and "\\" not in piece and '"' not in piece:
             assert piece in got["text"], (piece, got["text"][:300])
+
+
+LIVE_WRITER = """
+import sys
+sys.path.insert(0, sys.argv[2])
+import runlog
+from runlog import codec
+from content_fixtures import AI_CALL, HUMAN, _Lc
+codec.register(_Lc, "lc", lambda o: o.tree, _Lc)
+store = runlog.open(sys.argv[1])
+run = store.start_run("live-agent", "chat_model", inputs={"messages": [[_Lc(HUMAN)]]})
+run.token("Let me")
+store.flush()
+print(run.id, flush=True)
+sys.stdin.readline()
+run.end(outputs=_Lc(AI_CALL))
+store.flush()
+store.close()
+"""
+
+
+def test_a_live_run_turns_readable_as_it_ends(
+        page: Any, server: str, agent_db: tuple[Path, list[str], str]) -> None:
+    with subprocess.Popen([sys.executable, "-c", LIVE_WRITER, str(agent_db[0]), str(HERE)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as w:
+        assert w.stdin is not None
+        assert w.stdout is not None
+        run_id = w.stdout.readline().strip()
+        page.goto(f"{server}runs/{run_id}")
+        page.wait_for_selector("#live[data-state=live]")
+        page.wait_for_selector("#tree .section-inputs .msg[data-role=human]")
+        assert page.locator("#tree .section-outputs").is_hidden()
+        w.stdin.write("end\n")
+        w.stdin.flush()
+        page.wait_for_selector("#tree .section-outputs .msg[data-role=ai] .tool-call")
+        assert text_of(page, "#tree .section-outputs .call-name") == "get_weather"
+        assert "usage 31 in · 12 out · 43 total" in text_of(page, "#tree summary .run-meta")
+        assert w.wait(timeout=60) == 0

@@ -11,7 +11,7 @@ Routes (``docs/web.md`` has the details)::
     GET /api/runs/{run_id}             the run and its descendants
     GET /api/runs/{run_id}/events?after=&limit=
     GET /api/runs/{run_id}/export?format=jsonl|otlp|chrome   (formats runlog.exporters has)
-    GET /api/runs/{run_id}/content     inputs and outputs of the subtree, readable
+    GET /api/runs/{run_id}/content?run=ID...  inputs and outputs of the subtree, readable
     GET /api/runs/{run_id}/state?seq=  the RunState as of a seq (the page's scrubber)
     GET /compare?a=&b=                 two runs side by side (static page)
     GET /api/compare?a=&b=             runlog diff of two runs, with both sides' values
@@ -301,7 +301,8 @@ def create_app(store: Store, *, allowed_hosts: Sequence[str] | None = LOOPBACK_H
     @_api
     async def api_content(request: Request) -> Response:
         run_id = request.path_params["run_id"]
-        return _json(await anyio.to_thread.run_sync(run_content, store, run_id))
+        only = request.query_params.getlist("run")
+        return _json(await anyio.to_thread.run_sync(run_content, store, run_id, only))
 
     @_api
     async def api_state(request: Request) -> Response:

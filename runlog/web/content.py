@@ -14,11 +14,13 @@ events it folds stay the stored bytes (its "raw" toggle shows those):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from runlog import codec, content
 from runlog.api import Store
 from runlog.diff import RunTreeState, diff
+from runlog.web.model import MODEL_TYPES, run_values
 
 __all__ = ["compare", "run_content", "state_at"]
 
@@ -29,17 +31,26 @@ def _stored(value: Any) -> Any:
     return codec.loads_plain(codec.encode(value, lossy=True))
 
 
-def run_content(store: Store, run_id: str) -> dict[str, Any]:
+MAX_RUNS = 1000
+
+
+def run_content(store: Store, run_id: str, only: Sequence[str] = ()) -> dict[str, Any]:
     """``{"runs": {run_id: {"inputs", "outputs", "usage"}}}`` for a run's subtree.
 
     ``inputs`` and ``outputs`` are view nodes (:func:`runlog.content.readable`);
-    ``outputs`` is absent while the run runs. Stream events are skipped unparsed
-    beyond their kind.
+    ``outputs`` is absent while the run runs. The whole subtree is one pass over its
+    events (stream events skipped unparsed beyond their kind); ``only`` names some of
+    its runs (the live page asks for the runs that just started or ended), each read
+    by its start and end seqs, two short reads whatever the trace streamed.
 
     Raises:
         UnknownRunError: no run has this id (or unique prefix/suffix).
+        ValueError: a run in ``only`` is not in the subtree, or more than
+            :data:`MAX_RUNS` of them.
     """
     rid = store.resolve_run_id(run_id)
+    if only:
+        return {"run_id": rid, "runs": _some(store, rid, only)}
     out: dict[str, dict[str, Any]] = {}
     for e in store.events(rid, descendants=True):
         kind = e.kind
@@ -51,10 +62,31 @@ def run_content(store: Store, run_id: str) -> dict[str, Any]:
             entry["inputs"] = content.readable(env.get("data"))
         else:
             entry["outputs"] = content.readable(env.get("data"))
-            entry["usage"] = content.usage(env.get("data"))
+            entry["usage"] = (content.usage(env.get("data")) if e.run_type in MODEL_TYPES
+                              else {})
             if "inputs" in env:
                 entry["inputs"] = content.readable(env["inputs"])
     return {"run_id": rid, "runs": out}
+
+
+def _some(store: Store, rid: str, only: Sequence[str]) -> dict[str, dict[str, Any]]:
+    if len(only) > MAX_RUNS:
+        raise ValueError(f"at most {MAX_RUNS} runs per request, not {len(only)}")
+    _, subtree = store.subtree_ids(rid)
+    by_id = {r.run_id: r for r in store.trace_runs(store.run_info(rid).trace_id)
+             if r.run_id in subtree}
+    out = {}
+    for wanted in only:
+        info = by_id.get(wanted)
+        if info is None:
+            raise ValueError(f"run {wanted[:40]!r} is not {rid} or one of its descendants")
+        inputs, outputs = run_values(store, info)
+        entry = {"inputs": content.readable(inputs)}
+        if info.end_seq is not None:
+            entry["outputs"] = content.readable(outputs)
+            entry["usage"] = content.usage(outputs) if info.run_type in MODEL_TYPES else {}
+        out[info.run_id] = entry
+    return out
 
 
 def state_at(store: Store, run_id: str, seq: int | None) -> dict[str, Any]:

@@ -86,7 +86,7 @@
     cursor = event.seq;
     scrubEvents.push({seq: event.seq, time: RL.num(event.time), kind: event.kind,
                       channel: event.channel || null, runId: event.run_id});
-    if (event.kind !== "stream") scheduleContent();
+    if (event.kind !== "stream") scheduleContent(event.run_id);
     const rec = record(event.run_id);
     rec.events += 1;
     if (event.seq > liveFrom && rec.abandoned && !rec.ended) rec.abandoned = false;
@@ -186,10 +186,17 @@
     return {node, body, title: node.firstChild};
   }
 
+  // The first load asks for the whole subtree; later, only for the runs that started
+  // or ended since (each read by its two events on the server, whatever it streamed).
+  const contentWanted = new Set();
+
   async function loadContent() {
     contentTimer = null;
+    const only = new URLSearchParams([...contentWanted].map((id) => ["run", id]));
+    contentWanted.clear();
     try {
-      const data = await RL.getJSON(`/api/runs/${encodeURIComponent(runId)}/content`);
+      const data = await RL.getJSON(
+        `/api/runs/${encodeURIComponent(runId)}/content${loaded ? `?${only}` : ""}`);
       for (const [id, view] of Object.entries(data.runs)) {
         views.set(id, view);
         dirty.add(id);
@@ -201,8 +208,10 @@
   }
 
   // Starts and ends change what is readable; ask once for a burst of them.
-  function scheduleContent() {
-    if (contentTimer === null && loaded) contentTimer = setTimeout(loadContent, 250);
+  function scheduleContent(id) {
+    if (!loaded) return;
+    contentWanted.add(id);
+    if (contentTimer === null) contentTimer = setTimeout(loadContent, 250);
   }
 
   function buildNode(rec) {
