@@ -292,3 +292,15 @@ def test_content_of_some_runs_reads_only_them(store: runlog.Store,
     store.flush()
     got = client.get(f"/api/runs/{running.id}/content?run={running.id}").json()["runs"]
     assert got == {running.id: {"inputs": {"q": 1}, "outputs": {"a": 2}, "usage": {}}}
+
+
+def test_search_does_not_match_across_pieces(store: runlog.Store) -> None:
+    with store.run("ab", inputs={"x": "cd"}) as run:
+        run.token("ef")
+        run.end(outputs={"y": "gh"})
+    store.flush()
+    client = TestClient(create_app(store), base_url="http://127.0.0.1")
+    for q in ("ab", "cd", "ef", "gh", "x", "y"):
+        assert [r["name"] for r in rows(client, f"q={q}")] == ["ab"], q
+    for q in ("bc", "de", "fg", "cde", "abc"):  # a match never spans two values
+        assert rows(client, f"q={q}") == [], q

@@ -14,7 +14,7 @@ import datetime as dt
 import sys
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -39,10 +39,10 @@ __all__ = [
     "parse_meta",
     "run_detail",
     "run_dict",
-    "run_text",
     "run_values",
     "store_unavailable",
     "token_counts",
+    "trace_text",
 ]
 
 STATUSES = ("running", "ok", "error", "abandoned")
@@ -338,7 +338,7 @@ class RunsQuery:
     range, a sort and a page.
 
     ``q`` is a case-insensitive substring of the run name or of its content (inputs,
-    outputs, streamed text; see :func:`run_text`). As in ``runlog runs``, only root
+    outputs, streamed text; see :func:`trace_text`). As in ``runlog runs``, only root
     runs are listed unless ``all_runs`` is set or any filter (or search) is given: a
     search for ``FakeChatModel`` should find the model runs inside pipelines.
     ``since``/``until`` bound the start time (epoch µs, inclusive); ``sort`` is
@@ -464,33 +464,53 @@ class Previews:
         return got
 
 
-def run_text(store: Store, info: RunInfo) -> Iterator[str]:
-    """What a search looks at for one run, piece by piece: its name, then the text of
-    its inputs, output chunks, tokens and outputs (:func:`runlog.content.search_text`,
-    from the stored JSON), in event order."""
-    yield info.name
-    for e in store.events(info.run_id):
+def trace_text(store: Store, trace_id: str) -> dict[str, tuple[list[str], str]]:
+    """What a search looks at, per run of one trace (one pass over its events): the
+    text of its inputs, output chunks and outputs (:func:`runlog.content.search_text`,
+    from the stored JSON), and its tokens joined (a word streamed in pieces is found)."""
+    texts: dict[str, list[str]] = {}
+    tokens: dict[str, list[str]] = {}
+    for e in store.events(trace_id=trace_id):
         env = e.envelope
         data = env.get("data")
-        if e.kind == "stream" and e.channel == "token" and type(data) is dict:
-            token = data.get("token")
+        if e.kind == "stream" and e.channel == "token":
+            token = data.get("token") if type(data) is dict else None
             if type(token) is str:
-                yield token
+                tokens.setdefault(e.run_id, []).append(token)
             continue
-        yield content.search_text(data)
+        pieces = texts.setdefault(e.run_id, [])
+        pieces.append(content.search_text(data))
         if "inputs" in env:
-            yield content.search_text(env["inputs"])
+            pieces.append(content.search_text(env["inputs"]))
+    return {rid: (texts.get(rid, []), "".join(tokens.get(rid, [])))
+            for rid in texts.keys() | tokens.keys()}
 
 
-def _matches(store: Store, info: RunInfo, needle: str) -> bool:
-    # Tokens are searched joined (a word streamed in pieces still matches); each other
-    # piece on its own.
-    streamed: list[str] = []
-    for piece in run_text(store, info):
-        if needle in piece.casefold():
+class _Search:
+    """One search request: a case-insensitive substring of a run's name or content.
+
+    Candidates come newest first, often several of one trace: each trace's events are
+    read once (:func:`trace_text`) and its text kept while a few recent traces are
+    (``keep``), so the memory a search holds stays a few traces' text.
+    """
+
+    def __init__(self, store: Store, needle: str, keep: int = 8) -> None:
+        self.store = store
+        self.needle = needle.casefold()
+        self.keep = keep
+        self._texts: OrderedDict[str, dict[str, tuple[list[str], str]]] = OrderedDict()
+
+    def matches(self, info: RunInfo) -> bool:
+        if self.needle in info.name.casefold():
             return True
-        streamed.append(piece)
-    return needle in "".join(streamed).casefold()
+        texts = self._texts.get(info.trace_id)
+        if texts is None:
+            texts = self._texts[info.trace_id] = trace_text(self.store, info.trace_id)
+            while len(self._texts) > self.keep:
+                self._texts.popitem(last=False)
+        pieces, streamed = texts.get(info.run_id, ([], ""))
+        return any(self.needle in p.casefold() for p in pieces) or \
+            self.needle in streamed.casefold()
 
 
 _PREVIEW = 160
@@ -529,10 +549,10 @@ def list_runs(store: Store, query: RunsQuery, tokens: TokenCounter,
                      if (lo is None or datetime_to_micros(r.start_time) >= lo)
                      and (hi is None or datetime_to_micros(r.start_time) <= hi)]
         if query.q:
-            needle = query.q.casefold()
+            search = _Search(store, query.q)
             hits = []
             for r in found:
-                if _matches(store, r, needle):
+                if search.matches(r):
                     hits.append(r)
                     if query.sort == "start" and len(hits) > end:
                         break  # newest first already: the page and "more" are known
