@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,12 +108,16 @@ def test_search_covers_inputs_outputs_and_streamed_text(
 
 
 def test_sort_time_range_and_pages(store: runlog.Store) -> None:
+    # Explicit event times (one second apart, the durations given): the sort is
+    # checked on recorded values, never on how long recording took.
+    base = runlog.events.now_micros() - 60_000_000
     ids = []
     for i, (ms, toks) in enumerate([(30, 1), (1, 5), (60, 0), (10, 3)]):
-        with store.run(f"r{i}", "chain", inputs={"i": i}) as run:
-            for _ in range(toks):
-                run.token("t")
-            time.sleep(ms / 1000)
+        start = base + i * 1_000_000
+        run = store.start_run(f"r{i}", "chain", inputs={"i": i}, time=start)
+        for k in range(toks):
+            run.token("t", time=start + k)
+        run.end(outputs=None, time=start + ms * 1000)
         ids.append(run.id)
     store.flush()
     client = TestClient(create_app(store), base_url="http://127.0.0.1")
