@@ -37,7 +37,7 @@ from langchain_core.outputs import ChatGenerationChunk, LLMResult
 from langchain_core.runnables import Runnable
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
 
-from runlog import Store
+from runlog import DuplicateRunError, Store
 from runlog.events import now_micros
 from runlog.recorder import Run
 
@@ -228,6 +228,8 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         self._tool_call_ids: dict[UUID, Any] = {}
         self._tool_inputs: dict[UUID, Any] = {}  # root tools started with the call value
         self._tapped: set[UUID] = set()  # runs whose output stream passes through our tap
+        # runs whose start was refused (a reused run id) and the runs started under them
+        self._refused: set[UUID] = set()
         self._lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------------
@@ -242,6 +244,10 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         handlers = _handlers_on_stack(sys._getframe(1))
         if handlers:
             self._adopt(handlers)
+        if parent_run_id is not None and parent_run_id in self._refused:
+            self._refused.add(run_id)
+            raise DuplicateRunError(f"run {run_id} starts under run {parent_run_id}, whose "
+                                    "run id was reused: not recorded")
         parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
         if parent is None:
             found = _call_input(name)
@@ -251,9 +257,14 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
                     # what LangChain's on_tool_error reports, so they go on the end
                     self._tool_inputs[run_id] = inputs
                 inputs = found
-        run = self.store.start_run(
-            name, run_type, inputs=inputs, tags=list(tags or ()), metadata=dict(metadata or {}),
-            run_id=str(run_id), parent=parent, time=self.clock(), inherit=False, lossy=True)
+        try:
+            run = self.store.start_run(
+                name, run_type, inputs=inputs, tags=list(tags or ()),
+                metadata=dict(metadata or {}), run_id=str(run_id), parent=parent,
+                time=self.clock(), inherit=False, lossy=True)
+        except DuplicateRunError:
+            self._refuse(run_id)
+            raise
         self._runs[run_id] = run
         if parent is None:
             self.root_ids.append(run.id)
@@ -262,8 +273,27 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
                 if consumer is not None:
                     self._watch_root(run_id, *consumer)
 
+    def _refuse(self, run_id: UUID) -> None:
+        """Stop recording a run id the application reused (``config["run_id"]`` of a run
+        that exists: LangChain's ``test_bad_parent_ids``).
+
+        The store refuses the second start, and from then on every callback for that id
+        is ambiguous (is an end the first run's or the second's?), so none is recorded,
+        nor anything started under it. LangChain's own ``astream_events``/
+        ``astream_log`` handlers fail the same way (their run maps are keyed by the id)
+        and stream nothing more of that run: the replay shows what they showed, the
+        first run's start and what came before the reuse, plus, for a root, the chunks
+        ``astream_events``/``astream_log`` read from its own stream (those are
+        unambiguous); that run stays open in the store (shown as abandoned once this
+        process's lease lapses).
+        """
+        self._refused.add(run_id)
+        self._tapped.discard(run_id)
+
     def _end(self, run_id: UUID, outputs: Any, *, error: BaseException | None = None,
              inputs: Any = _MISSING) -> None:
+        if run_id in self._refused:
+            return
         run = self._runs.pop(run_id, None)
         self._tapped.discard(run_id)
         if run is None or run.ended:
@@ -326,7 +356,7 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
                          tags: list[str] | None = None, **kwargs: Any) -> None:
         # the hottest callback (once per token): no closure, no guard call
         run = self._runs.get(run_id)
-        if run is None or run.ended:
+        if run is None or run.ended or run_id in self._refused:
             return
         try:
             run.token(token, chunk.message if isinstance(chunk, ChatGenerationChunk)
@@ -339,14 +369,14 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
                         **kwargs: Any) -> None:
         def go() -> None:
             run = self._runs.get(run_id)
-            if run is None or run.ended:
+            if run is None or run.ended or run_id in self._refused:
                 return
             run.event(name, data, time=self.clock())
         self._guard("a custom event", go)
 
-    def _record_chunk(self, run_id: UUID, chunk: Any) -> None:
+    def _record_chunk(self, run_id: UUID, chunk: Any, *, root: bool = False) -> None:
         run = self._runs.get(run_id)
-        if run is None or run.ended:
+        if run is None or run.ended or (run_id in self._refused and not root):
             return
         try:
             run.stream(chunk, time=self.clock(), lossy=True)
@@ -355,7 +385,9 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
 
     def _root_chunk(self, run_id: UUID, chunk: Any) -> None:
         if run_id not in self._tapped:  # else our tap has recorded it already
-            self._record_chunk(run_id, chunk)
+            # a root's chunk, as LangChain's consumer read it: its own even if a child
+            # reused the root's run id (see _refuse)
+            self._record_chunk(run_id, chunk, root=True)
 
     def _watch_root(self, run_id: UUID, kind: str, handler: Any) -> None:
         """Record the chunks LangChain's ``astream_events``/``astream_log`` read from a
@@ -443,7 +475,7 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         return it
 
     async def _atap(self, run_id: UUID, output: AsyncIterator[T]) -> AsyncIterator[T]:
-        if run_id in self._runs:
+        if run_id in self._runs and run_id not in self._refused:
             self._tapped.add(run_id)
         async for chunk in output:
             self._record_chunk(run_id, chunk)
@@ -457,7 +489,7 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         return it
 
     def _tap(self, run_id: UUID, output: Iterator[T]) -> Iterator[T]:
-        if run_id in self._runs:
+        if run_id in self._runs and run_id not in self._refused:
             self._tapped.add(run_id)
         for chunk in output:
             self._record_chunk(run_id, chunk)
