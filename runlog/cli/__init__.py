@@ -30,8 +30,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except RunlogError as e:
-            raise click.ClickException(str(e)) from None
+        except RunlogError as e:  # one line, even when a driver's message has several
+            raise click.ClickException(
+                " ".join(line.strip() for line in str(e).splitlines())) from None
         except BrokenPipeError:  # `runlog replay ... | head`
             sys.stderr.close()
             raise SystemExit(0) from None

@@ -19,6 +19,7 @@ from runlog.cli.options import (
     db_option,
     filter_options,
     json_option,
+    option_error,
     plural,
     resolve_trace_id,
     say,
@@ -31,12 +32,22 @@ from runlog.cli.render import (
     run_tree,
     status_text,
 )
+from runlog.errors import StoreNotFoundError
 from runlog.filters import Filter
 
 
-def open_store(db: str, *, create: bool = False) -> Store:
-    """Open the store for a command; read-only commands never create a file."""
-    return runlog.open(db, create=create)
+def open_store(db: str, *, create: bool = False, flag: str = "--db") -> Store:
+    """Open the store for a command; read-only commands never create a file.
+
+    ``flag`` is the option that named the store (``--db-b``, ``--from``): a store
+    that is not there is reported against it, not against ``--db``.
+    """
+    try:
+        return runlog.open(db, create=create)
+    except StoreNotFoundError as e:
+        if flag == "--db":
+            raise
+        raise option_error(flag, str(e).replace("pass --db", f"pass {flag}")) from None
 
 
 def _write(data: bytes) -> None:
@@ -161,9 +172,10 @@ def _demo_interrupted(store: Store, db: str) -> None:
         roots = []
     if roots:
         r = roots[0]
-        say(f"runlog demo: interrupted; what was streamed so far is recorded as run "
-            f"{r.run_id} ({plural(r.event_count, 'event')} of its own, status "
-            f"{r.status}): runlog show {r.run_id} --db {db}", err=True)
+        events = sum(t.event_count for t in store.trace_runs(r.trace_id))
+        say(f"runlog demo: interrupted; what ran so far is recorded as run {r.run_id} "
+            f"({plural(events, 'event')}, status {r.status}): runlog show {r.run_id} "
+            f"--db {db}", err=True)
     else:
         say("runlog demo: interrupted before anything was recorded", err=True)
     raise SystemExit(130)
@@ -414,7 +426,7 @@ def replay(run_id: str, db: str, filter: Filter | None, raw: bool, view: str, no
 @db_option
 @click.option("--trace", "trace_id", metavar="TRACE_ID",
               help="Only this trace (its id, or a unique prefix/suffix of 8+ characters).")
-@click.option("--file", "file", type=click.Path(dir_okay=False, allow_dash=True),
+@click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
               help="Check this JSONL export file on its own instead of the store.")
 def verify(db: str, trace_id: str | None, file: str | None) -> None:
     """Recompute every run's hash chain and report the first broken link.

@@ -111,6 +111,10 @@ def export(db: str, filter: Filter | None, fmt: str, run_id: str | None,
             run_id = resolve_run(store, run_id)
         if trace_id is not None:
             trace_id = resolve_trace_id(store, trace_id)
+            in_trace = store.run_info(run_id).trace_id if run_id is not None else trace_id
+            if in_trace != trace_id:
+                raise option_error("--run", f"run {run_id} is in trace {in_trace}, not in "
+                                   f"--trace {trace_id}: give one of them")
         total = Selection(run_id=run_id, trace_id=trace_id, filter=filter).pinned(store)
         # A device or a pipe (/dev/stdout, a FIFO) is written to as a stream, never
         # replaced by a renamed file.
@@ -131,8 +135,8 @@ def export(db: str, filter: Filter | None, fmt: str, run_id: str | None,
             stack.close()  # a device's last write fails here (a full disk), not later
         except KeyboardInterrupt:
             sys.stdout.flush()
-            where = (f"{output} got the first {plural(exported[0], 'event')} (an incomplete "
-                     "export)" if stream else
+            where = (f"{output} got an incomplete export (stopped after "
+                     f"{plural(exported[0], 'event')})" if stream else
                      f"nothing was written to {output} (the export goes to {output}.partial, "
                      "renamed only when complete; it was removed)")
             if not stream and max_bytes is not None:
