@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 import orjson
 
-from runlog.errors import RunlogError, UnknownRunError
+from runlog.errors import RunlogError
 from runlog.filters import ANY, Filter
 
 if TYPE_CHECKING:
@@ -144,32 +144,48 @@ def option_error(flag: str, message: str) -> click.ClickException:
     return click.ClickException(f"{flag}: {message}")
 
 
+_MAX_CANDIDATES = 1000
+
+
 def resolve_trace_id(store: Store, trace_id: str, flag: str = "--trace", *,
                      missing_ok: bool = False) -> str | None:
     """The full id of a trace given as ``--trace``: its id, or a unique prefix/suffix.
 
     A trace's id is its root run's id, so it resolves as ``--run`` does (8+ characters
-    of the id; ambiguous and unknown are errors). A run that is not a root is refused
-    with the trace it belongs to, since ``--trace`` means the whole trace.
+    of the id; ambiguous and unknown are errors), among root runs: a prefix that a
+    root shares with its own children (runs started in the same millisecond) still
+    names that one trace. A run that is not a root is refused with the trace it
+    belongs to, since ``--trace`` means the whole trace. With ``missing_ok``, an id no
+    run has gives None (a tail waits for such a trace).
     """
     value = trace_id.strip()
-    if value and store.runs(trace_id=value, limit=1):
+    if not value:
+        raise option_error(flag, "an empty trace id; give a trace's id (`runlog runs`)")
+    if store.runs(trace_id=value, limit=1):
         return value  # an exact trace id (also one whose root is not in the store)
-    try:
-        info = store.run_info(value)
-    except UnknownRunError:
-        if missing_ok:
-            return None
+    backend = store.backend
+    found: list[str] = []
+    if len(value) >= 8:
+        found = backend.run_ids_with_prefix(value, limit=_MAX_CANDIDATES)
+        if not found:
+            found = backend.run_ids_with_suffix(value, limit=_MAX_CANDIDATES)
+    infos = [i for i in (backend.get_run(rid) for rid in found) if i is not None]
+    roots = sorted({i.trace_id for i in infos if i.parent_id is None})
+    if len(roots) == 1 and len(found) < _MAX_CANDIDATES:
+        return roots[0]
+    if roots or len({i.trace_id for i in infos}) > 1:
+        raise option_error(flag, f"trace id {value!r} matches several traces; give more "
+                           "of the id")
+    if infos:
+        info = infos[0]
         raise option_error(
-            flag, f"no trace {trace_id!r} in {store.location}; a trace id is its root run's id "
-            "(or 8+ characters of its start or end): list them with `runlog runs`") from None
-    except RunlogError as e:  # ambiguous
-        raise option_error(flag, str(e).replace("run id", "trace id")) from None
-    if info.parent_id is not None:
-        raise option_error(
-            flag, f"{trace_id!r} is run {info.run_id} inside trace {info.trace_id}, not a "
+            flag, f"{value!r} is run {info.run_id} inside trace {info.trace_id}, not a "
             f"trace; use --trace {info.trace_id} for the whole trace, or --run {info.run_id}")
-    return info.trace_id
+    if missing_ok:
+        return None
+    raise option_error(
+        flag, f"no trace {value!r} in {store.location}; a trace id is its root run's id "
+        "(or 8+ characters of its start or end): list them with `runlog runs`")
 
 
 def resolve_run(store: Store, run_id: str, flag: str = "--run") -> str:
