@@ -325,7 +325,7 @@ def test_runs_limit_since_until_and_what_it_says(
     ["runs", "--limit", "0"], ["runs", "--limit", "-1"],
     ["import", "x.jsonl", "--batch-size", "0"], ["import", "x.jsonl", "--batch-size", "-5"],
     ["export", "--format", "otlp", "--max-value-bytes", "-1"],
-    ["tail", "--idle-timeout", "-1"], ["tail", "--after", "-1"],
+    ["tail", "--idle-timeout", "-1"], ["tail", "--after", "-1"], ["demo", "--delay", "-1"],
 ])
 def test_out_of_range_values_are_refused_by_their_option(args: list[str],
                                                          tmp_path: Path) -> None:
@@ -333,6 +333,35 @@ def test_out_of_range_values_are_refused_by_their_option(args: list[str],
     assert r.code == 2
     assert f"Invalid value for '{args[-2]}'" in r.err
     assert not (tmp_path / "x.db").exists()
+
+
+BUG = textwrap.dedent("""
+    import sys
+    import runlog.cli.core as core
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug stands in here")
+
+    core.open_store = broken
+    from runlog.cli import main
+    sys.argv = ["runlog", "runs", "--db", sys.argv[1]]
+    main()
+""")
+
+
+def test_an_unexpected_error_is_one_line_unless_asked_for_the_traceback(
+        tmp_path: Path) -> None:
+    p = subprocess.run([sys.executable, "-c", BUG, str(tmp_path / "x.db")],
+                       capture_output=True, text=True, timeout=60)
+    no_traceback(p.stdout + p.stderr)
+    line = one_error_line(Result(p.returncode, p.stdout, p.stderr))
+    assert "unexpected ZeroDivisionError: a bug stands in here" in line
+    assert "RUNLOG_TRACEBACK=1" in line
+    p = subprocess.run([sys.executable, "-c", BUG, str(tmp_path / "x.db")],
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "RUNLOG_TRACEBACK": "1"})
+    assert TRACEBACK.search(p.stderr)
+    assert p.returncode == 1
 
 
 def test_a_missing_second_store_is_named_by_its_option(

@@ -104,7 +104,7 @@ def record_demo(store: Store, delay: float = 0.0, echo: Any = None) -> str:
 
 @cli.command()
 @db_option
-@click.option("--delay", type=float, default=0.03, show_default=True,
+@click.option("--delay", type=click.FloatRange(min=0), default=0.03, show_default=True,
               help="Seconds between streamed tokens (0 for no pause).")
 @click.option("--langchain", "use_langchain", is_flag=True,
               help="Record a real LangChain chain (needs runlog-langchain) and replay it "
@@ -134,7 +134,11 @@ def demo(db: str, delay: float, use_langchain: bool) -> None:
                 f"runlog demo --langchain needs the LangChain adapter ({e}); install it "
                 "with: pip install -e adapters/langchain") from e
         with runlog.open(db) as lc_store:
-            run_demo(lc_store, delay=delay, out=out)
+            before = lc_store.last_seq()
+            try:
+                run_demo(lc_store, delay=delay, out=out)
+            except KeyboardInterrupt:
+                _demo_interrupted(lc_store, db, before)
         return
     store = runlog.open(db)
     try:
@@ -145,10 +149,11 @@ def demo(db: str, delay: float, use_langchain: bool) -> None:
             sys.stdout.write(tok)
             sys.stdout.flush()
 
+        before = store.last_seq()
         try:
             root_id = record_demo(store, delay=delay, echo=echo)
         except KeyboardInterrupt:
-            _demo_interrupted(store, db)
+            _demo_interrupted(store, db, before)
         out.print("\n")
         _print_tree(store, root_id)
         out.print(
@@ -162,13 +167,17 @@ def demo(db: str, delay: float, use_langchain: bool) -> None:
         store.close()
 
 
-def _demo_interrupted(store: Store, db: str) -> None:
-    """Ctrl-C during the demo: the run so far is recorded (its open steps as errors)."""
+def _demo_interrupted(store: Store, db: str, before: int) -> None:
+    """Ctrl-C during the demo: the run so far is recorded (its open steps as errors).
+
+    ``before`` is the store's last seq when the demo began: only a root started after
+    it is the demo's.
+    """
     sys.stdout.write("\n")
     sys.stdout.flush()
     try:
         store.flush(timeout=5)
-        roots = store.runs(roots_only=True, limit=1)
+        roots = [r for r in store.runs(roots_only=True, limit=1) if r.start_seq > before]
     except Exception:  # nothing more to say than that it stopped
         roots = []
     if roots:
