@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 import orjson
+from rich.markup import escape
 
 import runlog
 from runlog.api import Store
@@ -28,10 +29,8 @@ from runlog.cli.options import (
 from runlog.cli.render import (
     console,
     event_json_line,
-    fmt_duration,
-    fmt_time,
     run_tree,
-    status_text,
+    runs_table,
 )
 from runlog.errors import StoreNotFoundError
 from runlog.filters import Filter
@@ -183,9 +182,9 @@ def _demo_interrupted(store: Store, db: str, before: int) -> None:
     if roots:
         r = roots[0]
         events = sum(t.event_count for t in store.trace_runs(r.trace_id))
-        say(f"runlog demo: interrupted; what ran so far is recorded as run {r.run_id} "
-            f"({plural(events, 'event')}, status {r.status}): runlog show {r.run_id} "
-            f"--db {db}", err=True)
+        say(escape(f"runlog demo: interrupted; what ran so far is recorded as run "
+                   f"{r.run_id} ({plural(events, 'event')}, status {r.status}): runlog show "
+                   f"{r.run_id} --db {db}"), err=True)
     else:
         say("runlog demo: interrupted before anything was recorded", err=True)
     raise SystemExit(130)
@@ -264,7 +263,7 @@ def runs(db: str, as_json: bool, fmt: str | None, filter: Filter | None, all_run
         if selected:
             say("no runs match", err=fmt != "table")
         else:
-            say(f"no runs in {db} yet; record some (try `runlog demo --db {db}`)",
+            say(escape(f"no runs in {db} yet; record some (try `runlog demo --db {db}`)"),
                 err=fmt != "table")
     elif more:
         say(f"[dim]showing the newest {plural(limit, 'run')}; more exist: raise --limit "
@@ -298,48 +297,12 @@ def _runs_tsv(found: list[runlog.RunInfo], totals: dict[str, int] | None) -> byt
 
 
 def _print_runs_table(found: list[runlog.RunInfo], totals: dict[str, int] | None) -> None:
-    """Aligned columns; ids are never wrapped nor cut (they are what people copy).
-
-    On a pipe the table is as wide as its rows, so each run is one line ``grep`` can
-    find. On a terminal too narrow for every column, the least useful columns are
-    left out (tags, duration, started, type, in that order) before anything wraps.
-    """
-    from rich.markup import escape
-    from rich.measure import Measurement
-    from rich.table import Table
-
+    """The table on stdout: on a pipe as wide as its rows (each run one line ``grep``
+    finds, ids whole); on a terminal, fitted to its width (see ``runs_table``)."""
     out = console()
     if not out.is_terminal:
         out.width = 100_000
-    count_col = "events" if totals is not None else "own events"
-    columns = ["run id", "name", "type", "status", "started", "duration", count_col, "tags"]
-    rows = []
-    for r in found:
-        count = totals[r.run_id] if totals is not None else r.event_count
-        rows.append({"run id": r.run_id, "name": escape(r.name), "type": escape(r.run_type),
-                     "status": status_text(r.status), "started": fmt_time(r.start_time),
-                     "duration": fmt_duration(r.duration), count_col: str(count),
-                     "tags": escape(", ".join(r.tags))})
-
-    id_width = max(len(r.run_id) for r in found)
-
-    def build(cols: list[str]) -> Table:
-        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-        for c in cols:
-            table.add_column(c, no_wrap=c not in ("name", "tags"), overflow="fold",
-                             justify="right" if c == count_col else "left",
-                             min_width=id_width if c == "run id" else None)
-        for row in rows:
-            table.add_row(*(row[c] for c in cols))
-        return table
-
-    table = build(columns)
-    for drop in ("tags", "duration", "started", "type"):
-        if Measurement.get(out, out.options.update_width(100_000), table).maximum <= out.width:
-            break
-        columns.remove(drop)
-        table = build(columns)
-    out.print(table)
+    out.print(runs_table(found, totals, width=out.width if out.is_terminal else None))
 
 
 def _run_dict(r: runlog.RunInfo) -> dict[str, Any]:
@@ -460,6 +423,6 @@ def verify(db: str, trace_id: str | None, file: str | None) -> None:
         say(f"[green]ok[/]: {plural(report.events, 'event')} in {plural(report.runs, 'run')} "
             "verified", err=False)
         return
-    say(f"[red]broken[/]: {report.first_error}", err=True)
+    say(f"[red]broken[/]: {escape(report.first_error or '')}", err=True)
     raise SystemExit(1)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import click
+from rich.markup import escape
 
 import runlog
 from runlog.cli import cli, os_error_line
@@ -135,13 +136,14 @@ def export(db: str, filter: Filter | None, fmt: str, run_id: str | None,
             stack.close()  # a device's last write fails here (a full disk), not later
         except KeyboardInterrupt:
             sys.stdout.flush()
-            where = (f"{output} got an incomplete export (stopped after "
+            name = "standard output" if output == "-" else output
+            where = (f"{name} got an incomplete export (stopped after "
                      f"{plural(exported[0], 'event')})" if stream else
                      f"nothing was written to {output} (the export goes to {output}.partial, "
                      "renamed only when complete; it was removed)")
             if not stream and max_bytes is not None:
                 where += "; parts completed before the interruption stay"
-            say(f"runlog export: interrupted; {where.replace('- got', 'standard output got')}")
+            say(escape(f"runlog export: interrupted; {where}"))
             raise SystemExit(130) from None
         except OSError as e:
             if e.filename2 is not None and str(e.filename).endswith(".partial"):
@@ -151,8 +153,8 @@ def export(db: str, filter: Filter | None, fmt: str, run_id: str | None,
             raise click.ClickException(f"cannot write -o {output}: {os_error_line(e)}") from None
     if output != "-":
         files = ", ".join(result.files)
-        say(f"exported {plural(result.events, 'event')} of {plural(result.runs, 'run')} "
-            f"to {files}")
+        say(escape(f"exported {plural(result.events, 'event')} of "
+                   f"{plural(result.runs, 'run')} to {files}"))
 
 
 def _check_output(output: str) -> bool:
@@ -238,7 +240,7 @@ def import_(file: str, db: str, skip_existing: bool, batch_size: int) -> None:
     if result.skipped_events:
         msg += (f"; skipped {plural(result.skipped_events, 'event')} of "
                 f"{plural(len(result.skipped_runs), 'run')} the store already had")
-    say(msg)
+    say(escape(msg))
 
 
 def _import_interrupted(db: str, file: str, before: int | None) -> None:
@@ -255,9 +257,9 @@ def _import_interrupted(db: str, file: str, before: int | None) -> None:
         except Exception:  # the store went away: nothing more to say
             committed = 0
     if committed <= 0:
-        say(f"runlog import: interrupted; nothing was committed to {db}")
+        say(escape(f"runlog import: interrupted; nothing was committed to {db}"))
     else:
-        again = "-" if file == "-" else file
-        say(f"runlog import: interrupted; {plural(committed, 'event')} committed to {db} "
-            f"(whole batches); finish with: runlog import {again} --db {db} --skip-existing")
+        say(escape(f"runlog import: interrupted; {plural(committed, 'event')} committed to "
+                   f"{db} (whole batches); finish with: runlog import {file} --db {db} "
+                   "--skip-existing"))
     raise SystemExit(130)

@@ -197,8 +197,8 @@ def tail(db: str, as_json: bool, filter: Filter | None, run_id: str | None,
         raise click.UsageError(f"--view {view} folds one run: give --run or --trace")
     store, created_after_start = _open_waiting(db, idle_timeout)
     if store is None:
-        say(f"[dim]runlog tail: no store at {db} after {idle_timeout:g} s (--idle-timeout); "
-            "stopped[/]")
+        say(f"[dim]runlog tail: no store at {escape(db)} after {idle_timeout:g} s "
+            "(--idle-timeout); stopped[/]")
         return
     with store:
         if after is None:
@@ -263,7 +263,7 @@ def _target(store: Store, run_id: str | None, trace_id: str | None,
             f"following it{ending}[/]")
         return given.strip()
     if until_end:
-        say(f"[dim]runlog tail: following {what} {full}{ending}[/]")
+        say(f"[dim]runlog tail: following {what} {escape(full)}{ending}[/]")
     return full
 
 
