@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 import orjson
+from rich.console import Console
 from rich.markup import escape
 
 import runlog
@@ -378,8 +379,11 @@ def _print_tree(store: Store, run_id: str, *, full: bool = False, raw: bool = Fa
             outputs[r.run_id] = _show_values(v["outputs"], raw=raw, full=full, usage=use)
         if v.get("streamed"):
             streamed[r.run_id] = v["streamed"]
-    console().print(run_tree(runs_, info.run_id, outputs, streamed, inputs=inputs,
-                             limit=None if full else 120))
+    out = console()
+    if not out.is_terminal:  # a pipe or a file: each value on its own lines, unwrapped
+        out = Console(highlight=False, soft_wrap=False, width=1_000_000)
+    out.print(run_tree(runs_, info.run_id, outputs, streamed, inputs=inputs,
+                       limit=None if full else 120))
 
 
 _MODEL_TYPES = ("llm", "chat_model")
