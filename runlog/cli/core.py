@@ -10,9 +10,11 @@ from typing import Any
 
 import click
 import orjson
+from rich.console import Console
 from rich.markup import escape
 
 import runlog
+from runlog import content
 from runlog.api import Store
 from runlog.cli import cli
 from runlog.cli.options import (
@@ -318,41 +320,127 @@ def _run_dict(r: runlog.RunInfo) -> dict[str, Any]:
 # ------------------------------------------------------------------------- show
 
 
-def _print_tree(store: Store, run_id: str) -> None:
+def _show_values(value: Any, *, raw: bool, full: bool, usage: dict[str, int] | None = None
+                 ) -> str:
+    """A stored value as ``show`` prints it: readable (:mod:`runlog.content`) or, with
+    ``--raw``, the stored JSON; one line unless ``--full``."""
+    if raw:
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2 if full else 0).decode()
+    node = content.readable(value)
+    text = content.to_text(node) if full else content.preview(node, None)
+    if usage and not full:  # to_text already shows each message's usage
+        text += f" [usage: {content.usage_text(usage)}]"
+    return text
+
+
+def _trace_content(store: Store, run_id: str) -> tuple[runlog.RunInfo, list[runlog.RunInfo],
+                                                      dict[str, dict[str, Any]]]:
+    """The run, its subtree's runs (start order) and each run's stored values.
+
+    Values are read from the stored JSON (``Event.envelope``, tags not decoded), so a
+    forged ``$rl:`` tag is shown, never revived: ``inputs``, ``outputs`` (absent while
+    running), ``streamed`` text (string tokens and output chunks) and ``chunks`` (other
+    output chunks).
+    """
     info = store.run_info(run_id)
-    runs_ = [r for r in store.trace_runs(info.trace_id)]
     _, subtree = store.subtree_ids(info.run_id)
-    runs_ = [r for r in runs_ if r.run_id in subtree]
+    runs_ = [r for r in store.trace_runs(info.trace_id) if r.run_id in subtree]
+    values: dict[str, dict[str, Any]] = {r.run_id: {} for r in runs_}
+    for e in store.events(info.run_id, descendants=True):
+        env, v = e.envelope, values.setdefault(e.run_id, {})
+        if e.kind == "start":
+            v["inputs"] = env.get("data")
+        elif e.kind == "end":
+            v["outputs"] = env.get("data")
+            if "inputs" in env:
+                v["inputs"] = env["inputs"]
+        elif e.channel in ("token", "output"):
+            data = env.get("data")
+            piece = data.get("token") if e.channel == "token" and type(data) is dict else data
+            if isinstance(piece, str):
+                v["streamed"] = v.get("streamed", "") + piece
+            elif e.channel == "output":
+                v.setdefault("chunks", []).append(data)
+    return info, runs_, values
+
+
+def _print_tree(store: Store, run_id: str, *, full: bool = False, raw: bool = False) -> None:
+    info, runs_, values = _trace_content(store, run_id)
+    inputs: dict[str, Any] = {}
     outputs: dict[str, Any] = {}
     streamed: dict[str, str] = {}
-    for e in store.events(info.run_id, descendants=True):
-        if e.kind == "end":
-            outputs[e.run_id] = e.data
-        elif e.kind == "stream" and e.channel in ("token", "output"):
-            piece = e.data.get("token") if e.channel == "token" else e.data
-            if isinstance(piece, str):
-                streamed[e.run_id] = streamed.get(e.run_id, "") + piece
-    console().print(run_tree(runs_, info.run_id, outputs, streamed))
+    for r in runs_:
+        v = values[r.run_id]
+        use = content.usage(v["outputs"]) if r.run_type in _MODEL_TYPES and "outputs" in v \
+            else None
+        if v.get("inputs") not in (None, "", {}) and (full or r.run_type in _MODEL_TYPES):
+            inputs[r.run_id] = _show_values(v["inputs"], raw=raw, full=full)
+        if v.get("outputs") is not None:
+            outputs[r.run_id] = _show_values(v["outputs"], raw=raw, full=full, usage=use)
+        if v.get("streamed"):
+            streamed[r.run_id] = v["streamed"]
+    out = console()
+    if not out.is_terminal:  # a pipe or a file: each value on its own lines, unwrapped
+        out = Console(highlight=False, soft_wrap=False, width=1_000_000)
+    out.print(run_tree(runs_, info.run_id, outputs, streamed, inputs=inputs,
+                       limit=None if full else 120))
+
+
+_MODEL_TYPES = ("llm", "chat_model")
+
+
+def _show_dict(r: runlog.RunInfo, v: dict[str, Any], children: list[str]) -> dict[str, Any]:
+    """One run for ``show --json``: its ``runs --json`` fields and all it holds, the
+    values as stored (the codec's tagged JSON, lossless; never decoded)."""
+    from runlog.store.base import StoredMetadata
+
+    meta = r.metadata
+    return {
+        **_run_dict(r),
+        "duration_ms": r.duration.total_seconds() * 1000 if r.duration is not None else None,
+        "metadata": orjson.Fragment(meta.raw) if isinstance(meta, StoredMetadata)
+        else runlog.codec.loads_plain(runlog.codec.encode(dict(meta), lossy=True)),
+        "inputs": v.get("inputs"),
+        "outputs": v.get("outputs"),
+        "streamed": v.get("streamed", ""),
+        "output_chunks": v.get("chunks", []),
+        "usage": content.usage(v["outputs"]) if "outputs" in v else {},
+        "children": children,
+    }
 
 
 @cli.command()
 @click.argument("run_id")
 @db_option
 @json_option
-def show(run_id: str, db: str, as_json: bool) -> None:
+@click.option("--full", is_flag=True,
+              help="Show inputs and outputs whole, on several lines (default: one line "
+                   "of 120 characters each).")
+@click.option("--raw", is_flag=True,
+              help="Show values as stored (the codec's JSON), not as readable messages, "
+                   "documents and prompts.")
+def show(run_id: str, db: str, as_json: bool, full: bool, raw: bool) -> None:
     """Show one run and its descendants as a tree with timings, statuses and outputs.
+
+    LangChain values are shown as what they are: chat messages (role, content, tool
+    calls, token usage), prompts, retrieved documents. --raw shows the stored JSON;
+    --json prints one JSON object per run (the run and its descendants, in start
+    order) with inputs, outputs, error, metadata, streamed text, duration, token usage
+    and children, values as stored.
 
     RUN_ID may be a unique prefix or suffix (8+ characters) of the id.
     """
     with open_store(db) as store:
         if as_json:
-            info = store.run_info(run_id)
-            _, subtree = store.subtree_ids(info.run_id)
-            for r in store.trace_runs(info.trace_id):
-                if r.run_id in subtree:
-                    _write(orjson.dumps(_run_dict(r)) + b"\n")
+            _info, runs_, values = _trace_content(store, run_id)
+            children: dict[str | None, list[str]] = {}
+            for r in runs_:
+                children.setdefault(r.parent_id, []).append(r.run_id)
+            for r in runs_:
+                _write(orjson.dumps(_show_dict(r, values[r.run_id],
+                                               children.get(r.run_id, []))) + b"\n")
             return
-        _print_tree(store, run_id)
+        _print_tree(store, run_id, full=full, raw=raw)
 
 
 # ------------------------------------------------------------------------- replay

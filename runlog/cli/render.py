@@ -27,8 +27,8 @@ def event_json_line(event: Event) -> bytes:
     return b'{"seq":' + str(event.seq).encode() + b"," + event.raw[1:] + b"\n"
 
 
-def short(value: Any, limit: int = 120) -> str:
-    """A one-line preview of a value for tables and trees."""
+def short(value: Any, limit: int | None = 120) -> str:
+    """A one-line preview of a value for tables and trees (``limit=None``: whole)."""
     if isinstance(value, str):
         text = value
     else:
@@ -37,7 +37,7 @@ def short(value: Any, limit: int = 120) -> str:
         except TypeError:
             text = repr(value)
     text = text.replace("\n", "⏎")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
 def fmt_time(t: dt.datetime | None) -> str:
@@ -96,8 +96,22 @@ def runs_table(runs: Iterable[RunInfo], totals: Mapping[str, int] | None = None,
 
 
 def run_tree(runs: list[RunInfo], root_id: str, outputs: dict[str, Any] | None = None,
-             streamed: dict[str, str] | None = None) -> Tree:
-    """The runs of one trace as a tree: type, status, duration, output preview, error."""
+             streamed: dict[str, str] | None = None, *,
+             inputs: dict[str, Any] | None = None, limit: int | None = 120) -> Tree:
+    """The runs of one trace as a tree: type, status, duration, output preview, error.
+
+    ``inputs``/``outputs`` map run ids to what to show (a string is shown as it is:
+    :mod:`runlog.content` makes readable text of LangChain values). ``limit`` cuts each
+    value to one line of that many characters; ``None`` shows them whole, on as many
+    lines as they have.
+    """
+
+    def value(v: Any) -> str:
+        if limit is not None:
+            return escape(short(v, limit))
+        text = v if isinstance(v, str) else short(v, None)
+        return escape(text).replace("\n", "\n  ") if "\n" in text else escape(text)
+
     by_parent: dict[str | None, list[RunInfo]] = {}
     by_id = {r.run_id: r for r in runs}
     for r in runs:
@@ -106,12 +120,14 @@ def run_tree(runs: list[RunInfo], root_id: str, outputs: dict[str, Any] | None =
     def label(r: RunInfo) -> str:
         text = (f"[bold]{escape(r.name)}[/] [dim]{r.run_type}[/] {status_text(r.status)} "
                 f"[dim]{fmt_duration(r.duration)}[/]")
+        if inputs is not None and inputs.get(r.run_id) not in (None, ""):
+            text += f"\n[dim]input:[/] {value(inputs[r.run_id])}"
         if streamed and streamed.get(r.run_id):
-            text += f"\n[cyan]streamed:[/] {escape(short(streamed[r.run_id]))}"
+            text += f"\n[cyan]streamed:[/] {value(streamed[r.run_id])}"
         if outputs is not None and r.run_id in outputs and outputs[r.run_id] is not None:
-            text += f"\n[dim]output:[/] {escape(short(outputs[r.run_id]))}"
+            text += f"\n[dim]output:[/] {value(outputs[r.run_id])}"
         if r.error is not None:
-            text += f"\n[red]{escape(r.error.type)}: {escape(short(r.error.message))}[/]"
+            text += f"\n[red]{escape(r.error.type)}: {value(r.error.message)}[/]"
         return text
 
     root = by_id[root_id]
