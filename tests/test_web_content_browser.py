@@ -227,6 +227,17 @@ def test_runs_list_columns_search_sort_and_compare(
         "result of call_42")
 
 
+def test_run_page_header_counts_tokens_as_the_runs_list_does(
+        page: Any, server: str, agent_db: tuple[Path, list[str], str]) -> None:
+    """The models reported usage and streamed nothing: the header sums the usage (43),
+    as the runs list's tokens column does, instead of "0 tokens" of streamed events."""
+    _, roots, _ = agent_db
+    open_run(page, server, roots[0])
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#summary span')]"
+        ".some(s => s.textContent === '43 tokens')", timeout=WAIT_MS)
+
+
 def test_runs_list_pages_through_many_runs(browser: Any, tmp_path: Path) -> None:
     db = tmp_path / "many.db"
     with runlog.open(db) as store:

@@ -557,7 +557,14 @@
     document.getElementById("title").textContent = root.name;
     const st = status(root);
     const ms = durationMs(root, nowUs);
-    const tokens = order.reduce((sum, id) => sum + runs.get(id).tokens, 0);
+    // Like the runs list: the models' reported usage when any reported it, else the
+    // streamed token events (a model that does not stream reports usage only).
+    const streamed = order.reduce((sum, id) => sum + runs.get(id).tokens, 0);
+    const reported = order.reduce((sum, id) => {
+      const used = (views.get(id) || {}).usage;
+      return sum + (used && used.total_tokens !== undefined ? used.total_tokens : 0);
+    }, 0);
+    const tokens = reported ? `${reported} tokens` : `${streamed} tokens`;
     const summary = document.getElementById("summary");
     summary.replaceChildren(
       RL.statusBadge(st),
@@ -565,7 +572,7 @@
       RL.el("span", {}, `started ${RL.fmtTime(root.startUs)}`),
       ms === null ? "" : RL.el("span", {}, `${RL.fmtDuration(ms)}${st === "running" ? "…" : ""}`),
       RL.el("span", {}, `${order.length} runs`),
-      RL.el("span", {}, `${tokens} tokens`),
+      RL.el("span", {title: reported ? `usage reported by the models; ${streamed} streamed token events` : "streamed token events"}, tokens),
       RL.el("code", {className: "muted", title: "run id"}, runId));
   }
 
