@@ -6,7 +6,8 @@ grows by a message or two a step, so storing each copy would make a conversation
 state into the new one, and :func:`runlog.reducers.patch.apply_ops` (the project's
 in-place applier) folds them back on replay.
 
-The rules are chosen for what graph states look like: dicts are compared key by key, a
+The rules are chosen for what graph states look like: dicts are compared key by key
+(when patching keeps the new key order; else the dict is replaced whole), a
 list is compared index by index (so a list that grew by one item costs one ``add`` of
 that item), and any other value is a leaf compared with ``is`` first, then ``==`` with
 the same exact type (``1 == True`` must not hide a change). A value whose ``==`` raises
@@ -38,6 +39,15 @@ def _same(a: Any, b: Any) -> bool:
         return False
 
 
+def _same_order(old: dict[Any, Any], new: dict[Any, Any]) -> bool:
+    """String keys only, and patching keeps ``new``'s key order: its keys are the kept
+    keys of ``old`` in their order, then the added ones (an ``add`` appends a key)."""
+    if not all(type(k) is str for k in new) or not all(type(k) is str for k in old):
+        return False
+    kept = [k for k in old if k in new]
+    return list(new)[:len(kept)] == kept
+
+
 def diff(old: Any, new: Any) -> list[dict[str, Any]]:
     """The operations that turn ``old`` into ``new`` (``[]`` when they are equal)."""
     ops: list[dict[str, Any]] = []
@@ -49,8 +59,7 @@ def _diff(old: Any, new: Any, path: str, ops: list[dict[str, Any]]) -> None:
     if old is new:
         return
     to, tn = type(old), type(new)
-    if to is dict and tn is dict and all(type(k) is str for k in new) \
-            and all(type(k) is str for k in old):
+    if to is dict and tn is dict and _same_order(old, new):
         for k in old:
             if k not in new:
                 ops.append({"op": "remove", "path": f"{path}/{escape(k)}"})

@@ -145,10 +145,24 @@ class GraphStream:
             self.rec._failed(f"a {mode} part", e)
 
     def v3(self, event: Any) -> None:
-        """Store one v3 protocol event (with the ``seq`` LangGraph gave it)."""
+        """Store one v3 protocol event (with the ``seq`` LangGraph gave it).
+
+        Stored as ``{"event": event}``; a ``values`` event after the first of its
+        namespace as ``{"event": event without params.data, "patch": ops}``."""
         try:
-            if self._start():
-                self.rec.emit(self.run_id, PREFIX + "v3", event)
+            if not self._start():
+                return
+            params = event.get("params") if isinstance(event, dict) else None
+            stored: dict[str, Any] = {"event": event}
+            if event.get("method") == "values" and type(params) is dict and "data" in params:
+                key = ("v3", tuple(params.get("namespace") or ()))
+                value = params["data"]
+                prev = self._prev.get(key, _NONE)
+                self._prev[key] = structural_copy(value)
+                if prev is not _NONE:
+                    stored = {"event": {**event, "params": {**params, "data": None}},
+                              "patch": diff(prev, value)}
+            self.rec.emit(self.run_id, PREFIX + "v3", stored)
         except Exception as e:
             self.rec._failed("a v3 event", e)
 

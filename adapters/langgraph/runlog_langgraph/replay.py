@@ -290,16 +290,39 @@ def stream_events(store: Store, run_id: str, *, version: str = "v3",
     if not (isinstance(first, tuple) and first[0] == "call"
             and isinstance(first[1], dict) and first[1].get("v3")):
         raise NotAGraphRunError(f"run {run_id} holds no recorded v3 protocol events")
+    fold: dict[tuple[str, ...], Any] = {}
     for r in it:
         if not isinstance(r, tuple):
             return
-        kind, ev = r
-        if kind != "v3" or not isinstance(ev, dict):
+        kind, stored = r
+        if kind != "v3" or not isinstance(stored, dict):
+            continue
+        ev = _v3_event(stored, fold)
+        if ev is None:
             continue
         if since is not None and not (isinstance(ev.get("seq"), int) and ev["seq"] > since):
             continue
         if _v3_match(ev, chans, ns):
             yield ev
+
+
+def _v3_event(stored: dict[str, Any], fold: dict[tuple[str, ...], Any]
+              ) -> dict[str, Any] | None:
+    """A stored v3 record back to the event LangGraph emitted (folding values patches)."""
+    ev = stored.get("event")
+    if not isinstance(ev, dict):
+        return None
+    params = ev.get("params")
+    if ev.get("method") != "values" or type(params) is not dict:
+        return ev
+    key = tuple(params.get("namespace") or ())
+    if "patch" in stored:
+        value = apply_ops(fold[key], stored["patch"])
+        fold[key] = value
+        params["data"] = structural_copy(value)
+    elif "data" in params:
+        fold[key] = structural_copy(params["data"])
+    return ev
 
 
 def sse_lines(event: dict[str, Any]) -> str:
