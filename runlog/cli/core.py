@@ -188,14 +188,26 @@ def _print_tree(store: Store, run_id: str) -> None:
 
 
 @cli.command()
-@click.argument("run_id")
+@click.argument("run_id", required=False)
 @db_option
 @json_option
-def show(run_id: str, db: str, as_json: bool) -> None:
+@click.option("--thread", default=None, metavar="THREAD_ID",
+              help="Show every run of one LangGraph thread (configurable.thread_id) "
+                   "in order, with their graph steps, instead of RUN_ID.")
+def show(run_id: str | None, db: str, as_json: bool, thread: str | None) -> None:
     """Show one run and its descendants as a tree with timings, statuses and outputs.
 
-    RUN_ID may be a unique prefix or suffix (8+ characters) of the id.
+    RUN_ID may be a unique prefix or suffix (8+ characters) of the id. A LangGraph
+    graph's run also shows its steps (nodes, state diff, interrupts).
     """
+    if (run_id is None) == (thread is None):
+        raise click.UsageError("give a RUN_ID or --thread THREAD_ID")
+    if thread is not None:
+        from runlog.cli.graph import show_thread
+        with open_store(db) as store:
+            show_thread(store, thread, as_json)
+        return
+    assert run_id is not None
     with open_store(db) as store:
         if as_json:
             info = store.run_info(run_id)
@@ -205,6 +217,8 @@ def show(run_id: str, db: str, as_json: bool) -> None:
                     _write(orjson.dumps(_run_dict(r)) + b"\n")
             return
         _print_tree(store, run_id)
+        from runlog.cli.graph import print_graph_steps
+        print_graph_steps(store, run_id)
 
 
 # ------------------------------------------------------------------------- replay

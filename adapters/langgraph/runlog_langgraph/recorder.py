@@ -28,13 +28,13 @@ from uuid import UUID
 from runlog_langchain import Recorder
 
 from runlog import EncodingError, codec
+from runlog.reducers.graph import PREFIX
 from runlog.reducers.patch import structural_copy
 from runlog_langgraph.diff import diff
 from runlog_langgraph.fields import get_field, set_field, state_field
 
 __all__ = ["GraphRecorder", "GraphStream"]
 
-PREFIX = "langgraph:"
 
 
 class GraphRecorder(Recorder):

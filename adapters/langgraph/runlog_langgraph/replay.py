@@ -20,10 +20,10 @@ import anyio
 
 from runlog import ErrorInfo, Event, Opaque, Store, codec
 from runlog.reducers import error_object
+from runlog.reducers.graph import graph_records, v3_event
 from runlog.reducers.patch import apply_ops, structural_copy
 from runlog.tail import TailNotice
 from runlog_langgraph.fields import get_field, set_field, state_field
-from runlog_langgraph.recorder import PREFIX
 
 __all__ = ["NotAGraphRunError", "astream", "parts", "state", "stream", "stream_events",
            "v3_channel"]
@@ -49,13 +49,10 @@ def _records(store: Store, run_id: str) -> Iterator[tuple[str, Any] | ErrorInfo 
 def _decode(e: Event, rid: str) -> Iterator[tuple[str, Any] | ErrorInfo | None]:
     if e.run_id != rid:
         return
-    if e.kind == "stream" and e.channel == "custom":
-        payload = e.data
-        name = payload.get("name") if isinstance(payload, dict) else None
-        if isinstance(name, str) and name.startswith(PREFIX):
-            yield name[len(PREFIX):], payload.get("data")
-    elif e.kind == "end":
+    if e.kind == "end":
         yield e.error
+    else:
+        yield from graph_records((e,), rid)
 
 
 class _Folder:
@@ -290,39 +287,20 @@ def stream_events(store: Store, run_id: str, *, version: str = "v3",
     if not (isinstance(first, tuple) and first[0] == "call"
             and isinstance(first[1], dict) and first[1].get("v3")):
         raise NotAGraphRunError(f"run {run_id} holds no recorded v3 protocol events")
-    fold: dict[tuple[str, ...], Any] = {}
+    fold: dict[tuple[Any, ...], Any] = {}
     for r in it:
         if not isinstance(r, tuple):
             return
         kind, stored = r
         if kind != "v3" or not isinstance(stored, dict):
             continue
-        ev = _v3_event(stored, fold)
+        ev = v3_event(stored, fold)
         if ev is None:
             continue
         if since is not None and not (isinstance(ev.get("seq"), int) and ev["seq"] > since):
             continue
         if _v3_match(ev, chans, ns):
             yield ev
-
-
-def _v3_event(stored: dict[str, Any], fold: dict[tuple[str, ...], Any]
-              ) -> dict[str, Any] | None:
-    """A stored v3 record back to the event LangGraph emitted (folding values patches)."""
-    ev = stored.get("event")
-    if not isinstance(ev, dict):
-        return None
-    params = ev.get("params")
-    if ev.get("method") != "values" or type(params) is not dict:
-        return ev
-    key = tuple(params.get("namespace") or ())
-    if "patch" in stored:
-        value = apply_ops(fold[key], stored["patch"])
-        fold[key] = value
-        params["data"] = structural_copy(value)
-    elif "data" in params:
-        fold[key] = structural_copy(params["data"])
-    return ev
 
 
 def sse_lines(event: dict[str, Any]) -> str:
