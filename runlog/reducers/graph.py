@@ -22,7 +22,8 @@ from typing import Any
 from runlog.events import Event
 from runlog.reducers.patch import apply_ops, structural_copy
 
-__all__ = ["PREFIX", "GraphStep", "graph_records", "graph_steps", "v3_event"]
+__all__ = ["PREFIX", "GraphStep", "graph_records", "graph_steps", "v3_channel", "v3_event",
+           "v3_matches"]
 
 PREFIX = "langgraph:"
 """The name prefix of the custom events a graph's stream is stored as."""
@@ -60,6 +61,31 @@ def v3_event(stored: Any, fold: dict[tuple[Any, ...], Any]) -> dict[str, Any] | 
     elif "data" in params:
         fold[key] = structural_copy(params["data"])
     return ev
+
+
+def v3_channel(event: dict[str, Any]) -> str:
+    """The protocol channel of an event: its method (``input.*`` → ``input``)."""
+    method = str(event.get("method", ""))
+    return "input" if method.startswith("input.") else method
+
+
+def v3_matches(event: dict[str, Any], channels: frozenset[str] | None,
+               namespace: list[str] | None) -> bool:
+    """Whether a protocol event passes a subscription's channels and namespace prefix."""
+    params = event.get("params") if isinstance(event.get("params"), dict) else {}
+    assert isinstance(params, dict)
+    if channels is not None:
+        ch = v3_channel(event)
+        if ch not in channels:
+            name = params.get("name") if ch == "custom" else None
+            if not (isinstance(name, str) and f"custom:{name}" in channels):
+                return False
+    if namespace is not None:
+        ns = params.get("namespace")
+        ns = list(ns) if isinstance(ns, list | tuple) else []
+        if ns[:len(namespace)] != namespace:
+            return False
+    return True
 
 
 @dataclass

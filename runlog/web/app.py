@@ -54,6 +54,7 @@ from runlog.web.model import (
     store_unavailable,
     token_counts,
 )
+from runlog.web.protocol import protocol_routes
 from runlog.web.stream import EventStream, parse_kinds
 
 __all__ = [
@@ -331,6 +332,7 @@ def create_app(store: Store, *, allowed_hosts: Sequence[str] | None = LOOPBACK_H
         Route("/api/runs/{run_id}/events", api_events),
         Route("/api/runs/{run_id}/export", api_export),
         Route("/api/stream", api_stream),
+        *protocol_routes(store, error_answer),  # LangGraph v3 protocol SSE, graph steps
         Mount("/static", app=static, name="static"),
     ]
     middleware = [Middleware(_SecurityHeaders)]

@@ -12,21 +12,21 @@ live (``store.tail`` until the graph's run ends), from this or another process.
 
 from __future__ import annotations
 
-import json
+import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import anyio
 
 from runlog import ErrorInfo, Event, Opaque, Store, codec
+from runlog.errors import UnknownRunError
 from runlog.reducers import error_object
-from runlog.reducers.graph import graph_records, v3_event
+from runlog.reducers.graph import graph_records, v3_event, v3_matches
 from runlog.reducers.patch import apply_ops, structural_copy
 from runlog.tail import TailNotice
 from runlog_langgraph.fields import get_field, set_field, state_field
 
-__all__ = ["NotAGraphRunError", "astream", "parts", "state", "stream", "stream_events",
-           "v3_channel"]
+__all__ = ["NotAGraphRunError", "astream", "parts", "state", "stream", "stream_events"]
 
 _NOT_RAISED = frozenset({"builtins.GeneratorExit", "GeneratorExit"})
 
@@ -38,7 +38,13 @@ class NotAGraphRunError(LookupError):
 def _records(store: Store, run_id: str) -> Iterator[tuple[str, Any] | ErrorInfo | None]:
     """``(kind, data)`` for each recorded part of the graph run, then its end's error
     (or ``None``): read from disk, following the run live until it ends."""
-    rid = store.resolve_run_id(run_id)
+    try:
+        rid = store.resolve_run_id(run_id)
+    except UnknownRunError:
+        try:  # a whole id not recorded yet (by another process): wait for it, as tail does
+            rid = str(uuid.UUID(run_id))
+        except ValueError:
+            raise UnknownRunError(run_id, store.location) from None
     with store.tail(run_id=rid, until_end=True) as t:
         for e in t:
             if isinstance(e, TailNotice):
@@ -238,30 +244,6 @@ def state(store: Store, run_id: str, step: int | None = None) -> Any:
     return found[step]
 
 
-def v3_channel(event: dict[str, Any]) -> str:
-    """The protocol channel of a v3 event: its method (``input.*`` → ``input``), and
-    ``custom:<name>`` for a named custom event."""
-    method = str(event.get("method", ""))
-    if method.startswith("input."):
-        return "input"
-    return method
-
-
-def _v3_match(event: dict[str, Any], channels: set[str] | None,
-              namespace: list[str] | None) -> bool:
-    if channels is not None:
-        ch = v3_channel(event)
-        if ch not in channels:
-            name = (event.get("params") or {}).get("name") if ch == "custom" else None
-            if not (isinstance(name, str) and f"custom:{name}" in channels):
-                return False
-    if namespace is not None:
-        ns = list((event.get("params") or {}).get("namespace") or [])
-        if ns[:len(namespace)] != list(namespace):
-            return False
-    return True
-
-
 def stream_events(store: Store, run_id: str, *, version: str = "v3",
                   since: int | None = None, channels: Sequence[str] | None = None,
                   namespace: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
@@ -280,7 +262,7 @@ def stream_events(store: Store, run_id: str, *, version: str = "v3",
     if version != "v3":
         raise ValueError("only version='v3' protocol events are recorded; use "
                          "runlog_langchain.astream_events for LangChain's v1/v2 events")
-    chans = set(channels) if channels is not None else None
+    chans = frozenset(channels) if channels is not None else None
     ns = list(namespace) if namespace is not None else None
     it = _records(store, run_id)
     first = next(it, None)
@@ -299,11 +281,5 @@ def stream_events(store: Store, run_id: str, *, version: str = "v3",
             continue
         if since is not None and not (isinstance(ev.get("seq"), int) and ev["seq"] > since):
             continue
-        if _v3_match(ev, chans, ns):
+        if v3_matches(ev, chans, ns):
             yield ev
-
-
-def sse_lines(event: dict[str, Any]) -> str:
-    """One v3 event as a Server-Sent Event (``id:`` is its seq)."""
-    return f"id: {event.get('seq')}\nevent: {event.get('method')}\n" \
-        f"data: {json.dumps(event, default=str)}\n\n"
