@@ -15,6 +15,7 @@ from runlog_langgraph.codec import register as _register_codec
 _register_codec()
 
 from runlog_langgraph.context import arecord, record  # noqa: E402
+from runlog_langgraph.fixtures import replay_agent  # noqa: E402
 from runlog_langgraph.hooks import ALL_MODES, install  # noqa: E402
 from runlog_langgraph.recorder import GraphRecorder  # noqa: E402
 from runlog_langgraph.replay import (  # noqa: E402
@@ -38,6 +39,7 @@ __all__ = [
     "astream",
     "parts",
     "record",
+    "replay_agent",
     "state",
     "stream",
     "stream_events",
