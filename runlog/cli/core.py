@@ -80,7 +80,10 @@ def record_demo(store: Store, delay: float = 0.0, echo: Any = None) -> str:
 @click.option("--langchain", "use_langchain", is_flag=True,
               help="Record a real LangChain chain (needs runlog-langchain) and replay it "
                    "as astream_log / astream_events.")
-def demo(db: str, delay: float, use_langchain: bool) -> None:
+@click.option("--agent", "use_agent", is_flag=True,
+              help="Record an offline LangGraph ReAct agent (needs runlog-langgraph) and "
+                   "replay its stream from the store.")
+def demo(db: str, delay: float, use_langchain: bool, use_agent: bool) -> None:
     """Record a realistic pipeline offline and show it.
 
     A retriever, a prompt, a chat model streaming tokens, a tool and one failing step
@@ -95,6 +98,10 @@ def demo(db: str, delay: float, use_langchain: bool) -> None:
         runlog demo --langchain --db /tmp/demo.db
     """
     out = console()
+    if use_agent:
+        from runlog.cli.graph import agent_demo
+        agent_demo(db, delay, out)
+        return
     if use_langchain:
         import importlib
 

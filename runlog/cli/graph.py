@@ -16,7 +16,7 @@ from runlog.cli.render import console, fmt_time, short, status_text
 from runlog.codec import encode
 from runlog.reducers.graph import GraphStep, graph_records, graph_steps
 
-__all__ = ["print_graph_steps", "show_thread"]
+__all__ = ["agent_demo", "print_graph_steps", "show_thread"]
 
 
 def steps_of(store: Store, run_id: str) -> list[GraphStep]:
@@ -69,3 +69,21 @@ def show_thread(store: Store, thread: str, as_json: bool) -> None:
         out.print(f"\n[bold]{n}.[/] {r.run_id}  {escape(r.name)}  "
                   f"{status_text(r.status)}  {fmt_time(r.start_time)}")
         print_graph_steps(store, r.run_id)
+
+
+def agent_demo(db: str, delay: float, out: Any) -> None:
+    """``runlog demo --agent``: runs ``runlog_langgraph.demo`` (an optional
+    distribution, imported only here: runlog itself never needs it)."""
+    import importlib
+
+    import click
+
+    import runlog
+    try:
+        run_demo = importlib.import_module("runlog_langgraph.demo").run_demo
+    except ImportError as e:
+        raise click.ClickException(
+            f"runlog demo --agent needs the LangGraph adapter ({e}); install it with: "
+            "pip install -e adapters/langgraph") from e
+    with runlog.open(db) as store:
+        run_demo(store, delay=delay, out=out)

@@ -1,52 +1,28 @@
 """The graphs of the differential suite: each builds a fresh graph (fresh fake models,
 fresh checkpointer) and runs it, so a scenario can be run live as often as needed.
 
-No network: chat models are langchain-core's ``GenericFakeChatModel`` and a subclass
-that also streams tool calls (``FakeToolModel``).
+No network: chat models are langchain-core's ``GenericFakeChatModel`` and the demo's
+subclass that also streams tool calls (``FakeToolCallingModel``).
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import Command, Send, interrupt
+from runlog_langgraph.demo import FakeToolCallingModel
 
-
-class FakeToolModel(GenericFakeChatModel):
-    """``GenericFakeChatModel`` that binds tools (ignoring them) and streams a message
-    with tool calls as one chunk of ``tool_call_chunks`` (the generic model streams
-    nothing for a message without text, which LangChain rejects)."""
-
-    def bind_tools(self, tools: Any, **kwargs: Any) -> FakeToolModel:  # type: ignore[override]
-        return self
-
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: Any = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        message = next(self.messages)
-        if isinstance(message, AIMessage) and message.tool_calls:
-            chunk = ChatGenerationChunk(message=AIMessageChunk(
-                content=message.content, id=message.id, tool_call_chunks=[
-                    {"name": tc["name"], "args": json.dumps(tc["args"]), "id": tc["id"],
-                     "index": i} for i, tc in enumerate(message.tool_calls)]))
-            if run_manager is not None:
-                run_manager.on_llm_new_token("", chunk=chunk)
-            yield chunk
-            return
-        self.messages = itertools.chain([message], self.messages)
-        yield from super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
+FakeToolModel = FakeToolCallingModel  # streams its tool calls; see runlog_langgraph.demo
 
 
 @tool
