@@ -99,13 +99,14 @@ class GraphRecorder(Recorder):
 class GraphStream:
     """The recording of one outermost graph call's stream (one per call)."""
 
-    __slots__ = ("_prev", "_started", "call", "rec", "run_id")
+    __slots__ = ("_last", "_prev", "_started", "call", "rec", "run_id")
 
     def __init__(self, rec: GraphRecorder, run_id: UUID, call: dict[str, Any]) -> None:
         self.rec = rec
         self.run_id = run_id
         self.call = call
         self._prev: dict[tuple[Any, ...], Any] = {}
+        self._last: dict[tuple[Any, ...], Any] = {}  # the last tasks/checkpoints chunks
         self._started = False
 
     def _start(self) -> bool:
@@ -123,10 +124,36 @@ class GraphStream:
         checkpoint, ``input`` of a task, the same inside ``debug`` payloads) is stored
         whole the first time for its namespace and field, then as a JSON Patch from the
         previous one, so a growing state costs what changed, not its size, per step.
+        A ``messages`` part whose metadata equals the previous one of its namespace (the
+        tokens of one model call) is stored as ``{"ns", "message"}`` alone; a ``debug``
+        part whose payload is the ``tasks``/``checkpoints`` chunk just streamed (it is
+        the same object in LangGraph) as ``{"ns", "data", "payload_of": mode}``.
         """
         try:
             if not self._start():
                 return
+            if mode == "messages" and type(chunk) is tuple and len(chunk) == 2:
+                # one part per token, each with the same metadata dict: stored once
+                key_m = ("messages", ns)
+                meta = chunk[1]
+                prev_meta = self._prev.get(key_m, _NONE)
+                if prev_meta is not _NONE and (prev_meta is meta or _same_dict(prev_meta,
+                                                                               meta)):
+                    self.rec.emit(self.run_id, PREFIX + mode,
+                                  {"ns": list(ns), "message": chunk[0]})
+                    return
+                self._prev[key_m] = dict(meta) if type(meta) is dict else meta
+            if mode in ("tasks", "checkpoints"):
+                self._last[(ns, mode)] = chunk
+            elif mode == "debug" and type(chunk) is dict:
+                # LangGraph's debug payload is the very tasks/checkpoints chunk it just
+                # streamed: stored once, referenced here
+                src = "checkpoints" if chunk.get("type") == "checkpoint" else "tasks"
+                if chunk.get("payload") is self._last.get((ns, src), _NONE):
+                    self.rec.emit(self.run_id, PREFIX + mode, {
+                        "ns": list(ns), "data": {**chunk, "payload": None},
+                        "payload_of": src})
+                    return
             field = state_field(mode, chunk)
             if field is None:
                 data: dict[str, Any] = {"ns": list(ns), "data": chunk}
@@ -168,3 +195,10 @@ class GraphStream:
 
 
 _NONE: Any = object()
+
+
+def _same_dict(a: Any, b: Any) -> bool:
+    try:
+        return type(a) is dict and type(b) is dict and bool(a == b)
+    except Exception:
+        return False

@@ -66,9 +66,26 @@ class _Folder:
 
     def __init__(self) -> None:
         self.state: dict[tuple[Any, ...], Any] = {}
+        self.last: dict[tuple[Any, ...], Any] = {}  # the last tasks/checkpoints chunks
 
     def part(self, mode: str, d: dict[str, Any]) -> tuple[tuple[str, ...], str, Any]:
         ns = tuple(d["ns"])
+        out = self._part(ns, mode, d)
+        if mode in ("tasks", "checkpoints"):
+            self.last[(ns, mode)] = out[2]
+        return out
+
+    def _part(self, ns: tuple[str, ...], mode: str, d: dict[str, Any]
+              ) -> tuple[tuple[str, ...], str, Any]:
+        if mode == "debug" and "payload_of" in d:  # the same object, as it was live
+            return ns, mode, {**d["data"], "payload": self.last[(ns, d["payload_of"])]}
+        if mode == "messages":
+            key_m = ("messages", ns)
+            if "message" in d:  # the same metadata as the namespace's previous token
+                return ns, mode, (d["message"], self.state[key_m])
+            chunk_m = d.get("data")
+            if type(chunk_m) is tuple and len(chunk_m) == 2:
+                self.state[key_m] = chunk_m[1]
         if "patch" in d:
             path: tuple[str, ...] = tuple(d["field"])
             key = (mode, ns, path)

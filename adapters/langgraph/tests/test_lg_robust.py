@@ -89,13 +89,33 @@ class _Sink(GraphRecorder):
         return True
 
 
+META = [{"langgraph_node": "a", "langgraph_triggers": ("t",)}, {"langgraph_node": "b"}]
+
+
+def _with_echoes(seq: list[Any], echoes: list[int]) -> list[Any]:
+    """LangGraph's own redundancy: a debug part whose payload is the tasks chunk just
+    streamed (the same object), and runs of message tokens sharing one metadata dict."""
+    out: list[Any] = []
+    for (ns, mode, chunk), echo in zip(seq, echoes + [0] * len(seq), strict=False):
+        out.append((ns, mode, chunk))
+        if mode in ("tasks", "checkpoints") and echo:
+            out.append((ns, "debug", {"step": 1, "timestamp": "t", "type": "task"
+                                      if mode == "tasks" else "checkpoint",
+                                      "payload": chunk}))
+        elif echo:
+            for i in range(echo):
+                out.append((ns, "messages", (f"tok{i}", META[echo % 2])))
+    return out
+
+
 @settings(max_examples=200)
-@given(st.lists(parts, max_size=12))
-def test_stored_parts_fold_back_to_the_streamed_parts(seq: list[Any]) -> None:
+@given(st.lists(parts, max_size=12), st.lists(st.integers(0, 3), max_size=12))
+def test_stored_parts_fold_back_to_the_streamed_parts(seq: list[Any],
+                                                      echoes: list[int]) -> None:
     sink = _Sink()
     gs = GraphStream(sink, UUID(str(uuid7())), {"modes": rlg.ALL_MODES})
     expected = []
-    for ns, mode, chunk in seq:
+    for ns, mode, chunk in _with_echoes(seq, echoes):
         gs.part(ns, mode, chunk)
         expected.append(codec.encode((ns, mode, chunk)))  # the bytes of what was streamed
     folder = _Folder()
