@@ -26,6 +26,7 @@ the caller's run stream emits, with their ``seq``.
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, get_args
 
@@ -166,6 +167,9 @@ def _attach_v3(run_stream: Any, rs: GraphStream) -> None:
         rs.rec.release(rs.run_id)
 
     log.push, log.close, log.fail = rec_push, rec_close, rec_fail
+    # a run stream the application drops half-read is never closed: end the run when
+    # it is collected, so it does not stay open (and turn "abandoned") in the log
+    weakref.finalize(run_stream, rs.rec.release, rs.run_id)
 
 
 def _v3_prepare(self: Graph, config: Any) -> tuple[dict[str, Any], GraphStream] | None:

@@ -105,3 +105,17 @@ def test_v3_bad_arguments(lg_store: runlog.Store) -> None:
         list(sc.build().stream({"log": []}))
     with pytest.raises(rlg.NotAGraphRunError):
         list(rlg.stream_events(lg_store, rec2.graph_ids[0]))
+
+
+def test_v3_stream_dropped_half_read_still_ends_the_run(lg_store: runlog.Store) -> None:
+    import gc
+
+    sc = next(s for s in SCENARIOS if s.name == "subgraph")
+    with rlg.record(lg_store) as rec:
+        run = sc.build().stream_events(sc.calls[0], version="v3")
+        first = [ev for _, ev in zip(range(3), run, strict=False)]
+        del run
+        gc.collect()
+    (rid,) = rec.graph_ids
+    assert lg_store.run_info(rid).status != "running"
+    assert list(rlg.stream_events(lg_store, rid))[:3] == first
