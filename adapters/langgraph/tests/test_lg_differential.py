@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import runlog_langgraph as rlg
-from lg_helpers import norm, record_calls, replay_call, run_calls, same
+from lg_helpers import config_for, norm, record_calls, replay_call, run_calls, same
 from lg_scenarios import SCENARIOS, Scenario
 
 import runlog
@@ -86,3 +86,43 @@ def test_one_recording_replays_every_mode(lg_store: runlog.Store, sc: Scenario) 
         for (items, _err), rid in zip(live, rec.graph_ids, strict=True):
             got, _ = replay_call(lg_store, rid, stream_mode=mode, subgraphs=sub)
             _compare(sc, got, items)
+
+
+async def _arun_calls(sc: Scenario, graph: Any, stream_mode: Any, subgraphs: bool
+                      ) -> list[tuple[list[Any], BaseException | None]]:
+    out: list[tuple[list[Any], BaseException | None]] = []
+    for inp in sc.calls:
+        items: list[Any] = []
+        try:
+            async for item in graph.astream(inp, config_for(sc), stream_mode=stream_mode,
+                                            subgraphs=subgraphs):
+                items.append(item)
+        except Exception as e:
+            out.append((items, e))
+        else:
+            out.append((items, None))
+    return out
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("stream_mode", "subgraphs"), [(list(rlg.ALL_MODES), True),
+                                                   ("updates", False), ("messages", True)],
+                         ids=["all-subgraphs", "updates-flat", "messages-subgraphs"])
+@pytest.mark.parametrize("sc", SCENARIOS, ids=[s.name for s in SCENARIOS])
+async def test_async_replay_equals_live(lg_store: runlog.Store, sc: Scenario,
+                                        stream_mode: Any, subgraphs: bool) -> None:
+    """The same with ``astream`` live and ``runlog_langgraph.astream`` replaying."""
+    graph = sc.build()
+    async with rlg.arecord(lg_store) as rec:
+        live = await _arun_calls(sc, graph, stream_mode, subgraphs)
+    assert rec.failures == 0, rec.last_error
+    for (items, err), rid in zip(live, rec.graph_ids, strict=True):
+        got: list[Any] = []
+        got_err: BaseException | None = None
+        try:
+            async for item in rlg.astream(lg_store, rid):
+                got.append(item)
+        except Exception as e:
+            got_err = e
+        assert got == items or same(got, items)
+        _same_error(err, got_err)
