@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 from rich.tree import Tree
 
@@ -54,14 +55,43 @@ def status_text(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
 
 
-def runs_table(runs: Iterable[RunInfo]) -> Table:
-    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    for col in ("run id", "name", "type", "status", "started", "duration", "events", "tags"):
-        table.add_column(col, overflow="fold")
-    for r in runs:
-        table.add_row(r.run_id, escape(r.name), r.run_type, status_text(r.status),
-                      fmt_time(r.start_time), fmt_duration(r.duration), str(r.event_count),
-                      escape(", ".join(r.tags)))
+def runs_table(runs: Iterable[RunInfo], totals: Mapping[str, int] | None = None,
+               width: int | None = None) -> Table:
+    """Runs as aligned columns; ids are never wrapped nor cut (they are what people copy).
+
+    ``totals``: each root's whole-trace event count, shown as "events" (without it the
+    column is each run's "own events"). ``width``: the terminal's width; columns are
+    left out (tags, duration, started, type, in that order) until the table fits.
+    """
+    runs = list(runs)
+    count_col = "events" if totals is not None else "own events"
+    columns = ["run id", "name", "type", "status", "started", "duration", count_col, "tags"]
+    rows = [{"run id": escape(r.run_id), "name": escape(r.name), "type": escape(r.run_type),
+             "status": status_text(r.status), "started": fmt_time(r.start_time),
+             "duration": fmt_duration(r.duration),
+             count_col: str(totals[r.run_id] if totals is not None else r.event_count),
+             "tags": escape(", ".join(r.tags))} for r in runs]
+    id_width = max((len(r.run_id) for r in runs), default=6)
+
+    def build(cols: list[str]) -> Table:
+        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+        for c in cols:
+            table.add_column(c, no_wrap=c not in ("name", "tags"), overflow="fold",
+                             justify="right" if c == count_col else "left",
+                             min_width=id_width if c == "run id" else None)
+        for row in rows:
+            table.add_row(*(row[c] for c in cols))
+        return table
+
+    table = build(columns)
+    if width is None:
+        return table
+    wide = Console(width=100_000)
+    for drop in ("tags", "duration", "started", "type"):
+        if Measurement.get(wide, wide.options, table).maximum <= width:
+            break
+        columns.remove(drop)
+        table = build(columns)
     return table
 
 
