@@ -16,7 +16,7 @@ from lg_scenarios import (
     chat,
     in_chain,
     interrupt_resume,
-    react_create_agent,
+    react_prebuilt,
     subgraph,
     two_node,
 )
@@ -99,7 +99,7 @@ async def test_async_scenario(lg_store: runlog.Store) -> None:
 @pytest.mark.anyio
 async def test_ainvoke_and_abatch(lg_store: runlog.Store) -> None:
     async with rlg.arecord(lg_store) as rec:
-        out = await react_create_agent().ainvoke({"messages": [("user", "1+2, 3*4?")]})
+        out = await react_prebuilt().ainvoke({"messages": [("user", "1+2, 3*4?")]})
         outs = await two_node().abatch([LOG_IN, LOG_IN])
     assert out["messages"][-1].content == "1 + 2 is 3 and 3 * 4 is 12"
     assert outs == [{"log": ["a", "b"]}] * 2

@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 import runlog_langgraph as rlg
-from langchain.agents import create_agent
 from langchain_core.messages import AIMessageChunk
 from lg_helpers import norm
-from lg_scenarios import add, agent_model, mul
+from lg_scenarios import add, agent_model, langchain_create_agent, mul
 from runlog_langchain import NotRecordedError
 
 import runlog
@@ -31,6 +30,10 @@ def _chunks(items: list[Any]) -> list[Any]:
     """The model's streamed chunks (content, tool call chunks), in order, per node."""
     return [(meta["langgraph_node"], c.content, norm(c.tool_call_chunks))
             for c, meta in items if isinstance(c, AIMessageChunk)]
+
+
+def create_agent(model: Any, tools: Any) -> Any:
+    return langchain_create_agent()(model, tools)
 
 
 @pytest.mark.parametrize("build", [create_agent, _prebuilt], ids=["create_agent",
@@ -54,7 +57,7 @@ def test_a_recorded_agent_replays_offline(lg_store: runlog.Store, build: Any) ->
 
 def test_an_unrecorded_question_is_a_clear_error(lg_store: runlog.Store) -> None:
     with rlg.record(lg_store) as rec:
-        create_agent(agent_model(), [add, mul]).invoke(QUESTION)
-    agent = rlg.replay_agent(lg_store, rec.graph_ids[0], create_agent)
+        _prebuilt(agent_model(), [add, mul]).invoke(QUESTION)
+    agent = rlg.replay_agent(lg_store, rec.graph_ids[0], _prebuilt)
     with pytest.raises(NotRecordedError, match="never recorded"):
         agent.invoke({"messages": [("user", "what is 2+2?")]})
