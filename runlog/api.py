@@ -177,11 +177,40 @@ class Store:
         filter: Filter | None = None,
         limit: int | None = None,
         newest_first: bool = True,
+        thread: str | None = None,
     ) -> list[RunInfo]:
-        """List runs with name, type, status (running/ok/error/abandoned), times, counts."""
-        return self.backend.find_runs(RunQuery(
-            trace_id=trace_id, roots_only=roots_only, status=status, name=name, filter=filter,
-            limit=limit, newest_first=newest_first))
+        """List runs with name, type, status (running/ok/error/abandoned), times, counts.
+
+        ``thread="t"`` lists the runs of one conversation thread (LangGraph's
+        ``configurable.thread_id``, which LangChain copies into every run's metadata):
+        the topmost run carrying ``thread_id == "t"`` in each trace, so a first call
+        and its resume after an interrupt are two items and their nodes are none. It is
+        the metadata filter ``include_metadata={"thread_id": t}`` (not combinable with
+        ``filter=``) with the thread's inner runs left out.
+        """
+        if thread is None:
+            return self.backend.find_runs(RunQuery(
+                trace_id=trace_id, roots_only=roots_only, status=status, name=name,
+                filter=filter, limit=limit, newest_first=newest_first))
+        return self._thread_runs(thread, trace_id=trace_id, roots_only=roots_only,
+                                 status=status, name=name, filter=filter, limit=limit,
+                                 newest_first=newest_first)
+
+    def _thread_runs(self, thread: str, *, trace_id: str | None, roots_only: bool,
+                     status: str | None, name: str | None, filter: Filter | None,
+                     limit: int | None, newest_first: bool) -> list[RunInfo]:
+        if filter is not None and not filter.is_empty:
+            raise TypeError("pass either thread= or filter=, not both")
+        if not isinstance(thread, str):
+            raise TypeError(f"thread must be a str (a thread_id), got {type(thread).__name__}")
+        members = self.backend.find_runs(RunQuery(
+            trace_id=trace_id, roots_only=roots_only, filter=Filter(
+                include_metadata={"thread_id": thread}), newest_first=newest_first))
+        ids = {r.run_id for r in members}
+        top = [r for r in members if r.parent_id is None or r.parent_id not in ids]
+        top = [r for r in top if (status is None or r.status == status)
+               and (name is None or r.name == name)]
+        return top if limit is None else top[:limit]
 
     def trace_runs(self, trace_id: str) -> list[RunInfo]:
         """Every run of one trace, in start order."""

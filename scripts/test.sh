@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== ruff";        ruff check runlog tests benchmarks adapters
 echo "== mypy";        mypy && mypy adapters/langchain/runlog_langchain
+echo "== mypy (langgraph adapter)"; MYPYPATH=adapters/langchain mypy adapters/langgraph/runlog_langgraph
 echo "== layers";      lint-imports
 echo "== pytest"
 set +e

@@ -110,7 +110,10 @@ def record_demo(store: Store, delay: float = 0.0, echo: Any = None) -> str:
 @click.option("--langchain", "use_langchain", is_flag=True,
               help="Record a real LangChain chain (needs runlog-langchain) and replay it "
                    "as astream_log / astream_events.")
-def demo(db: str, delay: float, use_langchain: bool) -> None:
+@click.option("--agent", "use_agent", is_flag=True,
+              help="Record an offline LangGraph ReAct agent (needs runlog-langgraph) and "
+                   "replay its stream from the store.")
+def demo(db: str, delay: float, use_langchain: bool, use_agent: bool) -> None:
     """Record a realistic pipeline offline and show it.
 
     A retriever, a prompt, a chat model streaming tokens, a tool and one failing step
@@ -125,6 +128,10 @@ def demo(db: str, delay: float, use_langchain: bool) -> None:
         runlog demo --langchain --db /tmp/demo.db
     """
     out = console()
+    if use_agent:
+        from runlog.cli.graph import agent_demo
+        agent_demo(db, delay, out)
+        return
     if use_langchain:
         import importlib
 
@@ -410,7 +417,7 @@ def _show_dict(r: runlog.RunInfo, v: dict[str, Any], children: list[str]) -> dic
 
 
 @cli.command()
-@click.argument("run_id")
+@click.argument("run_id", required=False)
 @db_option
 @json_option
 @click.option("--full", is_flag=True,
@@ -419,7 +426,11 @@ def _show_dict(r: runlog.RunInfo, v: dict[str, Any], children: list[str]) -> dic
 @click.option("--raw", is_flag=True,
               help="Show values as stored (the codec's JSON), not as readable messages, "
                    "documents and prompts.")
-def show(run_id: str, db: str, as_json: bool, full: bool, raw: bool) -> None:
+@click.option("--thread", default=None, metavar="THREAD_ID",
+              help="Show every run of one LangGraph thread (configurable.thread_id) "
+                   "in order, with their graph steps, instead of RUN_ID.")
+def show(run_id: str | None, db: str, as_json: bool, full: bool, raw: bool,
+         thread: str | None) -> None:
     """Show one run and its descendants as a tree with timings, statuses and outputs.
 
     LangChain values are shown as what they are: chat messages (role, content, tool
@@ -428,8 +439,17 @@ def show(run_id: str, db: str, as_json: bool, full: bool, raw: bool) -> None:
     order) with inputs, outputs, error, metadata, streamed text, duration, token usage
     and children, values as stored.
 
-    RUN_ID may be a unique prefix or suffix (8+ characters) of the id.
+    RUN_ID may be a unique prefix or suffix (8+ characters) of the id. A LangGraph
+    graph's run also shows its steps (nodes, state diff, interrupts).
     """
+    if (run_id is None) == (thread is None):
+        raise click.UsageError("give a RUN_ID or --thread THREAD_ID")
+    if thread is not None:
+        from runlog.cli.graph import show_thread
+        with open_store(db) as store:
+            show_thread(store, thread, as_json)
+        return
+    assert run_id is not None
     with open_store(db) as store:
         if as_json:
             _info, runs_, values = _trace_content(store, run_id)
@@ -441,6 +461,8 @@ def show(run_id: str, db: str, as_json: bool, full: bool, raw: bool) -> None:
                                                children.get(r.run_id, []))) + b"\n")
             return
         _print_tree(store, run_id, full=full, raw=raw)
+        from runlog.cli.graph import print_graph_steps
+        print_graph_steps(store, run_id)
 
 
 # ------------------------------------------------------------------------- replay

@@ -60,6 +60,7 @@ from runlog.web.model import (
     store_unavailable,
     token_counts,
 )
+from runlog.web.protocol import protocol_routes
 from runlog.web.stream import EventStream, parse_kinds
 
 __all__ = [
@@ -365,6 +366,7 @@ def create_app(store: Store, *, allowed_hosts: Sequence[str] | None = LOOPBACK_H
         Route("/compare", compare_page),
         Route("/api/compare", api_compare),
         Route("/api/stream", api_stream),
+        *protocol_routes(store, error_answer),  # LangGraph v3 protocol SSE, graph steps
         Mount("/static", app=static, name="static"),
     ]
     middleware = [Middleware(_SecurityHeaders)]

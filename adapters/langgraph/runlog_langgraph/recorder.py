@@ -1,0 +1,204 @@
+"""``GraphRecorder``: the LangChain recorder that also stores a graph's own stream.
+
+It is a :class:`runlog_langchain.Recorder` (every node, model token and tool call is
+recorded as the nested run it is today) that :mod:`runlog_langgraph.hooks` hands the
+parts of each outermost graph's stream to. What is stored, on the graph's own run, as
+custom-channel stream events (``run.event(name, data)``):
+
+* ``langgraph:call``: once, before the first part: the ``stream_mode`` and
+  ``subgraphs`` the application asked for and the modes recorded;
+* ``langgraph:<mode>`` for every part of every mode LangGraph has (``values``,
+  ``updates``, ``messages``, ``custom``, ``checkpoints``, ``tasks``, ``debug``), from
+  every namespace: ``{"ns": [...], "data": chunk}``; for ``values`` the first state of
+  a namespace is stored whole and every later one as ``{"ns": [...], "patch": ops}``,
+  the JSON Patch from the previous state of that namespace (:mod:`.diff`);
+* ``langgraph:v3`` for each protocol event of ``stream_events(version="v3")``, as the
+  event dict LangGraph emitted, ``seq`` included.
+
+Recording never raises into the application: a failure is logged and counted in
+:attr:`failures`, as in the LangChain recorder.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from uuid import UUID
+
+from runlog_langchain import Recorder
+
+from runlog import EncodingError, codec
+from runlog.reducers.graph import PREFIX
+from runlog.reducers.patch import structural_copy
+from runlog_langgraph.diff import diff
+from runlog_langgraph.fields import get_field, set_field, state_field
+
+__all__ = ["GraphRecorder", "GraphStream"]
+
+
+
+class GraphRecorder(Recorder):
+    """Record LangChain runs, and the stream of every LangGraph graph, into ``store``.
+
+    ``graph.invoke(x, config={"callbacks": [GraphRecorder(store)]})`` records one call;
+    :func:`runlog_langgraph.record` records every call inside a ``with`` block.
+    :attr:`graph_ids` lists the run ids of the recorded graphs (outermost graphs only:
+    a subgraph's parts are stored on its parent graph's run, with their namespace).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.graph_ids: list[str] = []
+        self._held: dict[UUID, tuple[tuple[Any, ...], dict[str, Any]] | None] = {}
+        self._hold_lock = threading.Lock()
+
+    # -- the end of a v3 run waits for the protocol's closing events -----------------
+    def hold_end(self, run_id: UUID) -> None:
+        """Keep the run open past LangGraph's ``on_chain_end`` until :meth:`release`:
+        a v3 stream pushes its last protocol events after the graph's run ended."""
+        with self._hold_lock:
+            self._held[run_id] = None
+
+    def release(self, run_id: UUID) -> None:
+        """End a held run with the end LangGraph reported (if it has reported one)."""
+        with self._hold_lock:
+            if run_id not in self._held:
+                return
+            end = self._held.pop(run_id)
+        if end is not None:
+            super()._end(run_id, *end[0], **end[1])
+
+    def _end(self, run_id: UUID, *args: Any, **kwargs: Any) -> None:
+        with self._hold_lock:
+            if run_id in self._held:
+                self._held[run_id] = (args, kwargs)
+                return
+        super()._end(run_id, *args, **kwargs)
+
+    # -- parts ----------------------------------------------------------------------
+    def emit(self, run_id: UUID, name: str, data: Any) -> bool:
+        """Store one custom event on a recorded run; ``False`` if the run is not open."""
+        run = self._runs.get(run_id)
+        if run is None or run.ended:
+            return False
+        try:
+            run.event(name, data, time=self.clock())
+        except EncodingError as e:
+            # keep what can be kept: the unencodable parts become documented markers
+            self._failed(f"a {name} part (stored lossy)", e)
+            try:
+                run.event(name, codec.decode(codec.encode(data, lossy=True)),
+                          time=self.clock())
+            except Exception as e2:
+                self._failed(f"a {name} part", e2)
+        except Exception as e:
+            self._failed(f"a {name} part", e)
+        return True
+
+
+class GraphStream:
+    """The recording of one outermost graph call's stream (one per call)."""
+
+    __slots__ = ("_last", "_prev", "_started", "call", "rec", "run_id")
+
+    def __init__(self, rec: GraphRecorder, run_id: UUID, call: dict[str, Any]) -> None:
+        self.rec = rec
+        self.run_id = run_id
+        self.call = call
+        self._prev: dict[tuple[Any, ...], Any] = {}
+        self._last: dict[tuple[Any, ...], Any] = {}  # the last tasks/checkpoints chunks
+        self._started = False
+
+    def _start(self) -> bool:
+        if not self._started:
+            if not self.rec.emit(self.run_id, PREFIX + "call", self.call):
+                return False
+            self._started = True
+            self.rec.graph_ids.append(str(self.run_id))
+        return True
+
+    def part(self, ns: tuple[str, ...], mode: str, chunk: Any) -> None:
+        """Store one ``(namespace, mode, chunk)`` part.
+
+        The state a part carries (the whole chunk for ``values``, ``values`` of a
+        checkpoint, ``input`` of a task, the same inside ``debug`` payloads) is stored
+        whole the first time for its namespace and field, then as a JSON Patch from the
+        previous one, so a growing state costs what changed, not its size, per step.
+        A ``messages`` part whose metadata equals the previous one of its namespace (the
+        tokens of one model call) is stored as ``{"ns", "message"}`` alone; a ``debug``
+        part whose payload is the ``tasks``/``checkpoints`` chunk just streamed (it is
+        the same object in LangGraph) as ``{"ns", "data", "payload_of": mode}``.
+        """
+        try:
+            if not self._start():
+                return
+            if mode == "messages" and type(chunk) is tuple and len(chunk) == 2:
+                # one part per token, each with the same metadata dict: stored once
+                key_m = ("messages", ns)
+                meta = chunk[1]
+                prev_meta = self._prev.get(key_m, _NONE)
+                if prev_meta is not _NONE and (prev_meta is meta or _same_dict(prev_meta,
+                                                                               meta)):
+                    self.rec.emit(self.run_id, PREFIX + mode,
+                                  {"ns": list(ns), "message": chunk[0]})
+                    return
+                self._prev[key_m] = dict(meta) if type(meta) is dict else meta
+            if mode in ("tasks", "checkpoints"):
+                self._last[(ns, mode)] = chunk
+            elif mode == "debug" and type(chunk) is dict:
+                # LangGraph's debug payload is the very tasks/checkpoints chunk it just
+                # streamed: stored once, referenced here
+                src = "checkpoints" if chunk.get("type") == "checkpoint" else "tasks"
+                if chunk.get("payload") is self._last.get((ns, src), _NONE):
+                    self.rec.emit(self.run_id, PREFIX + mode, {
+                        "ns": list(ns), "data": {**chunk, "payload": None},
+                        "payload_of": src})
+                    return
+            field = state_field(mode, chunk)
+            if field is None:
+                data: dict[str, Any] = {"ns": list(ns), "data": chunk}
+            else:
+                value = get_field(chunk, field)
+                key = (mode, ns, field)
+                prev = self._prev.get(key, _NONE)
+                self._prev[key] = structural_copy(value)
+                if prev is _NONE:
+                    data = {"ns": list(ns), "data": chunk}
+                else:
+                    data = {"ns": list(ns), "data": set_field(chunk, field, None),
+                            "field": list(field), "patch": diff(prev, value)}
+            self.rec.emit(self.run_id, PREFIX + mode, data)
+        except Exception as e:  # never into the application
+            self.rec._failed(f"a {mode} part", e)
+
+    def v3(self, event: Any) -> None:
+        """Store one v3 protocol event (with the ``seq`` LangGraph gave it).
+
+        Stored as ``{"event": event}``; a ``values`` event after the first of its
+        namespace as ``{"event": event without params.data, "patch": ops}``."""
+        try:
+            if not self._start():
+                return
+            params = event.get("params") if isinstance(event, dict) else None
+            stored: dict[str, Any] = {"event": event}
+            if event.get("method") == "values" and type(params) is dict and "data" in params:
+                key = ("v3", tuple(params.get("namespace") or ()))
+                value = params["data"]
+                prev = self._prev.get(key, _NONE)
+                self._prev[key] = structural_copy(value)
+                if prev is not _NONE:
+                    stored = {"event": {**event, "params": {**params, "data": None}},
+                              "patch": diff(prev, value)}
+            self.rec.emit(self.run_id, PREFIX + "v3", stored)
+        except Exception as e:
+            self.rec._failed("a v3 event", e)
+
+
+_NONE: Any = object()
+
+
+def _same_dict(a: Any, b: Any) -> bool:
+    try:
+        return type(a) is dict and type(b) is dict and bool(a == b)
+    except Exception:
+        return False

@@ -1,0 +1,302 @@
+"""Replay a recorded graph's stream from the log, as LangGraph's own methods yielded it.
+
+``stream(store, run_id, stream_mode=..., subgraphs=...)`` rebuilds every recorded
+``(namespace, mode, chunk)`` part (folding the ``values`` patches back with the
+project's in-place JSON Patch applier, :mod:`runlog.reducers.patch`) and yields those
+the arguments select, shaped as ``Pregel.stream`` shapes them. If the graph failed, the
+rebuilt exception is raised after the last part, as LangGraph raised it.
+
+Reading runs no recorded code (docs/codec.md). A run still being recorded is followed
+live (``store.tail`` until the graph's run ends), from this or another process.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+import anyio
+
+from runlog import ErrorInfo, Event, Opaque, Store, codec
+from runlog.errors import UnknownRunError
+from runlog.reducers import error_object
+from runlog.reducers.graph import graph_records, v3_event, v3_matches
+from runlog.reducers.patch import apply_ops, structural_copy
+from runlog.tail import TailNotice
+from runlog_langgraph.fields import get_field, set_field, state_field
+
+__all__ = ["NotAGraphRunError", "astream", "parts", "state", "stream", "stream_events"]
+
+_NOT_RAISED = frozenset({"builtins.GeneratorExit", "GeneratorExit"})
+
+
+class NotAGraphRunError(LookupError):
+    """The run holds no recorded LangGraph stream (or not the one asked for)."""
+
+
+def _records(store: Store, run_id: str) -> Iterator[tuple[str, Any] | ErrorInfo | None]:
+    """``(kind, data)`` for each recorded part of the graph run, then its end's error
+    (or ``None``): read from disk, following the run live until it ends."""
+    try:
+        rid = store.resolve_run_id(run_id)
+    except UnknownRunError:
+        try:  # a whole id not recorded yet (by another process): wait for it, as tail does
+            rid = str(uuid.UUID(run_id))
+        except ValueError:
+            raise UnknownRunError(run_id, store.location) from None
+    with store.tail(run_id=rid, until_end=True) as t:
+        for e in t:
+            if isinstance(e, TailNotice):
+                return  # the writer died: what it committed has been yielded
+            yield from _decode(e, rid)
+
+
+def _decode(e: Event, rid: str) -> Iterator[tuple[str, Any] | ErrorInfo | None]:
+    if e.run_id != rid:
+        return
+    if e.kind == "end":
+        yield e.error
+    else:
+        yield from graph_records((e,), rid)
+
+
+class _Folder:
+    """Turns stored part records back into ``(ns, mode, chunk)`` parts."""
+
+    def __init__(self) -> None:
+        self.state: dict[tuple[Any, ...], Any] = {}
+        self.last: dict[tuple[Any, ...], Any] = {}  # the last tasks/checkpoints chunks
+
+    def part(self, mode: str, d: dict[str, Any]) -> tuple[tuple[str, ...], str, Any]:
+        ns = tuple(d["ns"])
+        out = self._part(ns, mode, d)
+        if mode in ("tasks", "checkpoints"):
+            self.last[(ns, mode)] = out[2]
+        return out
+
+    def _part(self, ns: tuple[str, ...], mode: str, d: dict[str, Any]
+              ) -> tuple[tuple[str, ...], str, Any]:
+        if mode == "debug" and "payload_of" in d:  # the same object, as it was live
+            return ns, mode, {**d["data"], "payload": self.last[(ns, d["payload_of"])]}
+        if mode == "messages":
+            key_m = ("messages", ns)
+            if "message" in d:  # the same metadata as the namespace's previous token
+                return ns, mode, (d["message"], self.state[key_m])
+            chunk_m = d.get("data")
+            if type(chunk_m) is tuple and len(chunk_m) == 2:
+                self.state[key_m] = chunk_m[1]
+        if "patch" in d:
+            path: tuple[str, ...] = tuple(d["field"])
+            key = (mode, ns, path)
+            value = apply_ops(self.state[key], d["patch"])
+            self.state[key] = value
+            chunk = set_field(d["data"], path, structural_copy(value))
+            if mode in ("tasks", "debug"):
+                _revive_task_error(chunk)
+            return ns, mode, chunk
+        chunk = d["data"]
+        if mode in ("tasks", "debug"):
+            _revive_task_error(chunk)
+        field = state_field(mode, chunk)
+        if field is not None:
+            self.state[(mode, ns, field)] = structural_copy(get_field(chunk, field))
+        return ns, mode, chunk
+
+
+def _revive_task_error(chunk: Any) -> None:
+    """Rebuild the exception of a failed task (``tasks`` and ``debug`` task results),
+    of the same class and ``args``, running none of its code (as a run's error is, see
+    docs/codec.md). One whose class is not importable here stays an ``Opaque``."""
+    if type(chunk) is not dict:
+        return
+    payload = chunk.get("payload")
+    target: dict[str, Any] = payload if type(payload) is dict else chunk
+    err = target.get("error")
+    if not (isinstance(err, Opaque) and err.tag == "$rl:exception"):
+        return
+    try:
+        name, args = err.payload[0], err.payload[1]
+        module, _, qual = str(name).partition(":")
+        exc = codec.revive_exception(qual if module == "builtins" else f"{module}.{qual}",
+                                     tuple(args), {})
+    except Exception:
+        return
+    if exc is not None:
+        target["error"] = exc
+
+
+def parts(store: Store, run_id: str) -> Iterator[Any]:
+    """Every recorded part, ``(namespace, mode, chunk)``, in recorded order; then the
+    run's stored :class:`~runlog.ErrorInfo` if it failed (the last item, not raised).
+
+    The first item is the ``call`` record (a dict: what the application asked for)."""
+    folder = _Folder()
+    for r in _records(store, run_id):
+        if r is None:
+            return
+        if isinstance(r, ErrorInfo):
+            yield r
+            return
+        kind, data = r
+        if kind == "call" or kind == "v3":
+            yield (kind, data)
+        else:
+            yield folder.part(kind, data)
+
+
+def _shape(part: tuple[Any, str, Any], stream_mode: Any, subgraphs: bool) -> Any:
+    ns, mode, payload = part
+    if subgraphs and isinstance(stream_mode, list):
+        return part
+    if isinstance(stream_mode, list):
+        return (mode, payload)
+    if subgraphs:
+        return (ns, payload)
+    return payload
+
+
+def _check_modes(call: dict[str, Any], stream_mode: Any) -> None:
+    modes = set(call.get("modes") or ())
+    asked = stream_mode if isinstance(stream_mode, list | tuple) else [stream_mode]
+    missing = [m for m in asked if m not in modes]
+    if missing:
+        raise ValueError(f"stream mode(s) {missing} were not recorded (recorded: "
+                         f"{sorted(modes)})")
+
+
+def stream(store: Store, run_id: str, *, stream_mode: str | Sequence[str] | None = None,
+           subgraphs: bool | None = None) -> Iterator[Any]:
+    """Yield what ``graph.stream(..., stream_mode=..., subgraphs=...)`` yielded live.
+
+    ``stream_mode``/``subgraphs`` default to what the application asked for when it was
+    recorded; any mode or list of modes and either ``subgraphs`` may be asked instead
+    (every mode was recorded, subgraphs included). A list gives ``(mode, chunk)``, and
+    ``subgraphs=True`` puts the namespace tuple in front, as in LangGraph.
+
+    Raises:
+        NotAGraphRunError: ``run_id`` is no recorded graph run (or only its v3 events
+            were recorded).
+        ValueError: a mode that was not recorded.
+        BaseException: the graph's own error, rebuilt, after the last item.
+    """
+    it = parts(store, run_id)
+    call = _first_call(it, run_id)
+    if call.get("v3"):
+        raise NotAGraphRunError(
+            f"run {run_id} was recorded through stream_events(version='v3'): replay it "
+            "with runlog_langgraph.stream_events")
+    mode: Any = call["stream_mode"] if stream_mode is None else stream_mode
+    if stream_mode is None and call.get("stream_mode_is_list") is False \
+            and isinstance(mode, list):
+        mode = tuple(mode)
+    sub = bool(call["subgraphs"]) if subgraphs is None else subgraphs
+    _check_modes(call, mode)
+    for p in it:
+        if isinstance(p, ErrorInfo):
+            if p.type not in _NOT_RAISED:
+                raise error_object(p)
+            return
+        if p[0] == "v3":
+            continue
+        if p[1] in mode and (sub or not p[0]):
+            yield _shape(p, mode, sub)
+
+
+def _first_call(it: Iterator[Any], run_id: str) -> dict[str, Any]:
+    for p in it:
+        if isinstance(p, tuple) and p[0] == "call" and isinstance(p[1], dict):
+            return p[1]
+        break
+    raise NotAGraphRunError(f"run {run_id} holds no recorded LangGraph stream")
+
+
+async def astream(store: Store, run_id: str, *,
+                  stream_mode: str | Sequence[str] | None = None,
+                  subgraphs: bool | None = None) -> AsyncIterator[Any]:
+    """``stream`` for async code: yields what ``graph.astream(...)`` yielded live.
+
+    The log is read in a worker thread, a page of items at a time, so the event loop
+    is never blocked on disk or on a live run's next event."""
+    it = stream(store, run_id, stream_mode=stream_mode, subgraphs=subgraphs)
+    done = object()
+    while True:
+        item = await anyio.to_thread.run_sync(next, it, done)
+        if item is done:
+            return
+        yield item
+
+
+def state(store: Store, run_id: str, step: int | None = None) -> Any:
+    """The graph's state (its root ``values``) after superstep ``step``, from the log.
+
+    Steps are LangGraph's: ``0`` is the input, ``k`` the state after the tasks of step
+    ``k`` ran (the ``step`` of the ``debug``/checkpoint parts); the last step's state
+    when ``step`` is ``None``. Nothing runs: the stored patches are folded.
+
+    Raises:
+        KeyError: no state was recorded for that step.
+    """
+    current, found, last = 0, {}, None
+    it = parts(store, run_id)
+    _first_call(it, run_id)
+    for p in it:
+        if isinstance(p, ErrorInfo) or p[0] in ("v3",):
+            continue
+        ns, mode, chunk = p
+        if ns:
+            continue
+        if mode == "debug" and isinstance(chunk, dict) and chunk.get("type") in (
+                "task", "task_result") and isinstance(chunk.get("step"), int):
+            current = chunk["step"]
+        elif mode == "values":
+            found[current] = chunk
+            last = chunk
+    if step is None:
+        if last is None:
+            raise KeyError("no state was recorded")
+        return last
+    if step not in found:
+        raise KeyError(f"no state recorded for step {step} (steps: {sorted(found)})")
+    return found[step]
+
+
+def stream_events(store: Store, run_id: str, *, version: str = "v3",
+                  since: int | None = None, channels: Sequence[str] | None = None,
+                  namespace: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+    """The v3 protocol events a ``stream_events(version="v3")`` run emitted, as emitted.
+
+    Each event keeps LangGraph's ``seq``, ``method`` and ``params``. ``since`` resumes
+    after that seq; ``channels`` keeps the events of those protocol channels
+    (``"custom:<name>"`` selects one named custom stream); ``namespace`` keeps the
+    events at or below that namespace path (prefix match), as the protocol defines
+    them (``langchain_protocol.EventStreamRequest``).
+
+    Raises:
+        ValueError: a ``version`` other than ``"v3"``.
+        NotAGraphRunError: the run has no recorded v3 events.
+    """
+    if version != "v3":
+        raise ValueError("only version='v3' protocol events are recorded; use "
+                         "runlog_langchain.astream_events for LangChain's v1/v2 events")
+    chans = frozenset(channels) if channels is not None else None
+    ns = list(namespace) if namespace is not None else None
+    it = _records(store, run_id)
+    first = next(it, None)
+    if not (isinstance(first, tuple) and first[0] == "call"
+            and isinstance(first[1], dict) and first[1].get("v3")):
+        raise NotAGraphRunError(f"run {run_id} holds no recorded v3 protocol events")
+    fold: dict[tuple[Any, ...], Any] = {}
+    for r in it:
+        if not isinstance(r, tuple):
+            return
+        kind, stored = r
+        if kind != "v3" or not isinstance(stored, dict):
+            continue
+        ev = v3_event(stored, fold)
+        if ev is None:
+            continue
+        if since is not None and not (isinstance(ev.get("seq"), int) and ev["seq"] > since):
+            continue
+        if v3_matches(ev, chans, ns):
+            yield ev

@@ -1,0 +1,144 @@
+"""LangGraph adapter benchmark (issue 17): recording overhead per step and per token.
+
+Two graphs, each consumed four ways in the same run, alternating, median of repeats:
+
+* steps:  a chain of S plain nodes (no model): the cost per superstep;
+* tokens: one node whose ``GenericFakeChatModel`` streams N tokens: the cost per token.
+
+Variants (overhead = variant - plain, divided by S or N):
+
+* plain:     ``graph.stream(x, stream_mode="updates")``, no recorder: the baseline;
+* langgraph: ``graph.stream(x, stream_mode=[every mode], subgraphs=True)`` kept in
+             memory: LangGraph's own streaming of everything, the physical reference;
+* runlog:    ``graph.stream(x, stream_mode="updates")`` inside
+             ``runlog_langgraph.record(store)``: every mode persisted to SQLite (the
+             node runs and tokens through runlog_langchain too), timed up to the
+             final flush, so every event is committed when the clock stops.
+
+The issue's goal is runlog <= 0.5x LangGraph's own overhead. The recorder asks
+LangGraph for every mode itself (that is how it records them with no change to the
+application), so its overhead includes LangGraph's all-modes cost plus persisting:
+the ratio is above 1 by construction; the figures say by how much.
+
+Run: ``python -m benchmarks.bench_langgraph`` (``--quick``: smaller sizes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypedDict
+
+import runlog_langgraph as rlg
+from langchain_core.language_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+from langgraph.graph import START, MessagesState, StateGraph
+
+import runlog
+
+
+class Count(TypedDict):
+    n: int
+
+
+def steps_graph(steps: int) -> Any:
+    g = StateGraph(Count)
+    prev = START
+    for i in range(steps):
+        g.add_node(f"s{i}", lambda s: {"n": s["n"] + 1})
+        g.add_edge(prev, f"s{i}")
+        prev = f"s{i}"
+    return g.compile()
+
+
+def tokens_graph(tokens: int) -> Any:
+    words = (tokens + 1) // 2  # the fake model streams words and spaces as chunks
+    model = GenericFakeChatModel(messages=iter([AIMessage(" ".join(["tok"] * words))]))
+
+    def talk(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    return StateGraph(MessagesState).add_node("talk", talk).add_edge(START, "talk").compile()
+
+
+def _plain(g: Any, x: Any, store: runlog.Store) -> None:
+    for _ in g.stream(x, stream_mode="updates"):
+        pass
+
+
+def _langgraph(g: Any, x: Any, store: runlog.Store) -> None:
+    for _ in g.stream(x, stream_mode=list(rlg.ALL_MODES), subgraphs=True):
+        pass
+
+
+def _runlog(g: Any, x: Any, store: runlog.Store) -> None:
+    with rlg.record(store) as rec:
+        for _ in g.stream(x, stream_mode="updates"):
+            pass
+    store.flush()
+    if rec.failures:
+        raise RuntimeError(f"recording failed: {rec.last_error}")
+
+
+VARIANTS: dict[str, Callable[[Any, Any, runlog.Store], None]] = {
+    "plain": _plain, "langgraph": _langgraph, "runlog": _runlog}
+
+
+def measure(factory: Callable[[], Any], x: Any, units: int, repeat: int,
+            store: runlog.Store) -> dict[str, Any]:
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in VARIANTS}
+    for _ in range(repeat):
+        for name, fn in VARIANTS.items():
+            g = factory()
+            gc.collect()
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn(g, x, store)
+            times[name].append((time.perf_counter() - t0, time.process_time() - c0))
+    out: dict[str, Any] = {"units": units}
+    for i, clock in enumerate(("wall", "cpu")):
+        med = {k: statistics.median(t[i] for t in v) for k, v in times.items()}
+        lg = (med["langgraph"] - med["plain"]) / units * 1e6
+        ours = (med["runlog"] - med["plain"]) / units * 1e6
+        out[clock] = {"plain_us": med["plain"] / units * 1e6, "langgraph_overhead_us": lg,
+                      "runlog_overhead_us": ours,
+                      "ratio": ours / lg if lg > 0 else float("nan")}
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    args = ap.parse_args(argv)
+    warnings.simplefilter("ignore")
+    steps, tokens, repeat = (50, 400, 3) if args.quick else (200, 2000, 5)
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as d:
+        store = runlog.open(Path(d) / "bench.db")
+        try:
+            _runlog(steps_graph(3), {"n": 0}, store)  # warm up imports and codecs
+            results["steps"] = measure(lambda: steps_graph(steps), {"n": 0}, steps,
+                                       repeat, store)
+            results["tokens"] = measure(lambda: tokens_graph(tokens),
+                                        {"messages": [("user", "hi")]}, tokens, repeat,
+                                        store)
+        finally:
+            store.close()
+    for what, r in results.items():
+        for clock in ("wall", "cpu"):
+            c = r[clock]
+            print(f"per {what[:-1]} ({r['units']} {what}, {clock}): plain "
+                  f"{c['plain_us']:.1f} us; overhead: LangGraph all modes in memory "
+                  f"{c['langgraph_overhead_us']:.1f} us, runlog recording (SQLite) "
+                  f"{c['runlog_overhead_us']:.1f} us; ratio {c['ratio']:.2f}x "
+                  "(goal <= 0.5x)", flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    main()
