@@ -31,6 +31,14 @@ the store the recorder just wrote, so both sides store the very same events.
 * size:    that store's bytes on disk vs ``gzip -1`` (zlib level 1) of its JSONL export.
            Goal <= 1.5x.
 
+* layouts (``--layouts``): the same 100k ``token()`` events stored by raw ``executemany``
+           in the row layouts a compact event format could use (the minimal table with
+           an integer run key instead of the 36-character id; with a 16-byte binary
+           chain digest per row; with a kind/channel code and the bare token as the
+           payload; with times relative to the run's start and an 8-byte digest):
+           bytes on disk and insert rate of each, to say what a format needs to reach
+           the bytes goal (``docs/storage.md``, "Where the bytes and the time go").
+
 Run: ``python -m benchmarks.bench_core`` (``--quick`` for smaller sizes).
 """
 
@@ -38,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import os
 import sqlite3
 import statistics
@@ -174,6 +183,77 @@ def bench_bytes(tmp: Path, n: int) -> dict[str, float]:
     return {"events": n, "ours_bytes": ours, "raw_bytes": raw, "ratio": ours / raw}
 
 
+LAYOUTS: dict[str, str] = {
+    "minimal, text run id": "run_id TEXT, time INTEGER, payload TEXT",
+    "integer run key": "run INTEGER, time INTEGER, payload TEXT",
+    "+ 16-byte digest": "run INTEGER, time INTEGER, payload TEXT, digest BLOB",
+    "+ channel code, bare token": "run INTEGER, time INTEGER, code INTEGER, payload TEXT, "
+                                  "digest BLOB",
+    "+ time since run start, 8-byte digest": "run INTEGER, time INTEGER, code INTEGER, "
+                                             "payload TEXT, digest BLOB",
+}
+"""Candidate row layouts, each with one index on (its run column, seq)."""
+
+
+def _layout_rows(name: str, compact: list[tuple[str, int, str]]) -> list[tuple[Any, ...]]:
+    keys: dict[str, int] = {}
+    starts: dict[str, int] = {}
+    chains: dict[str, bytes] = {}
+    out: list[tuple[Any, ...]] = []
+    for run_id, time_us, data in compact:
+        key = keys.setdefault(run_id, len(keys) + 1)
+        start = starts.setdefault(run_id, time_us)
+        if name.startswith("minimal"):
+            out.append((run_id, time_us, data))
+            continue
+        if name == "integer run key":
+            out.append((key, time_us, data))
+            continue
+        digest = hashlib.blake2b(chains.get(run_id, b"") + data.encode(),
+                                 digest_size=16).digest()
+        chains[run_id] = digest
+        if name == "+ 16-byte digest":
+            out.append((key, time_us, data, digest))
+            continue
+        token = orjson.dumps(orjson.loads(data)["token"]).decode()
+        if name == "+ channel code, bare token":
+            out.append((key, time_us, 1, token, digest))
+        else:
+            out.append((key, time_us - start, 1, token, digest[:8]))
+    return out
+
+
+def bench_layouts(tmp: Path, n: int) -> dict[str, dict[str, float]]:
+    """Bytes on disk and insert rate of each candidate layout (module docstring)."""
+    source = tmp / "layouts-source.db"
+    record_tokens(source, n, method="token")
+    compact, _ = stream_rows(source)
+    out: dict[str, dict[str, float]] = {}
+    for i, (name, columns) in enumerate(LAYOUTS.items()):
+        rows = _layout_rows(name, compact)
+        path = tmp / f"layout-{i}.db"
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"CREATE TABLE events (seq INTEGER PRIMARY KEY, {columns})")
+        conn.execute(f"CREATE INDEX events_run_seq ON events ({columns.split()[0]}, seq)")
+        sql = f"INSERT INTO events VALUES ({', '.join('?' * (len(rows[0]) + 1))})"
+        gc.disable()
+        t0 = time.perf_counter()
+        for start in range(0, len(rows), 1000):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(sql, [(start + j + 1, *r)
+                                   for j, r in enumerate(rows[start:start + 1000])])
+            conn.execute("COMMIT")
+        elapsed = time.perf_counter() - t0
+        gc.enable()
+        conn.close()
+        out[name] = {"bytes": disk_bytes(path) / len(rows), "eps": len(rows) / elapsed}
+        print(f"layout   {name:<40} {out[name]['bytes']:6.1f} B/event "
+              f"{out[name]['eps']:>9,.0f} ev/s", flush=True)
+    return out
+
+
 def bench_token_overhead(n: int) -> dict[str, float]:
     store = runlog.open(":memory:")
     run = store.start_run("m", "chat_model")
@@ -263,7 +343,12 @@ def bench_size(path: Path, tmp: Path) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    ap.add_argument("--layouts", action="store_true",
+                    help="only the bytes and insert rate of candidate row layouts")
     args = ap.parse_args(argv)
+    if args.layouts:
+        with tempfile.TemporaryDirectory() as d:
+            return {"layouts": bench_layouts(Path(d), 100_000)}
     n = 50_000 if args.quick else 200_000
     total = 100_000 if args.quick else 1_000_000
     repeat = 3 if args.quick else 5
