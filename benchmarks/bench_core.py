@@ -60,6 +60,7 @@ from typing import Any
 import orjson
 
 import runlog
+from runlog.store.sqlite import LAYOUTS, SQLiteBackend
 
 TOKEN_CHUNKS = ["Hel", "lo", " wor", "ld", ",", " how", " are", " you", "?", " I"]
 
@@ -75,6 +76,16 @@ def _median(fn: Callable[[], float], repeat: int) -> float:
     return statistics.median(fn() for _ in range(repeat))
 
 
+LAYOUT: str | None = None
+"""The SQLite layout of the stores the benchmarks make (``--layout``; None: the default
+of new stores)."""
+
+
+def open_store(path: Path, *, durable: bool = False) -> runlog.Store:
+    """A new SQLite store in the benchmarked layout."""
+    return runlog.Store(SQLiteBackend(path, durable=durable, layout=LAYOUT))
+
+
 def record_tokens(path: Path, n: int, *, durable: bool = False, runs: int = 10,
                   method: str = "stream") -> float:
     """Seconds to record ``n`` stream events spread over ``runs`` interleaved runs.
@@ -82,7 +93,7 @@ def record_tokens(path: Path, n: int, *, durable: bool = False, runs: int = 10,
     ``method`` is the Run method each event goes through: ``stream`` (output chunks) or
     ``token`` (model tokens, the larger ``{"token", "chunk"}`` envelope).
     """
-    store = runlog.open(path, durable=durable)
+    store = open_store(path, durable=durable)
     handles = [store.start_run(f"model-{i}", "chat_model", tags=["bench"],
                                metadata={"ls_model_name": "fake"}) for i in range(runs)]
     store.flush()
@@ -183,7 +194,7 @@ def bench_bytes(tmp: Path, n: int) -> dict[str, float]:
     return {"events": n, "ours_bytes": ours, "raw_bytes": raw, "ratio": ours / raw}
 
 
-LAYOUTS: dict[str, str] = {
+ROW_LAYOUTS: dict[str, str] = {
     "minimal, text run id": "run_id TEXT, time INTEGER, payload TEXT",
     "integer run key": "run INTEGER, time INTEGER, payload TEXT",
     "+ 16-byte digest": "run INTEGER, time INTEGER, payload TEXT, digest BLOB",
@@ -229,7 +240,7 @@ def bench_layouts(tmp: Path, n: int) -> dict[str, dict[str, float]]:
     record_tokens(source, n, method="token")
     compact, _ = stream_rows(source)
     out: dict[str, dict[str, float]] = {}
-    for i, (name, columns) in enumerate(LAYOUTS.items()):
+    for i, (name, columns) in enumerate(ROW_LAYOUTS.items()):
         rows = _layout_rows(name, compact)
         path = tmp / f"layout-{i}.db"
         conn = sqlite3.connect(path, isolation_level=None)
@@ -282,7 +293,7 @@ def bench_token_overhead(n: int) -> dict[str, float]:
 
 
 def build_replay_store(path: Path, n: int, runs: int = 10) -> str:
-    store = runlog.open(path)
+    store = open_store(path)
     handles = [store.start_run(f"run-{i}", "chat_model") for i in range(runs)]
     for i in range(n):
         handles[i % runs].token(TOKEN_CHUNKS[i % 10])
@@ -345,7 +356,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     ap.add_argument("--layouts", action="store_true",
                     help="only the bytes and insert rate of candidate row layouts")
+    ap.add_argument("--layout", choices=LAYOUTS, default=None,
+                    help="the SQLite layout of our stores (default: that of new stores)")
     args = ap.parse_args(argv)
+    global LAYOUT
+    LAYOUT = args.layout
     if args.layouts:
         with tempfile.TemporaryDirectory() as d:
             return {"layouts": bench_layouts(Path(d), 100_000)}
@@ -353,6 +368,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     total = 100_000 if args.quick else 1_000_000
     repeat = 3 if args.quick else 5
     results: dict[str, Any] = {}
+    print(f"layout of our stores: {LAYOUT or 'default'}", flush=True)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         a = bench_append(tmp, n, repeat, durable=False)

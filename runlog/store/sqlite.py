@@ -187,10 +187,11 @@ def _ddl(compact: bool = False) -> list[str]:
 
 
 LAYOUTS = ("compact", "wide")
-NEW_STORE_LAYOUT = "wide"
-"""The layout a new store gets unless asked otherwise: ``wide`` (schema 1: every event
-row holds its whole envelope and copies of its run's fields) or ``compact`` (schema 2,
-``docs/storage.md``)."""
+NEW_STORE_LAYOUT = "compact"
+"""The layout a new store gets unless asked otherwise (``$RUNLOG_SQLITE_LAYOUT``, or the
+``layout`` argument): ``compact`` (schema 2, ``docs/storage.md``) or ``wide`` (schema 1:
+every event row holds its whole envelope and copies of its run's fields; what runlog
+before the compact layout reads)."""
 
 
 class SQLiteBackend(Backend):
@@ -204,9 +205,11 @@ class SQLiteBackend(Backend):
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True,
                  durable: bool = False, layout: str | None = None) -> None:
-        if layout is not None and layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
-        self._new_layout = layout or NEW_STORE_LAYOUT
+        layout = layout or os.environ.get("RUNLOG_SQLITE_LAYOUT") or NEW_STORE_LAYOUT
+        if layout not in LAYOUTS:
+            raise ValueError(f"a SQLite layout is one of {', '.join(LAYOUTS)}, not {layout!r} "
+                             "(check $RUNLOG_SQLITE_LAYOUT)")
+        self._new_layout = layout
         self.compact = False
         """The store uses the compact layout (schema 2); set when opened."""
         self._keys: dict[str, tuple[int, int, bytes | None]] = {}
