@@ -323,3 +323,87 @@ def test_a_compact_store_takes_fewer_bytes_than_a_wide_one(tmp_path: Path) -> No
         conn.close()
         sizes[kind] = path.stat().st_size
     assert sizes["compact"] * 3 < sizes["wide"]
+
+
+# ------------------------------------------------------ chunk templates (code 6)
+
+_chunk_texts = st.text(alphabet=st.sampled_from('ab "\\é\x00'), max_size=4)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(_chunk_texts, st.sampled_from(["same", "other", "none", "list"])),
+                min_size=1, max_size=12))
+def test_token_chunks_join_back_through_their_templates(tmp_path: Path,
+                                                        tokens: list[tuple[str, str]]) -> None:
+    """Tokens whose chunk repeats the token (as an AIMessageChunk's content does), in
+    chunks of changing shapes: the compact store returns the wide store's bytes, also
+    to a reader that starts after the template row."""
+    n = next(_cases)
+    stores = {kind: runlog.Store(SQLiteBackend(tmp_path / f"{kind}{n}.db", layout=kind))
+              for kind in ("wide", "compact")}
+    try:
+        for s in stores.values():
+            run = s.start_run("model", "chat_model", run_id=str(uuid.uuid5(uuid.NAMESPACE_OID,
+                                                                            str(n))), time=1)
+            for i, (text, shape) in enumerate(tokens):
+                chunk = ({"content": text, "id": "run", "n": 1} if shape == "same" else
+                         {"other": text} if shape == "other" else
+                         None if shape == "none" else [text, text])
+                run.token(text, chunk, time=2 + i)
+            run.end(None, time=100)
+            s.flush()
+        want = [(e.seq, e.raw, e.digest) for e in stores["wide"].events(digests=True)]
+        assert [(e.seq, e.raw, e.digest)
+                for e in stores["compact"].events(digests=True)] == want
+        assert stores["compact"].verify().ok
+        path = stores["compact"].backend.location
+        for after in range(len(want)):  # cold readers, starting anywhere
+            with runlog.open(path, create=False) as cold:
+                assert [(e.seq, e.raw) for e in cold.events(after=after)] == [
+                    (seq, raw) for seq, raw, _ in want[after:]]
+    finally:
+        for s in stores.values():
+            s.close()
+
+
+def test_a_tail_started_mid_run_decodes_template_encoded_chunks(tmp_path: Path) -> None:
+    """A LangChain chain's model chunks are stored against the run's template row; a
+    tailer that starts after that row still reads each AIMessageChunk whole."""
+    from langchain_core.language_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage, AIMessageChunk
+    from runlog_langchain import Recorder
+
+    path = tmp_path / "lc.db"
+    writer = open_compact(path)
+    model = GenericFakeChatModel(messages=iter([AIMessage("one two three four")]))
+    rec = Recorder(writer)
+    chunks = []
+    tail_events: list[Any] = []
+    with runlog.open(path, create=False) as reader:
+        stream = model.stream("hi", config={"callbacks": [rec]})
+        for i, chunk in enumerate(stream):
+            chunks.append(chunk)
+            if i == 1:  # two tokens in: the template row is behind the tailer's cursor
+                writer.flush()
+                cursor = writer.last_seq()
+        writer.flush()
+        tail = reader.tail(after=cursor, idle_timeout=10)
+        for e in tail:
+            tail_events.append(e)
+            if e.kind == "end":
+                break
+        tail.close()
+    conn = sqlite3.connect(path)
+    codes = [r[0] for r in conn.execute("SELECT code FROM events WHERE seq > ?", (cursor,))]
+    conn.close()
+    assert layout.TEMPLATED in codes  # what this test is about
+    tokens = [e for e in tail_events if e.channel == "token"]
+    assert tail_events[-1].kind == "end"
+    assert [e.data["token"] for e in tokens] == [c.content for c in chunks[2:]]
+    for e in tokens:
+        chunk = e.data["chunk"]
+        assert isinstance(chunk, AIMessageChunk)
+        assert chunk.content == e.data["token"]
+        assert chunk.id == f"lc_run--{e.run_id}"
+    writer.close()

@@ -17,6 +17,18 @@ nor the fixed text the code stands for. Reading joins them back::
 | 3 | end | anything | that text |
 | 4 | stream | ``,"data":`` *D* ``}`` | *D* |
 | 5 | stream | ``,"channel":"token","data":{"token":`` *T* ``,"chunk":null}}`` | *T* |
+| 6 | stream | the template row's, with *T* for its token (below) | its seq, then *T* |
+
+Code 6 is for models that stream a chunk object with every token (a LangChain
+``AIMessageChunk``: about 400 bytes, of which only the text changes). A token event with
+a chunk is stored as code 2 the first time, and that row becomes its run's *template*:
+its text after the time, with each occurrence of its token (*T*, a JSON string, quotes
+included) replaced by a NUL byte (which JSON text never holds). A later token event of
+the run whose text after the time, with its own token replaced the same way, equals the
+template is stored as code 6: the template row's seq in decimal digits, then its token.
+One that differs (another chunk shape) is stored as code 2 and becomes the template.
+Decoding a code-6 row needs its run's header and the template row, an earlier event of
+the same run, so a reader that starts in the middle of a run reads it too.
 
 The split is textual: :func:`split` only cuts off a prefix and a suffix that
 :func:`join` puts back, so ``join(split(x)) == x`` for every envelope, whatever its
@@ -30,11 +42,13 @@ from __future__ import annotations
 from runlog import codec
 from runlog.events import envelope_header
 
-__all__ = ["KIND_OF_CODE", "WHOLE", "join", "run_header", "split"]
+__all__ = ["KIND_OF_CODE", "TEMPLATED", "WHOLE", "fit_template", "join", "run_header",
+           "split", "template_of", "template_seq"]
 
-WHOLE, START, STREAM, END, OUTPUT, TOKEN = range(6)
+WHOLE, START, STREAM, END, OUTPUT, TOKEN, TEMPLATED = range(7)
 KIND_OF_CODE: dict[int, str | None] = {WHOLE: None, START: "start", STREAM: "stream",
-                                       END: "end", OUTPUT: "stream", TOKEN: "stream"}
+                                       END: "end", OUTPUT: "stream", TOKEN: "stream",
+                                       TEMPLATED: "stream"}
 """The kind each code stands for (None: read it from the whole envelope)."""
 
 _PREFIX = {"start": b'{"kind":"start",', "stream": b'{"kind":"stream",',
@@ -91,10 +105,66 @@ def split(kind: str, raw: bytes, time_us: int, header: bytes | None) -> tuple[in
     return _GENERIC[kind], raw[at:]
 
 
-def join(code: int, body: bytes, time_us: int, header: bytes | None) -> bytes:
-    """The envelope a row stands for: the inverse of :func:`split`."""
+def join(code: int, body: bytes, time_us: int, header: bytes | None,
+         template: bytes | None = None) -> bytes:
+    """The envelope a row stands for: the inverse of :func:`split` (and, for code 6, of
+    :func:`fit_template`, given the row's template)."""
     kind = KIND_OF_CODE.get(code)
     if kind is None or header is None:
         return body
+    if code == TEMPLATED:
+        at = body.find(b'"')
+        if template is None or at < 0:
+            return body  # a damaged row: verify reports the chain it breaks
+        return b"%b%d%b" % (_head(kind, header), time_us, template.replace(_HOLE, body[at:]))
     before, after = _FIXED[code]
     return b"%b%d%b%b%b" % (_head(kind, header), time_us, before, body, after)
+
+
+_HOLE = b"\x00"
+_TOKEN_AT = _TOKEN[0]
+
+
+def _token(rest: bytes) -> bytes | None:
+    """The token (a JSON string, quotes included) of a code-2 token row's text, or None
+    (not a token event, or a token that is a list of content blocks)."""
+    if not rest.startswith(_TOKEN_AT) or rest[len(_TOKEN_AT):len(_TOKEN_AT) + 1] != b'"':
+        return None
+    start = len(_TOKEN_AT)
+    at = start + 1
+    while True:  # the closing quote: one not escaped by an odd run of backslashes
+        at = rest.find(b'"', at)
+        if at < 0:
+            return None
+        slashes = 0
+        while rest[at - 1 - slashes] == 0x5C:
+            slashes += 1
+        if slashes % 2 == 0:
+            return rest[start:at + 1]
+        at += 1
+
+
+def template_of(code: int, body: bytes) -> bytes | None:
+    """The template a code-2 token row defines (module docstring), or None."""
+    if code != STREAM:
+        return None
+    token = _token(body)
+    return body.replace(token, _HOLE) if token is not None else None
+
+
+def fit_template(code: int, body: bytes, template: bytes) -> bytes | None:
+    """The token of a code-2 token row that ``template`` stores (its code-6 body without
+    the seq), or None when the row is not that template with another token."""
+    if code != STREAM:
+        return None
+    token = _token(body)
+    if token is None or body.replace(token, _HOLE) != template:
+        return None
+    return token
+
+
+def template_seq(body: bytes) -> int | None:
+    """The template row's seq in a code-6 body (None for a damaged row)."""
+    at = body.find(b'"')
+    digits = body[:at] if at > 0 else b""
+    return int(digits) if digits.isdigit() else None

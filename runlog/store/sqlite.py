@@ -218,6 +218,11 @@ class SQLiteBackend(Backend):
         self._headers: dict[int, bytes | None] = {}
         """run key -> header, for reads (compact layout)."""
         self._trace_keys: dict[str, int] = {}
+        self._templates: dict[int, tuple[int, bytes]] = {}
+        """run key -> (seq, template) of the run's current chunk template, as written by
+        this process (compact layout, code 6 in :mod:`runlog.store.layout`)."""
+        self._read_templates: dict[int, bytes | None] = {}
+        """template row seq -> its template, for reads."""
         self.path = Path(path)
         self.location = str(self.path)
         self.url = f"sqlite:///{self.path}"
@@ -518,6 +523,8 @@ class SQLiteBackend(Backend):
             if any(p.kind == "start" for p in batch):
                 first = c.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0] + 1
                 key = c.execute("SELECT coalesce(max(run_key), 0) FROM runs").fetchone()[0]
+            templates = self._templates
+            new_templates: dict[int, tuple[int, bytes]] = {}
             missing = {p.run_id for p in batch if p.kind != "start"} - known.keys()
             if missing:
                 self._load_keys(c, missing)
@@ -549,6 +556,19 @@ class SQLiteBackend(Backend):
                             "event in this store")
                     run_key, trace_key, header = found
                     code, body = split(kind, raw, time_us, header)
+                    if code == layout.STREAM:  # a token with a chunk: a template's?
+                        current = new_templates.get(run_key) or templates.get(run_key)
+                        token = (layout.fit_template(code, body, current[1])
+                                 if current is not None else None)
+                        if token is not None:
+                            code, body = layout.TEMPLATED, b"%d%b" % (current[0], token)  # type: ignore[index]
+                        else:
+                            template = layout.template_of(code, body)
+                            if template is not None:
+                                if not first:
+                                    first = c.execute("SELECT coalesce(max(seq), 0) "
+                                                      "FROM events").fetchone()[0] + 1
+                                new_templates[run_key] = (first + pos, template)
                     if kind == "end" and run_row is not None:
                         ends.append((pos, (run_id, time_us, run_row)))
                 if len(flat) >= 6 * _ROWS_PER_INSERT:
@@ -565,7 +585,7 @@ class SQLiteBackend(Backend):
                 raise AppendOnlyError(f"could not append to {self.path}: {e}") from e
             if last is None:  # pragma: no cover - sqlite3 always reports it for INSERT
                 raise StoreError(f"{self.path}: SQLite did not report the seqs it assigned")
-            if run_rows and last != first + len(batch) - 1:  # pragma: no cover - locked
+            if first and last != first + len(batch) - 1:  # pragma: no cover - locked
                 raise StoreError(f"{self.path}: seqs moved while the batch was written")
             first = last - len(batch) + 1
             self._end_runs(c, [(first + p, time_us, status,
@@ -579,6 +599,9 @@ class SQLiteBackend(Backend):
             self._trace_keys.clear()
         known.update(new)
         self._trace_keys.update(traces)
+        if len(templates) + len(new_templates) > _KEY_CACHE:
+            templates.clear()
+        templates.update(new_templates)
         return int(last)
 
     def _end_runs(self, c: sqlite3.Connection, ended: list[tuple[Any, ...]]) -> None:
@@ -707,7 +730,9 @@ class SQLiteBackend(Backend):
             raise self._corrupt(e) from e
         join = layout.join
         get = headers.get
-        if q.digests:
+        if any(r[3] == layout.TEMPLATED for r in rows):
+            out = self._join_templated(rows, q.digests)
+        elif q.digests:
             out = [(seq, join(code, body, time_us, get(key)), digest)
                    for seq, key, time_us, code, body, digest in rows]
         else:
@@ -720,6 +745,41 @@ class SQLiteBackend(Backend):
         if q.until is not None:
             high = min(high, q.until)
         return out, max(high, q.after)
+
+    def _join_templated(self, rows: list[Any], digests: bool,
+                        headers: dict[int, bytes | None] | None = None
+                        ) -> list[tuple[int, bytes, Any]]:
+        """Join a page holding code-6 rows: their template rows are read first (by seq,
+        from this page or the table: an earlier event of the same run)."""
+        cache = self._read_templates
+        on_page = {r[0]: r for r in rows}
+        wanted = {s for r in rows if r[3] == layout.TEMPLATED
+                  if (s := layout.template_seq(r[4])) is not None} - cache.keys()
+        if len(cache) + len(wanted) > _KEY_CACHE:
+            cache.clear()
+        fetch = sorted(s for s in wanted if s not in on_page)
+        found = [on_page[s] for s in wanted if s in on_page]
+        if fetch:
+            conn = self._reader()
+            for i in range(0, len(fetch), 500):
+                part = fetch[i:i + 500]
+                found += conn.execute(
+                    "SELECT seq, run_key, time, code, body FROM events WHERE seq IN "
+                    f"({','.join('?' * len(part))})", part).fetchall()
+        for seq, _key, _time, code, body, *_ in found:
+            cache[seq] = layout.template_of(code, body)
+        headers = self._headers if headers is None else headers
+        join = layout.join
+        out: list[tuple[int, bytes, Any]] = []
+        for row in rows:
+            seq, key, time_us, code, body = row[:5]
+            template = None
+            if code == layout.TEMPLATED:
+                ref = layout.template_seq(body)
+                template = cache.get(ref) if ref is not None else None
+            out.append((seq, join(code, body, time_us, headers.get(key), template),
+                        row[5] if digests else None))
+        return out
 
     def _lookup_trace_key(self, trace_id: str) -> int | None:
         found = self._trace_keys.get(trace_id)
@@ -803,18 +863,23 @@ class SQLiteBackend(Backend):
             with self._read_txn(raw_bytes=True) as conn:
                 rows = conn.execute(
                     "SELECT e.seq, r.trace_id, r.run_id, e.code, r.name, r.run_type, e.time, "
-                    "e.body, CAST(r.header AS BLOB), e.trace_key, r.trace_key "
+                    "e.body, CAST(r.header AS BLOB), e.trace_key, r.trace_key, e.run_key "
                     "FROM events e LEFT JOIN runs r ON r.run_key = e.run_key "
                     "WHERE e.seq > ? AND (? IS NULL OR r.trace_id = ?) ORDER BY e.seq "
                     "LIMIT 5000", (after, trace_id, trace_id)).fetchall()
+                joined: dict[int, bytes] = {}
+                if any(r[3] == layout.TEMPLATED for r in rows):
+                    joined = {seq: raw for seq, raw, _ in self._join_templated(
+                        [(r[0], r[11], r[6], r[3], r[7]) for r in rows], False,
+                        {r[11]: r[8] for r in rows})}
             for (seq, trace, run_id, code, name, run_type, time_us, body, header,
-                 trace_key, run_trace_key) in rows:
+                 trace_key, run_trace_key, _run_key) in rows:
                 if run_id is None:
                     return seq, f"seq {seq}: the event's run key names no run"
                 if trace_key != run_trace_key:
                     return seq, (f"seq {seq}: the events table's trace key ({trace_key}) is "
                                  f"not its run's ({run_trace_key})")
-                raw = layout.join(code, body, time_us, header)
+                raw = joined.get(seq) or layout.join(code, body, time_us, header)
                 kind = layout.KIND_OF_CODE.get(code)
                 columns = (trace.decode(), run_id.decode(), kind, name.decode(),
                            run_type.decode(), time_us)
