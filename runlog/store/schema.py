@@ -150,7 +150,7 @@ COMPACT_SQLITE_DDL: list[str] = [
         seq INTEGER PRIMARY KEY,
         run_key INTEGER NOT NULL,
         trace_key INTEGER NOT NULL,
-        time INTEGER NOT NULL,
+        time INTEGER NOT NULL,  -- microseconds since the run's start_time
         code INTEGER NOT NULL,
         body TEXT NOT NULL,
         digest BLOB NOT NULL)""",

@@ -212,11 +212,11 @@ class SQLiteBackend(Backend):
         self._new_layout = layout
         self.compact = False
         """The store uses the compact layout (schema 2); set when opened."""
-        self._keys: dict[str, tuple[int, int, bytes | None]] = {}
-        """run id -> (run key, trace key, header) of runs this process wrote or looked up
-        (compact layout; a run's keys and header never change)."""
-        self._headers: dict[int, bytes | None] = {}
-        """run key -> header, for reads (compact layout)."""
+        self._keys: dict[str, tuple[int, int, bytes | None, int]] = {}
+        """run id -> (run key, trace key, header, start time) of runs this process wrote
+        or looked up (compact layout; a run's keys, header and start never change)."""
+        self._headers: dict[int, tuple[bytes | None, int]] = {}
+        """run key -> (header, start time), for reads (compact layout)."""
         self._trace_keys: dict[str, int] = {}
         self._templates: dict[int, tuple[int, bytes]] = {}
         """run key -> (seq, template) of the run's current chunk template, as written by
@@ -515,7 +515,7 @@ class SQLiteBackend(Backend):
         then one multi-row INSERT of the event rows (see :mod:`runlog.store.layout`)."""
         with self._wlock, self._write_txn() as c:
             known = self._keys
-            new: dict[str, tuple[int, int, bytes | None]] = {}
+            new: dict[str, tuple[int, int, bytes | None, int]] = {}
             traces: dict[str, int] = {}
             run_rows: list[Any] = []
             ends: list[tuple[int, Any]] = []
@@ -542,7 +542,8 @@ class SQLiteBackend(Backend):
                     if code == layout.WHOLE:
                         header = None
                     trace_key = self._trace_key(c, trace_id, traces, key)
-                    new[run_id] = (key, trace_key, header)
+                    new[run_id] = (key, trace_key, header, time_us)
+                    start_us = time_us
                     run_rows.extend((key, run_id, trace_key, trace_id, parent_id, name,
                                      run_type, tags.decode(), metadata.decode(),
                                      header.decode() if header is not None else None,
@@ -554,7 +555,7 @@ class SQLiteBackend(Backend):
                         raise AppendOnlyError(
                             f"could not append to {self.path}: run {run_id} has no start "
                             "event in this store")
-                    run_key, trace_key, header = found
+                    run_key, trace_key, header, start_us = found
                     code, body = split(kind, raw, time_us, header)
                     if code == layout.STREAM:  # a token with a chunk: a template's?
                         current = new_templates.get(run_key) or templates.get(run_key)
@@ -574,7 +575,8 @@ class SQLiteBackend(Backend):
                 if len(flat) >= 6 * _ROWS_PER_INSERT:
                     flat = []
                     params.append(flat)
-                flat.extend((run_key, trace_key, time_us, code, body.decode(), digest))
+                flat.extend((run_key, trace_key, time_us - start_us, code, body.decode(),
+                             digest))
             try:
                 for i in range(0, len(run_rows), 13 * _ROWS_PER_INSERT):
                     part = run_rows[i:i + 13 * _ROWS_PER_INSERT]
@@ -617,10 +619,10 @@ class SQLiteBackend(Backend):
         ids = sorted(run_ids)
         for i in range(0, len(ids), 500):
             part = ids[i:i + 500]
-            for run_id, key, trace_key, header in c.execute(
-                    "SELECT run_id, run_key, trace_key, CAST(header AS BLOB) FROM runs "
-                    f"WHERE run_id IN ({','.join('?' * len(part))})", part):
-                self._keys[run_id] = (key, trace_key, header)
+            for run_id, key, trace_key, header, start_us in c.execute(
+                    "SELECT run_id, run_key, trace_key, CAST(header AS BLOB), start_time "
+                    f"FROM runs WHERE run_id IN ({','.join('?' * len(part))})", part):
+                self._keys[run_id] = (key, trace_key, header, start_us)
 
     def _trace_key(self, c: sqlite3.Connection, trace_id: str, traces: dict[str, int],
                    own: int) -> int:
@@ -721,23 +723,24 @@ class SQLiteBackend(Backend):
                 keys = sorted(missing)
                 for i in range(0, len(keys), 500):
                     part = keys[i:i + 500]
-                    headers.update(conn.execute(
-                        "SELECT run_key, CAST(header AS BLOB) FROM runs WHERE run_key IN "
-                        f"({','.join('?' * len(part))})", part).fetchall())
+                    headers.update((key, (header, start)) for key, header, start in conn.execute(
+                        "SELECT run_key, CAST(header AS BLOB), start_time FROM runs WHERE "
+                        f"run_key IN ({','.join('?' * len(part))})", part).fetchall())
         except sqlite3.OperationalError:
             raise  # busy, locked, I/O: not a damaged file
         except sqlite3.DatabaseError as e:  # as _read_txn reports it
             raise self._corrupt(e) from e
-        join = layout.join
-        get = headers.get
         if any(r[3] == layout.TEMPLATED for r in rows):
             out = self._join_templated(rows, q.digests)
-        elif q.digests:
-            out = [(seq, join(code, body, time_us, get(key)), digest)
-                   for seq, key, time_us, code, body, digest in rows]
         else:
-            out = [(seq, join(code, body, time_us, get(key)), None)
-                   for seq, key, time_us, code, body in rows]
+            join = layout.join
+            get = headers.get
+            unknown = (None, 0)  # a row whose run key names no run: verify reports it
+            out = []
+            for row in rows:
+                header, start = get(row[1], unknown)
+                out.append((row[0], join(row[3], row[4], start + row[2], header),
+                            row[5] if q.digests else None))
         if len(rows) >= q.limit:
             high = rows[-1][0]
         elif rows:
@@ -747,7 +750,7 @@ class SQLiteBackend(Backend):
         return out, max(high, q.after)
 
     def _join_templated(self, rows: list[Any], digests: bool,
-                        headers: dict[int, bytes | None] | None = None
+                        headers: dict[int, tuple[bytes | None, int]] | None = None
                         ) -> list[tuple[int, bytes, Any]]:
         """Join a page holding code-6 rows: their template rows are read first (by seq,
         from this page or the table: an earlier event of the same run)."""
@@ -772,12 +775,13 @@ class SQLiteBackend(Backend):
         join = layout.join
         out: list[tuple[int, bytes, Any]] = []
         for row in rows:
-            seq, key, time_us, code, body = row[:5]
+            seq, key, since_start, code, body = row[:5]
             template = None
             if code == layout.TEMPLATED:
                 ref = layout.template_seq(body)
                 template = cache.get(ref) if ref is not None else None
-            out.append((seq, join(code, body, time_us, headers.get(key), template),
+            header, start = headers.get(key, (None, 0))
+            out.append((seq, join(code, body, start + since_start, header, template),
                         row[5] if digests else None))
         return out
 
@@ -862,18 +866,20 @@ class SQLiteBackend(Backend):
         while True:
             with self._read_txn(raw_bytes=True) as conn:
                 rows = conn.execute(
-                    "SELECT e.seq, r.trace_id, r.run_id, e.code, r.name, r.run_type, e.time, "
-                    "e.body, CAST(r.header AS BLOB), e.trace_key, r.trace_key, e.run_key "
+                    "SELECT e.seq, r.trace_id, r.run_id, e.code, r.name, r.run_type, "
+                    "e.time + r.start_time, e.body, CAST(r.header AS BLOB), e.trace_key, "
+                    "r.trace_key, e.run_key, r.start_time "
                     "FROM events e LEFT JOIN runs r ON r.run_key = e.run_key "
                     "WHERE e.seq > ? AND (? IS NULL OR r.trace_id = ?) ORDER BY e.seq "
                     "LIMIT 5000", (after, trace_id, trace_id)).fetchall()
                 joined: dict[int, bytes] = {}
                 if any(r[3] == layout.TEMPLATED for r in rows):
                     joined = {seq: raw for seq, raw, _ in self._join_templated(
-                        [(r[0], r[11], r[6], r[3], r[7]) for r in rows], False,
-                        {r[11]: r[8] for r in rows})}
+                        [(r[0], r[11], r[6] - r[12], r[3], r[7]) for r in rows
+                         if r[2] is not None], False,
+                        {r[11]: (r[8], r[12]) for r in rows})}
             for (seq, trace, run_id, code, name, run_type, time_us, body, header,
-                 trace_key, run_trace_key, _run_key) in rows:
+                 trace_key, run_trace_key, _run_key, _start) in rows:
                 if run_id is None:
                     return seq, f"seq {seq}: the event's run key names no run"
                 if trace_key != run_trace_key:
