@@ -407,3 +407,13 @@ def test_a_tail_started_mid_run_decodes_template_encoded_chunks(tmp_path: Path) 
         assert chunk.content == e.data["token"]
         assert chunk.id == f"lc_run--{e.run_id}"
     writer.close()
+
+
+@given(envelopes(), st.sampled_from([layout.OUTPUT, layout.TOKEN]), st.binary(max_size=20))
+def test_parts_the_recorder_gives_are_checked(case: tuple[str, bytes, int, bytes], code: int,
+                                              body: bytes) -> None:
+    """Parts that do not make the envelope are ignored: the row is split as usual."""
+    kind, raw, time_us, header = case
+    got = layout.split_known(kind, raw, time_us, header, (code, body))
+    assert layout.join(*got, time_us, header) == raw
+    assert got == layout.split(kind, raw, time_us, header)

@@ -468,7 +468,7 @@ class SQLiteBackend(Backend):
                 flat: list[Any] = []
                 add = flat.extend
                 for (run_id, trace_id, kind, name, run_type, time_us, raw, digest,
-                     run_row) in batch[i:i + _ROWS_PER_INSERT]:
+                     run_row, _parts) in batch[i:i + _ROWS_PER_INSERT]:
                     add((trace_id, run_id, kind, name, run_type, time_us, raw.decode(),
                          digest.hex()))
                     if run_row is not None:
@@ -531,8 +531,9 @@ class SQLiteBackend(Backend):
             flat: list[Any] = []
             params: list[list[Any]] = [flat]
             split = layout.split
+            split_known = layout.split_known
             for pos, (run_id, trace_id, kind, name, run_type, time_us, raw, digest,
-                      run_row) in enumerate(batch):
+                      run_row, parts) in enumerate(batch):
                 if kind == "start":
                     key += 1
                     parent_id, tags, metadata = cast(tuple[Any, Any, Any], run_row)
@@ -556,7 +557,7 @@ class SQLiteBackend(Backend):
                             f"could not append to {self.path}: run {run_id} has no start "
                             "event in this store")
                     run_key, trace_key, header, start_us = found
-                    code, body = split(kind, raw, time_us, header)
+                    code, body = split_known(kind, raw, time_us, header, parts)
                     if code == layout.STREAM:  # a token with a chunk: a template's?
                         current = new_templates.get(run_key) or templates.get(run_key)
                         token = (layout.fit_template(code, body, current[1])
