@@ -295,9 +295,10 @@ _KEY_CACHE = 100_000
 """Runs whose keys, headers and templates one backend keeps in memory (compact layout)."""
 
 LAYOUTS = ("compact", "wide")
-NEW_STORE_LAYOUT = "wide"
+NEW_STORE_LAYOUT = "compact"
 """The layout a new PostgreSQL store gets unless asked otherwise (``$RUNLOG_PG_LAYOUT``,
-or the ``layout`` argument): ``wide`` (schema 1) or ``compact`` (schema 2)."""
+or the ``layout`` argument): ``compact`` (schema 2, docs/postgres.md) or ``wide``
+(schema 1: what runlog before the compact layout reads)."""
 
 
 def trace_key(trace_id: str) -> int:
