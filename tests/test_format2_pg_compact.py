@@ -346,3 +346,71 @@ def test_runlog_copy_converts_a_wide_pg_store_to_a_compact_one(tmp_path: Any) ->
         assert s.backend.compact
         assert [(e.seq, e.raw, e.digest) for e in s.events(digests=True)] == before
         assert s.verify().ok
+
+
+def _cli(*args: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "RUNLOG_PG_LAYOUT"}
+    return subprocess.run([sys.executable, "-c", "from runlog.cli import main; main()", *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def _wide_store(url: str) -> list[Any]:
+    with open_pg(url, "wide") as s:
+        with s.run("root", tags=["t"]) as root:
+            for i in range(30):
+                root.token(str(i), {"content": str(i), "id": "x"})
+        return [(e.seq, e.raw, e.digest) for e in s.events(digests=True)]
+
+
+def test_migrate_compact_converts_a_pg_schema_in_place_and_keeps_the_wide_one() -> None:
+    url = pg_support.store_url()
+    before = _wide_store(url)
+    done = _cli("migrate", "--db", url, "--compact")
+    assert done.returncode == 0, done.stderr
+    assert "converted 32 events of 1 runs to the compact layout" in done.stdout
+    assert "_wide" in done.stdout
+    pg_support._created.append(url.rsplit("=", 1)[1] + "_wide")  # dropped at the end
+    with runlog.open(url, create=False) as s:
+        assert isinstance(s.backend, PostgresBackend)
+        assert s.backend.compact
+        assert [(e.seq, e.raw, e.digest) for e in s.events(digests=True)] == before
+        assert s.verify().ok
+        with s.run("after") as run:  # recording goes on in the converted store
+            run.stream(1)
+        assert s.verify().ok
+    with runlog.open(url + "_wide", create=False) as kept:
+        assert isinstance(kept.backend, PostgresBackend)
+        assert not kept.backend.compact
+        assert [(e.seq, e.raw, e.digest) for e in kept.events(digests=True)] == before
+    again = _cli("migrate", "--db", url, "--compact")
+    assert "compact layout already" in again.stdout
+
+
+def test_migrate_compact_to_a_new_pg_schema_leaves_the_store_alone() -> None:
+    url, to = pg_support.store_url(), pg_support.store_url()
+    before = _wide_store(url)
+    done = _cli("migrate", "--db", url, "--compact", "--to", to)
+    assert done.returncode == 0, done.stderr
+    with runlog.open(url, create=False) as s:
+        assert isinstance(s.backend, PostgresBackend)
+        assert not s.backend.compact
+    with runlog.open(to, create=False) as s:
+        assert isinstance(s.backend, PostgresBackend)
+        assert s.backend.compact
+        assert [(e.seq, e.raw, e.digest) for e in s.events(digests=True)] == before
+
+
+def test_migrate_compact_in_place_refuses_a_live_pg_writer() -> None:
+    url = pg_support.store_url()
+    _wide_store(url)
+    with open_pg(url, "wide") as live:
+        live.start_run("open").stream(1)
+        live.flush()
+        done = _cli("migrate", "--db", url, "--compact")
+        assert done.returncode != 0
+        assert "live lease" in done.stderr + done.stdout
+        assert not live.backend.compact  # type: ignore[attr-defined]
