@@ -219,8 +219,9 @@ layout's rows (:data:`COMPACT_SQLITE_DDL`, :mod:`runlog.store.layout`) in Postgr
 types. Two keys are assigned differently, because several writers on several hosts
 append and a key must be known inside the one append statement: ``run_key`` is the
 seq of the run's start event (unique, taken from the counter row with the batch), and
-``trace_key`` a 64-bit hash of the trace id (no lookup, the same in every process;
-reads of a trace check the run's trace id, so a collision cannot mix traces). The
+``trace_key`` a function of the trace id (``runlog.store.postgres.trace_key``: no
+lookup, the same in every process; reads of a trace check the run's trace id, so two
+ids with one key never mix). The
 JSONB filter columns, the counter row and the append-only triggers are added by
 ``runlog.store.postgres.pg_extras_ddl``. ``start_time`` is in the trigger too: event
 times are stored relative to it."""
