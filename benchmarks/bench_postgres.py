@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             results["insert"][size] = {"unnest": unnest, "copy": copy}
 
         print("\nappend throughput, P writer processes, total events/s "
-              "(runlog API vs plain rows into a same-shape table):")
+              "(runlog API vs the same envelopes into the minimal table):")
         print(f"  {'P':>3} {'runlog':>10} {'plain COPY':>11} {'plain execmany':>15} "
               f"{'vs COPY':>8} {'vs execmany':>12}")
         results["append"] = {}
