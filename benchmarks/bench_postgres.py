@@ -6,8 +6,14 @@ Every figure is taken in the same run against a baseline on the same server:
            (codec, hash chain, group-commit writer, one-statement append with the
            gap-free seq counter, runs projection, heartbeat, NOTIFY) vs P processes
            doing plain ``COPY`` (and, separately, ``executemany``) of the same
-           pre-built rows, in batches of the same size, into a table of the same shape
-           and indexes with a ``bigserial`` seq: no ordering guarantee, no projection.
+           envelope bytes, in batches of the same size, into a minimal table
+           (``seq bigserial PRIMARY KEY, run_id, time, payload``, one index on
+           ``(run_id, seq)``): no ordering guarantee, no projection, no digest.
+* layouts: one process records the same token events through the API into a wide
+           and a compact store, and the same envelopes go by COPY into the minimal
+           table: events/s, and bytes per event (``pg_total_relation_size`` of the
+           tables with their indexes and TOAST, after VACUUM). ``--layouts`` runs
+           only this part.
 * insert:  one process appending pre-built batches of 1, 10 and 500 events through
            ``PostgresBackend.append`` with ``insert="unnest"`` (one statement) vs
            ``insert="copy"`` (counter, COPY, projection: three round trips), interleaved;
@@ -94,10 +100,15 @@ def _sample_rows(url: str, n: int) -> list[Pending]:
     return out
 
 
+PLAIN_DDL = ("CREATE TABLE {schema}.events_plain (seq bigserial PRIMARY KEY, "
+             "run_id text NOT NULL, time bigint NOT NULL, payload text NOT NULL)",
+             "CREATE INDEX ON {schema}.events_plain (run_id, seq)")
+"""The physical limit's table: the envelope bytes, keyed as a reader needs them."""
+
+
 def _plain_writer(url: str, events: int, method: str, start: Any, done: Any) -> None:
     """The baseline: pre-built rows into ``events_plain`` (bigserial seq), no guarantees."""
-    rows = [(p.trace_id, p.run_id, p.kind, p.name, p.run_type, p.time_us, p.raw.decode(),
-             p.digest.hex()) for p in _sample_rows(url, BATCH)]
+    rows = [(p.run_id, p.time_us, p.raw.decode()) for p in _sample_rows(url, BATCH)]
     schema = parse_url(url)[1]
     conn = psycopg.connect(_libpq(url), options=f"-c search_path={schema} "
                            "-c synchronous_commit=off", autocommit=False)
@@ -105,7 +116,7 @@ def _plain_writer(url: str, events: int, method: str, start: Any, done: Any) -> 
     start.wait()
     t0 = time.perf_counter()
     written = 0
-    cols = "trace_id, run_id, kind, name, run_type, time, raw, digest"
+    cols = "run_id, time, payload"
     while written < events:
         with conn.cursor() as cur:
             if method == "copy":
@@ -113,8 +124,8 @@ def _plain_writer(url: str, events: int, method: str, start: Any, done: Any) -> 
                     for r in rows:
                         cp.write_row(r)
             else:
-                cur.executemany(f"INSERT INTO events_plain ({cols}) VALUES "
-                                "(%s, %s, %s, %s, %s, %s, %s, %s)", rows)
+                cur.executemany(f"INSERT INTO events_plain ({cols}) VALUES (%s, %s, %s)",
+                                rows)
         conn.commit()
         written += len(rows)
     done.put((t0, time.perf_counter(), written))
@@ -146,8 +157,12 @@ def _insert_methods(url: str, size: int, events: int, repeat: int) -> tuple[floa
     """events/s of ``insert="unnest"`` and ``insert="copy"`` at one batch size, measured
     interleaved (A, B, A, B, ...) so machine load hits both alike; medians."""
     backends = {m: PostgresBackend(url, insert=m) for m in ("unnest", "copy")}
-    rows = _sample_rows(url, size)
+    sample = _sample_rows(url, 2 * size + 2)
     writer = WriterInfo(writer_id=uuid.uuid4().hex)
+    # The runs once, then batches of their later events again and again (a second start
+    # of a run is refused; a repeated end finds the run ended and changes nothing).
+    backends["unnest"].append(sample, writer, now_micros())
+    rows = [p for p in sample if p.kind != "start"][:size]
     rates: dict[str, list[float]] = {"unnest": [], "copy": []}
     batches = max(events // size, 5)
     for _ in range(repeat):
@@ -225,11 +240,62 @@ def _tail_latency(url: str, n: int) -> tuple[float, float, float]:
     return _percentiles(lat)
 
 
+# ---------------------------------------------------------------- layouts
+
+def _bytes(url: str, tables: tuple[str, ...]) -> int:
+    schema = parse_url(url)[1]
+    with psycopg.connect(_libpq(url), autocommit=True,
+                         options=f"-c search_path={schema}") as c:
+        total = 0
+        for t in tables:
+            c.execute(f"VACUUM ANALYZE {t}")
+            row = c.execute("SELECT pg_total_relation_size(%s)", (t,)).fetchone()
+            total += int(row[0]) if row else 0
+        return total
+
+
+def _layouts(fresh: Any, events: int) -> dict[str, Any]:
+    """events/s and bytes/event of the API into each layout vs COPY into the minimal
+    table, all in one process, the same token events (runs of 100)."""
+    out: dict[str, Any] = {}
+    for lay in ("wide", "compact"):
+        u = fresh(lay)
+        rate = _run_procs(_api_writer, (u, events), 1)
+        with runlog.open(u) as s:
+            n = s.last_seq()
+        out[lay] = {"rate": rate, "events_bytes": _bytes(u, ("events",)) / n,
+                    "all_bytes": _bytes(u, ("events", "runs")) / n}
+    u = fresh("compact")
+    for method in ("copy", "executemany"):
+        out[method] = {"rate": _run_procs(_plain_writer, (u, events, method), 1)}
+    with psycopg.connect(_libpq(u)) as c:
+        row = c.execute(f"SELECT count(*) FROM {parse_url(u)[1]}.events_plain"
+                        ).fetchone()
+    out["copy"]["events_bytes"] = _bytes(u, ("events_plain",)) / (row[0] if row else 1)
+    return out
+
+
+def _print_layouts(r: dict[str, Any]) -> None:
+    print("\nlayouts, 1 process, token events (runs of 100) through the API vs the same "
+          "envelopes into the minimal table:")
+    base = r["copy"]["rate"]
+    many = r["executemany"]["rate"]
+    for lay in ("wide", "compact"):
+        x = r[lay]
+        print(f"  {lay:<8} {x['rate']:>9,.0f} events/s  {x['rate'] / base:.2f}x COPY  "
+              f"{x['rate'] / many:.2f}x executemany   {x['events_bytes']:6.0f} B/event "
+              f"(events), {x['all_bytes']:6.0f} B/event (events + runs)")
+    print(f"  minimal  COPY {base:>9,.0f} events/s, executemany {many:,.0f} events/s, "
+          f"{r['copy']['events_bytes']:6.0f} B/event")
+
+
 # ---------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes")
+    ap.add_argument("--layouts", action="store_true",
+                    help="only the wide vs compact comparison")
     args = ap.parse_args(argv)
     url = os.environ.get("RUNLOG_BENCH_POSTGRES_URL", DEFAULT_URL)
     per_writer_total = 20_000 if args.quick else 100_000
@@ -237,22 +303,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     made: list[str] = []
     results: dict[str, Any] = {}
 
-    def fresh() -> str:
+    def fresh(lay: str | None = None) -> str:
         name = f"{schema_prefix}_{len(made)}"
         made.append(name)
         u = _schema_url(url, name)
-        runlog.open(u).close()
+        PostgresBackend(u, layout=lay).close()
         with psycopg.connect(_libpq(url), autocommit=True) as c:
-            c.execute(f"CREATE TABLE {name}.events_plain (LIKE {name}.events "
-                      "INCLUDING INDEXES)")
-            c.execute(f"CREATE SEQUENCE {name}.events_plain_seq")
-            c.execute(f"ALTER TABLE {name}.events_plain ALTER seq SET DEFAULT "
-                      f"nextval('{name}.events_plain_seq')")
+            for stmt in PLAIN_DDL:
+                c.execute(stmt.format(schema=name))
         return u
 
     try:
         print(f"PostgreSQL benchmarks ({'quick' if args.quick else 'full'}), {url}, "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
+        results["layouts"] = _layouts(fresh, per_writer_total)
+        _print_layouts(results["layouts"])
+        if args.layouts:
+            return results
         print("\ninsert method, 1 process, events/s (interleaved, medians):")
         u = fresh()
         results["insert"] = {}
@@ -264,7 +331,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             results["insert"][size] = {"unnest": unnest, "copy": copy}
 
         print("\nappend throughput, P writer processes, total events/s "
-              "(runlog API vs plain rows into a same-shape table):")
+              "(runlog API vs the same envelopes into the minimal table):")
         print(f"  {'P':>3} {'runlog':>10} {'plain COPY':>11} {'plain execmany':>15} "
               f"{'vs COPY':>8} {'vs execmany':>12}")
         results["append"] = {}

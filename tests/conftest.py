@@ -68,10 +68,12 @@ def sqlite_store(tmp_path: Path) -> Iterator[runlog.Store]:
 
 @pytest.fixture
 def wide_sqlite_layout(monkeypatch: pytest.MonkeyPatch) -> None:
-    """New SQLite stores in the wide layout (schema 1), also in subprocesses: for tests
-    that edit that layout's columns directly (tests/test_format2_compact.py edits the
-    compact layout's)."""
+    """New SQLite (and PostgreSQL) stores in the wide layout (schema 1), also in
+    subprocesses: for tests that edit that layout's columns directly
+    (tests/test_format2_compact.py and tests/test_format2_pg_compact.py edit the compact
+    layout's)."""
     monkeypatch.setenv("RUNLOG_SQLITE_LAYOUT", "wide")
+    monkeypatch.setenv("RUNLOG_PG_LAYOUT", "wide")
 
 
 @pytest.fixture(params=["asyncio", "trio"])

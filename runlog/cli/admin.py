@@ -6,7 +6,7 @@ import click
 
 from runlog.cli import cli
 from runlog.cli.options import db_option
-from runlog.store.copy import compact_sqlite, copy_store
+from runlog.store.copy import compact_postgres, compact_sqlite, copy_store
 from runlog.store.migrations import Migration
 from runlog.store.migrations import migrate as do_migrate
 
@@ -14,10 +14,11 @@ from runlog.store.migrations import migrate as do_migrate
 @cli.command()
 @db_option
 @click.option("--compact", is_flag=True,
-              help="Convert a SQLite store to the compact layout (schema 2), in place "
-                   "or (with --to) into a new file.")
+              help="Convert a store to the compact layout (schema 2), in place "
+                   "or (with --to) into a new file (PostgreSQL: a new ?schema=).")
 @click.option("--to", "to", metavar="PATH", default=None,
-              help="With --compact: write the compact store here, leave --db as it is.")
+              help="With --compact: write the compact store here (a path, or a "
+                   "PostgreSQL URL), leave --db as it is.")
 def migrate(db: str, compact: bool, to: str | None) -> None:
     """Create the store if absent, or upgrade its schema to this runlog's version.
 
@@ -66,11 +67,14 @@ def _compact(db: str, to: str | None) -> None:
     def progress(done: int, total: int) -> None:
         click.echo(f"  {done:,} of {total:,} events", err=True)
 
-    if "://" in db and not db.startswith("sqlite"):
-        raise click.UsageError("--compact converts SQLite stores only")
-    path = db.split("://", 1)[1] if "://" in db else db
-    path = path[1:] if "://" in db and path.startswith("/") else path  # as runlog.open
-    report = compact_sqlite(path, to=to, verify=verify, progress=progress)
+    if db.startswith("postgres"):  # in place needs ?schema=; the wide one is kept
+        report = compact_postgres(db, to=to, verify=verify, progress=progress)
+    elif "://" in db and not db.startswith("sqlite"):
+        raise click.UsageError("--compact converts SQLite and PostgreSQL stores only")
+    else:
+        path = db.split("://", 1)[1] if "://" in db else db
+        path = path[1:] if "://" in db and path.startswith("/") else path  # as runlog.open
+        report = compact_sqlite(path, to=to, verify=verify, progress=progress)
     if report.already:
         click.echo(f"{report.source} is in the compact layout already: nothing to do")
         return

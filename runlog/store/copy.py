@@ -27,7 +27,7 @@ from runlog.events import now_micros
 from runlog.ids import new_run_id
 from runlog.store.base import Backend, EventQuery, Pending, WriterInfo, pending_from_raw
 
-__all__ = ["CompactReport", "CopyReport", "compact_sqlite", "copy_store"]
+__all__ = ["CompactReport", "CopyReport", "compact_postgres", "compact_sqlite", "copy_store"]
 
 
 @dataclass(frozen=True)
@@ -279,3 +279,74 @@ def _live_writers(backend: Backend) -> list[str]:
         rows = conn.execute("SELECT writer_id FROM writers WHERE closed = 0 AND "
                             "heartbeat_at + lease_us >= ?", (now_micros(),)).fetchall()
     return [r[0] for r in rows]
+
+
+def compact_postgres(
+    url: str,
+    *,
+    to: str | None = None,
+    verify: Callable[[Backend], str | None],
+    batch_size: int = 5000,
+    progress: Callable[[int, int], None] | None = None,
+) -> CompactReport:
+    """:func:`compact_sqlite` for a PostgreSQL store (``docs/postgres.md``).
+
+    ``to`` (a URL) fills a new store and leaves ``url`` as it is. In place needs the
+    store's own ``?schema=NAME`` and an idle store: the compact store is built in the
+    schema ``NAME_compact`` (resumed if an earlier conversion was interrupted),
+    verified, and then, in one transaction that holds the counter row and finds no
+    live writer and no event added since the copy, ``NAME`` is renamed ``NAME_wide``
+    (kept: drop it once satisfied) and ``NAME_compact`` becomes ``NAME``.
+    """
+    from runlog.store.postgres import PostgresBackend, compact_swap, schema_bytes
+
+    src = PostgresBackend(url, create=False)
+    try:
+        if src.compact:
+            size = schema_bytes(src)
+            return CompactReport(src.location, src.location, src.last_seq(), 0, size, size,
+                                 None, already=True)
+        if to is None:
+            if not src.schema:
+                raise StoreError(f"{src.location} has no ?schema= in its URL: converting "
+                                 "in place renames the store's schema; give ?schema=NAME, "
+                                 "or convert to a new store with --to URL")
+            if len(src.schema) > 63 - len("_compact"):
+                raise StoreError(f"schema name {src.schema} is too long to convert in "
+                                 "place (it gets a _compact twin); use --to URL")
+            live = src.live_writers()
+            if live:
+                raise StoreError(
+                    f"{src.location} is being written (writer {live[0]} holds a live "
+                    "lease); stop its writers first, or convert to a new store with --to")
+            target = url.replace(f"schema={src.schema}", f"schema={src.schema}_compact")
+        else:
+            target = to
+        before = schema_bytes(src)
+        total = src.last_seq()
+        dst = PostgresBackend(target, layout="compact")
+        try:
+            if not dst.compact:
+                raise StoreError(f"{dst.location} is a store of the wide layout, not an "
+                                 "interrupted conversion; drop it or pick another schema")
+            if to is not None and dst.last_seq() > 0:
+                raise StoreError(f"{dst.location} already has events; pick a new schema")
+            report = copy_store(src, dst, batch_size=batch_size, resume=True,
+                                progress=(lambda n: progress(n, total)) if progress else None)
+            problem = verify(dst)
+            if problem is not None:  # pragma: no cover - copy_store checked every digest
+                raise CorruptStoreError(f"the compact copy {dst.location} does not verify: "
+                                        f"{problem}; {src.location} is unchanged")
+            after = schema_bytes(dst)
+            destination = dst.location
+        finally:
+            dst.close()
+        kept = None
+        if to is None:
+            assert src.schema is not None
+            kept = compact_swap(src, report.last_seq)
+            destination = src.location
+    finally:
+        src.close()
+    return CompactReport(src.location, destination, report.events, report.runs, before,
+                         after, kept)

@@ -132,12 +132,12 @@ def migrate(
             existed = _has_store(conn, dialect_name)
             if existed:
                 before = _read_version(conn)
-                compact = dialect_name == "sqlite" and conn.execute(text(
+                compact = conn.execute(text(
                     "SELECT 1 FROM meta WHERE key = 'layout' AND value = :v"),
                     {"v": schema.COMPACT_LAYOUT}).first() is not None
             conn.rollback()
         if compact and before <= schema.COMPACT_SCHEMA_VERSION:
-            # the compact SQLite layout is its own schema 2; no step applies to it yet
+            # the compact layout (SQLite, PostgreSQL) is its own schema 2; no step applies yet
             return MigrationReport(display, before, before, (), False)
         if not existed:
             # Creation is the backends' job (the same code path as runlog.open).

@@ -44,13 +44,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import sql as pgsql
 from sqlalchemy import create_engine, event
@@ -69,7 +72,7 @@ from runlog.errors import (
 )
 from runlog.events import Event, RunInfo, now_micros
 from runlog.filters import ANY, DICT_TAG, Filter, sql_strings
-from runlog.store import schema
+from runlog.store import layout, schema
 from runlog.store.base import (
     CHECKED_COLUMNS,
     SCHEMA_VERSION,
@@ -83,8 +86,8 @@ from runlog.store.base import (
     run_info_from_row,
 )
 
-__all__ = ["PgNotifyWaiter", "PostgresBackend", "notify_channel", "parse_url", "pg_extras_ddl",
-           "read_sql", "search_path_option"]
+__all__ = ["LAYOUTS", "NEW_STORE_LAYOUT", "PgNotifyWaiter", "PostgresBackend", "notify_channel",
+           "parse_url", "pg_extras_ddl", "read_sql", "search_path_option", "trace_key"]
 
 log = logging.getLogger("runlog")
 
@@ -157,13 +160,20 @@ def notify_channel(schema_name: str) -> str:
     return "runlog:" + hashlib.blake2b(schema_name.encode(), digest_size=16).hexdigest()
 
 
-def pg_extras_ddl() -> list[str]:
+def pg_extras_ddl(compact: bool = False) -> list[str]:
     """PostgreSQL-only DDL on top of the shared tables (idempotent).
 
     The counter row that serialises seq assignment, the JSONB filter columns of the
     runs projection with their GIN indexes, the indexes filters and id lookups use,
-    and the append-only triggers.
+    and the append-only triggers. The compact layout (``compact``) has no name, type
+    or run id columns in ``events`` to index: its filters go through ``runs``.
     """
+    wide_only = {"events_run_seq", "events_name_seq", "events_type_seq"}
+    return [stmt for stmt in _extras_ddl()
+            if not (compact and any(f" {name} " in stmt for name in wide_only))]
+
+
+def _extras_ddl() -> list[str]:
     return [
         "CREATE TABLE IF NOT EXISTS seq_counter ("
         " id integer PRIMARY KEY CHECK (id = 1), last bigint NOT NULL)",
@@ -239,6 +249,90 @@ _COPY_EVENTS = (
     "COPY events (seq, trace_id, run_id, kind, name, run_type, time, raw, digest) FROM STDIN"
 )
 
+# The compact layout (schema 2, docs/postgres.md): the same one statement per batch.
+# Keys the batch creates are only known once the counter row gave its base, so the
+# arrays hold them relative to it: a run key ``-pos`` is the run started at the
+# batch's position ``pos`` (its key is its start's seq, ``base + pos``), and a code-6
+# row whose template is in the same batch carries its template's position in ``tref``
+# (0: the body already names its template's seq).
+_C_INSERT_EVENTS = """, ev AS (
+  INSERT INTO events (seq, run_key, trace_key, time, code, body, digest)
+  SELECT s.base + u.ord, CASE WHEN u.rk < 0 THEN s.base - u.rk ELSE u.rk END, u.tk, u.time,
+         u.code, CASE WHEN u.tref = 0 THEN u.body ELSE (s.base + u.tref)::text || u.body END,
+         u.digest
+  FROM s, unnest(%(rk)b::int8[], %(tk)b::int8[], %(time)b::int8[], %(code)b::int2[],
+                 %(body)b::text[], %(tref)b::int8[], %(digest)b::bytea[])
+       WITH ORDINALITY AS u(rk, tk, time, code, body, tref, digest, ord)
+)"""
+_C_PROJECT = """, st AS (
+  INSERT INTO runs (run_key, run_id, trace_key, trace_id, parent_id, name, run_type, tags,
+                    metadata, tags_j, metadata_j, header, start_seq, start_time, end_seq,
+                    end_time, status, error, event_count, writer_id)
+  SELECT s.base + u.pos, u.run_id, u.tk, u.trace_id, u.parent_id, u.name, u.run_type, u.tags,
+         u.metadata, u.tags_j::jsonb, u.metadata_j::jsonb, u.header, s.base + u.pos, u.time,
+         s.base + u.end_pos, u.end_time, u.status, u.error, u.count, %(writer)s
+  FROM s, unnest(%(s_run)b::text[], %(s_tk)b::int8[], %(s_trace)b::text[],
+                 %(s_parent)b::text[], %(s_name)b::text[], %(s_rtype)b::text[],
+                 %(s_tags)b::text[], %(s_meta)b::text[], %(s_tags_j)b::text[],
+                 %(s_meta_j)b::text[], %(s_header)b::text[], %(s_pos)b::int8[],
+                 %(s_time)b::int8[], %(s_end_pos)b::int8[], %(s_end_time)b::int8[],
+                 %(s_status)b::text[], %(s_error)b::text[], %(s_count)b::int8[])
+       AS u(run_id, tk, trace_id, parent_id, name, run_type, tags, metadata, tags_j,
+            metadata_j, header, pos, time, end_pos, end_time, status, error, count)
+), en AS (
+  UPDATE runs r SET end_seq = s.base + u.pos, end_time = u.time, status = u.status,
+         error = u.error, event_count = u.count
+  FROM s, unnest(%(e_key)b::int8[], %(e_pos)b::int8[], %(e_time)b::int8[],
+                 %(e_status)b::text[], %(e_error)b::text[], %(e_count)b::int8[])
+       AS u(run_key, pos, time, status, error, count)
+  WHERE r.run_key = u.run_key AND r.end_seq IS NULL
+)""" + _PROJECT[_PROJECT.index(", hb AS ("):]
+"""New runs have no ``ON CONFLICT``: a run id in use fails the batch (``UNIQUE``), which
+the writer isolates, so the database itself keeps one start per run id."""
+_C_APPEND = "WITH " + _TAKE_SEQS + _C_INSERT_EVENTS + _C_PROJECT
+_C_APPEND_AFTER_COPY = "WITH " + _GIVEN_SEQS + _C_PROJECT
+_C_COPY_EVENTS = "COPY events (seq, run_key, trace_key, time, code, body, digest) FROM STDIN"
+_KEY_CACHE = 100_000
+"""Runs whose keys, headers and templates one backend keeps in memory (compact layout)."""
+
+LAYOUTS = ("compact", "wide")
+NEW_STORE_LAYOUT = "compact"
+"""The layout a new PostgreSQL store gets unless asked otherwise (``$RUNLOG_PG_LAYOUT``,
+or the ``layout`` argument): ``compact`` (schema 2, docs/postgres.md) or ``wide``
+(schema 1: what runlog before the compact layout reads)."""
+
+
+def trace_key(trace_id: str) -> int:
+    """The compact layout's integer key of a trace, a function of its id alone: every
+    writer on every host computes the same key without a lookup or a race. Readers
+    check the run's trace id, so two ids with one key never mix (docs/postgres.md).
+
+    An id that is a UUID gives its first 8 bytes (signed, a ``bigint``): runlog's ids
+    are UUIDv7, whose first 48 bits are the time, so new traces append at the right
+    of the ``(trace_key, seq)`` index instead of splitting its pages at random places
+    (measured: 54 -> 32 bytes per event for that index). Any other id gives 64 bits
+    of its BLAKE2b."""
+    if len(trace_id) == 36 and trace_id[8] == "-":
+        try:
+            return int.from_bytes(uuid.UUID(trace_id).bytes[:8], "big", signed=True)
+        except ValueError:
+            pass
+    digest = hashlib.blake2b(trace_id.encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def compact_ddl() -> list[str]:
+    """The DDL of a new compact store: ``writers`` and ``meta`` as declared in
+    :mod:`runlog.store.schema`, its compact ``runs`` and ``events``, and the extras."""
+    from sqlalchemy.dialects import postgresql as pg_dialect
+    from sqlalchemy.schema import CreateTable
+
+    dialect = pg_dialect.dialect()  # type: ignore[no-untyped-call]
+    return [*(str(CreateTable(t, if_not_exists=True).compile(dialect=dialect))
+              for t in (schema.writers, schema.meta)),
+            *schema.COMPACT_PG_DDL, *pg_extras_ddl(compact=True)]
+
+
 _HEARTBEAT = (
     "INSERT INTO writers (writer_id, host, pid, started_at, heartbeat_at, lease_us, closed) "
     f"VALUES (%s, %s, %s, {NOW_US}, {NOW_US}, %s, %s) ON CONFLICT (writer_id) DO UPDATE SET "
@@ -262,6 +356,11 @@ _SELECT_RUNS = (
     "WHERE e.trace_id = r.trace_id AND e.run_id = r.run_id) END AS live_count "
     "FROM runs r LEFT JOIN writers w ON w.writer_id = r.writer_id"
 )
+_SELECT_RUNS_COMPACT = _SELECT_RUNS.replace(
+    "WHERE e.trace_id = r.trace_id AND e.run_id = r.run_id",
+    "WHERE e.trace_key = r.trace_key AND e.run_key = r.run_key")
+_NO_RUN: tuple[bytes | None, int, str | None] = (None, 0, None)
+"""What a row whose run key names no run joins with: its body as it is (verify says)."""
 
 
 _ESCAPED = re.compile("\ufffe(.)", re.DOTALL)
@@ -312,6 +411,7 @@ class _Batch:
         self.time = [p.time_us for p in batch]
         self.raw = [p.raw.decode() for p in batch]
         self.digest = [p.digest.hex() for p in batch]
+        self.doubt = self.digest[0] if self.digest else ""
         starts: dict[str, list[Any]] = {}
         ends: list[tuple[str, int, int, str, str | None, int]] = []
         for pos, p in enumerate(batch, 1):
@@ -355,6 +455,127 @@ class _Batch:
         }
 
 
+class _CompactBatch:
+    """A batch as the compact append statement unnests it (see ``_C_INSERT_EVENTS``).
+
+    ``keys`` is the backend's run id -> (run key, trace key, header, start time) cache
+    and ``templates`` its run id -> (template row seq, template) cache; both are only
+    read here, and :meth:`committed` adds what the batch made once it is committed.
+    """
+
+    def __init__(self, batch: Sequence[Pending], keys: dict[str, tuple[int, int, bytes | None,
+                 int]], templates: dict[str, tuple[int, bytes]]) -> None:
+        self.n = len(batch)
+        self.new: dict[str, tuple[int, int, bytes | None, int]] = {}
+        self.new_templates: dict[str, tuple[int, bytes]] = {}
+        rk: list[int] = []
+        tk: list[int] = []
+        times: list[int] = []
+        codes: list[int] = []
+        bodies: list[str] = []
+        trefs: list[int] = []
+        digests: list[bytes] = []
+        starts: dict[int, list[Any]] = {}
+        ends: list[tuple[int, int, int, str, str | None, int]] = []
+        split, split_known = layout.split, layout.split_known
+        for pos, (run_id, trace_id, kind, name, run_type, time_us, raw, digest, run_row,
+                  parts) in enumerate(batch, 1):
+            tref = 0
+            if kind == "start":
+                parent_id, tags, metadata = run_row if run_row is not None else (
+                    None, b"[]", b"{}")
+                header: bytes | None = layout.run_header(
+                    run_id, parent_id, trace_id, name, run_type, tags, metadata)
+                code, body = split(kind, raw, time_us, header)
+                if code == layout.WHOLE:
+                    header = None
+                key, tkey, start_us = -pos, trace_key(trace_id), time_us
+                self.new[run_id] = (key, tkey, header, time_us)
+                starts[pos] = [
+                    enc(run_id), tkey, enc(trace_id), _enc_opt(parent_id), enc(name),
+                    enc(run_type), tags.decode(), metadata.decode(), _jsonb_safe(tags),
+                    _jsonb_safe(metadata), header.decode() if header is not None else None,
+                    pos, time_us, None, None, "running", None, 0]
+            else:
+                found = self.new.get(run_id) or keys.get(run_id)
+                if found is None:
+                    raise AppendOnlyError(f"run {run_id} has no start event in this store")
+                key, tkey, header, start_us = found
+                code, body = split_known(kind, raw, time_us, header, parts)
+                if code == layout.STREAM:  # a token with a chunk: a template's?
+                    current = self.new_templates.get(run_id) or templates.get(run_id)
+                    token = (layout.fit_template(code, body, current[1])
+                             if current is not None else None)
+                    if current is not None and token is not None:
+                        if current[0] > 0:
+                            code, body = layout.TEMPLATED, b"%d%b" % (current[0], token)
+                        else:  # the template is in this batch: SQL prefixes its seq
+                            code, body, tref = layout.TEMPLATED, token, -current[0]
+                    else:
+                        template = layout.template_of(code, body)
+                        if template is not None:
+                            self.new_templates[run_id] = (-pos, template)
+                if kind == "end" and run_row is not None:
+                    status, error, count = run_row
+                    err = error.decode() if error is not None else None
+                    row = starts.get(-key)
+                    if row is not None:
+                        if row[13] is None:  # a second end in the batch: the first counts
+                            row[13:18] = [pos, time_us, status, err, count]
+                    else:
+                        ends.append((key, pos, time_us, status, err, count))
+            rk.append(key)
+            tk.append(tkey)
+            times.append(time_us - start_us)
+            codes.append(code)
+            bodies.append(body.decode())
+            trefs.append(tref)
+            digests.append(digest)
+        self.events = (rk, tk, times, codes, bodies, trefs, digests)
+        self.first = (tk[0], digests[0]) if digests else (0, b"")
+        self.doubt = digests[0].hex() if digests else ""
+        cols = list(zip(*starts.values(), strict=True)) if starts else [()] * 18
+        self.starts = [list(c) for c in cols]
+        ecols = list(zip(*ends, strict=True)) if ends else [()] * 6
+        self.ends = [list(c) for c in ecols]
+
+    def params(self, writer: WriterInfo, channel: str) -> dict[str, Any]:
+        s, e = self.starts, self.ends
+        rk, tk, times, codes, bodies, trefs, digests = self.events
+        return {
+            "n": self.n, "rk": rk, "tk": tk, "time": times, "code": codes, "body": bodies,
+            "tref": trefs, "digest": digests,
+            **{f"s_{name}": col for name, col in zip(
+                ("run", "tk", "trace", "parent", "name", "rtype", "tags", "meta", "tags_j",
+                 "meta_j", "header", "pos", "time", "end_pos", "end_time", "status",
+                 "error", "count"), s, strict=True)},
+            **{f"e_{name}": col for name, col in zip(
+                ("key", "pos", "time", "status", "error", "count"), e, strict=True)},
+            "writer": writer.writer_id, "host": writer.host, "pid": writer.pid,
+            "lease": writer.lease_us, "channel": channel,
+        }
+
+    def copy_rows(self, base: int) -> Iterator[tuple[Any, ...]]:
+        """The event rows with their keys resolved (the COPY variant knows the base)."""
+        for i, (key, tkey, since, code, body, tref, digest) in enumerate(
+                zip(*self.events, strict=True), 1):
+            yield (base + i, base - key if key < 0 else key, tkey, since, code,
+                   f"{base + tref}{body}" if tref else body, digest)
+
+    def committed(self, last: int, keys: dict[str, tuple[int, int, bytes | None, int]],
+                  templates: dict[str, tuple[int, bytes]]) -> None:
+        """Add the batch's runs and templates, now with their seqs, to the caches."""
+        base = last - self.n
+        if len(keys) + len(self.new) > _KEY_CACHE:
+            keys.clear()
+        for run_id, (key, tkey, header, start_us) in self.new.items():
+            keys[run_id] = (base - key, tkey, header, start_us)
+        if len(templates) + len(self.new_templates) > _KEY_CACHE:
+            templates.clear()
+        for run_id, (seq, template) in self.new_templates.items():
+            templates[run_id] = (base - seq if seq < 0 else seq, template)
+
+
 class PostgresBackend(Backend):
     """Events in a PostgreSQL database (see the module docstring).
 
@@ -371,12 +592,30 @@ class PostgresBackend(Backend):
             row) or ``"auto"`` (the default: ``copy`` from :data:`COPY_FROM` events
             on, where it wins; ``unnest`` below, where the round trips dominate).
         pool_size: pooled connections for readers (the writer has its own).
+        layout: the layout of a new store, ``"wide"`` or ``"compact"`` (default
+            ``$RUNLOG_PG_LAYOUT``, else :data:`NEW_STORE_LAYOUT`); an existing store
+            keeps its own.
     """
 
     def __init__(self, url: str, *, create: bool = True, durable: bool = False,
-                 insert: str = "auto", pool_size: int = 4) -> None:
+                 insert: str = "auto", pool_size: int = 4, layout: str | None = None) -> None:
         if insert not in ("auto", "unnest", "copy"):
             raise ValueError(f"insert must be 'auto', 'unnest' or 'copy', not {insert!r}")
+        layout = layout or os.environ.get("RUNLOG_PG_LAYOUT") or NEW_STORE_LAYOUT
+        if layout not in LAYOUTS:
+            raise ValueError(f"a PostgreSQL layout is one of {', '.join(LAYOUTS)}, not "
+                             f"{layout!r} (check $RUNLOG_PG_LAYOUT)")
+        self._new_layout = layout
+        self.compact = False
+        """The store uses the compact layout (schema 2); set when opened."""
+        self._keys: dict[str, tuple[int, int, bytes | None, int]] = {}
+        """run id -> (run key, trace key, header, start time), for the writer (compact)."""
+        self._templates: dict[str, tuple[int, bytes]] = {}
+        """run id -> (seq, template) of the run's chunk template as this process wrote it."""
+        self._headers: dict[int, tuple[bytes | None, int, str]] = {}
+        """run key -> (header, start time, trace id), for reads (compact layout)."""
+        self._read_templates: dict[int, bytes | None] = {}
+        """template row seq -> its template, for reads (compact layout)."""
         self.url = url
         connect_url, self.schema = parse_url(url)
         self.location = make_url(connect_url).render_as_string(hide_password=True) + (
@@ -545,18 +784,21 @@ class PostgresBackend(Backend):
 
         names = self._tables(conn)
         if "meta" in names and "events" in names:
-            row = conn.execute(
-                "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
+            facts = dict(conn.execute("SELECT key, value FROM meta "
+                                      "WHERE key IN ('schema_version', 'layout')").fetchall())
+            version = int(facts.get("schema_version", 0))
+            self.compact = facts.get("layout") == schema.COMPACT_LAYOUT
+            understood = schema.COMPACT_SCHEMA_VERSION if self.compact else SCHEMA_VERSION
+            if version > understood:
                 raise SchemaVersionError(
                     f"{self.location} uses runlog schema {version}, newer than this "
-                    f"runlog understands ({SCHEMA_VERSION}); upgrade runlog-engine")
-            if version < SCHEMA_VERSION:
+                    f"runlog understands ({understood}); upgrade runlog-engine")
+            if version < understood:
                 raise SchemaVersionError(
                     f"{self.location} uses runlog schema {version}, older than this "
-                    f"runlog ({SCHEMA_VERSION}); run `runlog migrate --db URL` first")
-            self._add_one_start_index(conn)
+                    f"runlog ({understood}); run `runlog migrate --db URL` first")
+            if not self.compact:
+                self._add_one_start_index(conn)
             return
         clash = names & {"events", "runs", "writers", "meta", "seq_counter"}
         if clash:
@@ -568,11 +810,18 @@ class PostgresBackend(Backend):
             raise StoreNotFoundError(
                 f"no runlog store at {self.location} (schema {current} has no runlog "
                 "tables); record a run first or check the URL")
-        for stmt in create_schema_sql("postgresql"):
+        compact = self._new_layout == "compact"
+        for stmt in compact_ddl() if compact else create_schema_sql("postgresql"):
             conn.execute(stmt)
         conn.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', %s), ('created_at', %s) "
-            "ON CONFLICT (key) DO NOTHING", (str(SCHEMA_VERSION), str(now_micros())))
+            "ON CONFLICT (key) DO NOTHING",
+            (str(schema.COMPACT_SCHEMA_VERSION if compact else SCHEMA_VERSION),
+             str(now_micros())))
+        if compact:
+            conn.execute("INSERT INTO meta (key, value) VALUES ('layout', %s) "
+                         "ON CONFLICT (key) DO NOTHING", (schema.COMPACT_LAYOUT,))
+        self.compact = compact
 
     # -- writing ---------------------------------------------------------------
     def append(self, batch: Sequence[Pending], writer: WriterInfo,
@@ -580,10 +829,12 @@ class PostgresBackend(Backend):
         """Commit ``batch`` in one statement (``heartbeat_us`` is ignored: server clock)."""
         if not batch:
             return self.last_seq()
-        b = _Batch(batch)
         with self._wlock:
             try:
                 conn = self._writer_conn()
+                if self.compact:
+                    return self._append_compact(conn, batch, writer)
+                b = _Batch(batch)
                 if self._in_doubt is not None:
                     found = self._committed_already(conn, b)
                     if found is not None:
@@ -596,7 +847,7 @@ class PostgresBackend(Backend):
                     # look for the batch's first event by its chain digest, and send
                     # it again only if it is not there: never twice.
                     self._drop_writer_conn()
-                    self._in_doubt = b.digest[0]
+                    self._in_doubt = b.doubt
                     conn = self._writer_conn()
                     found = self._committed_already(conn, b)
                     if found is not None:
@@ -608,13 +859,18 @@ class PostgresBackend(Backend):
                 # Still in doubt: the writer retries this batch, and the check above
                 # runs first then.
                 self._drop_writer_conn()
-                self._in_doubt = b.digest[0]
+                self._in_doubt = "?"
                 raise
 
-    def _committed_already(self, conn: psycopg.Connection[Any], b: _Batch) -> int | None:
+    def _committed_already(self, conn: psycopg.Connection[Any],
+                           b: _Batch | _CompactBatch) -> int | None:
         """The last seq of ``b`` if an earlier, failed attempt did commit it."""
-        row = conn.execute("SELECT seq FROM events WHERE run_id = %s AND digest = %s",
-                           (b.run[0], b.digest[0])).fetchone()
+        if isinstance(b, _CompactBatch):
+            row = conn.execute("SELECT seq FROM events WHERE trace_key = %s AND digest = %s",
+                               b.first).fetchone()
+        else:
+            row = conn.execute("SELECT seq FROM events WHERE run_id = %s AND digest = %s",
+                               (b.run[0], b.digest[0])).fetchone()
         self._in_doubt = None
         return None if row is None else int(row[0]) + b.n - 1
 
@@ -646,6 +902,64 @@ class PostgresBackend(Backend):
             conn.execute(_APPEND_AFTER_COPY, {**params, "base": base})
         return last
 
+    def _append_compact(self, conn: psycopg.Connection[Any], batch: Sequence[Pending],
+                        writer: WriterInfo) -> int:
+        """``append`` in the compact layout: the same statement shapes and the same
+        never-twice retry after a dropped connection as the wide layout's."""
+        try:
+            b = self._compact_batch(conn, batch)
+            last = self._committed_already(conn, b) if self._in_doubt is not None else None
+            if last is None:
+                last = self._append_compact_on(conn, b, writer)
+        except psycopg.OperationalError:
+            self._drop_writer_conn()
+            self._in_doubt = "?"  # the statement may have been sent: look before resending
+            conn = self._writer_conn()
+            b = self._compact_batch(conn, batch)
+            last = self._committed_already(conn, b)
+            if last is None:
+                last = self._append_compact_on(conn, b, writer)
+        b.committed(last, self._keys, self._templates)
+        return last
+
+    def _compact_batch(self, conn: psycopg.Connection[Any],
+                       batch: Sequence[Pending]) -> _CompactBatch:
+        missing = {p.run_id for p in batch if p.kind != "start"} - self._keys.keys()
+        if missing:
+            self._load_keys(conn, missing)
+        return _CompactBatch(batch, self._keys, self._templates)
+
+    def _append_compact_on(self, conn: psycopg.Connection[Any], b: _CompactBatch,
+                           writer: WriterInfo) -> int:
+        params = b.params(writer, self.channel)
+        if self.insert == "copy" or (self.insert == "auto" and b.n >= COPY_FROM):
+            with conn.transaction():
+                row = conn.execute("UPDATE seq_counter SET last = last + %s WHERE id = 1 "
+                                   "RETURNING last", (b.n,)).fetchone()
+                if row is None:
+                    raise StoreError(f"{self.location}: the seq_counter row is missing")
+                last = int(row[0])
+                with conn.cursor().copy(_C_COPY_EVENTS) as cp:
+                    for event_row in b.copy_rows(last - b.n):
+                        cp.write_row(event_row)
+                conn.execute(_C_APPEND_AFTER_COPY, {**params, "base": last - b.n})
+            return last
+        row = conn.execute(_C_APPEND, params).fetchone()
+        if row is None:
+            raise StoreError(f"{self.location}: the seq_counter row is missing; run "
+                             "`runlog migrate --db URL` to repair the schema")
+        return int(row[0])
+
+    def _load_keys(self, conn: psycopg.Connection[Any], run_ids: set[str]) -> None:
+        """Fill the writer's key cache for ``run_ids`` from the runs table (those it has)."""
+        if len(self._keys) + len(run_ids) > _KEY_CACHE:
+            self._keys.clear()
+        for run_id, key, tkey, header, start_us in conn.execute(
+                "SELECT run_id, run_key, trace_key, header, start_time FROM runs "
+                "WHERE run_id = ANY(%s)", (sorted(enc(r) for r in run_ids),)).fetchall():
+            self._keys[dec(run_id)] = (key, tkey, None if header is None else header.encode(),
+                                       start_us)
+
     def heartbeat(self, writer: WriterInfo, now_us: int, *, closing: bool = False) -> None:
         """Refresh the lease on the server's clock (``now_us`` is ignored)."""
         with self._wlock:
@@ -661,6 +975,8 @@ class PostgresBackend(Backend):
     def read(self, q: EventQuery) -> tuple[list[Event], int]:
         if q.run_ids is not None and not q.run_ids:
             return [], max(q.after, self.last_seq())
+        if self.compact:
+            return self._read_compact(q)
         query, params = read_sql(q)
         rows = self._fetch(query, params)
         high = int(rows[0][0]) if rows else 0
@@ -676,7 +992,122 @@ class PostgresBackend(Backend):
             high = min(high, q.until)
         return events, max(high, q.after)
 
+    def _read_compact(self, q: EventQuery) -> tuple[list[Event], int]:
+        """``read`` in the compact layout: one statement for the page and the high-water
+        mark, each envelope joined back from its row, its run's header (cached per run
+        key: a header never changes) and, for code 6, its template row."""
+        query, params = read_sql(q, compact=True)
+        rows = self._fetch(query, params)
+        high = int(rows[0][0]) if rows else 0
+        if rows and rows[0][1] is None:
+            rows = []
+        page = [(r[1], r[2], r[3], r[4], r[5].encode()) for r in rows]
+        headers = self._run_headers({r[1] for r in page})
+        if q.trace_id is not None:  # two trace ids with one key: keep the asked one's
+            page = [r for r in page if headers.get(r[1], _NO_RUN)[2] in (q.trace_id, None)]
+        raws = self._join_compact(page, headers)
+        if q.digests:
+            digests = {r[1]: bytes(r[6]) for r in rows}
+            events = [Event(r[0], raw, digests[r[0]]) for r, raw in zip(page, raws, strict=True)]
+        else:
+            events = [Event(r[0], raw) for r, raw in zip(page, raws, strict=True)]
+        if len(rows) >= q.limit:
+            high = rows[-1][1]
+        if q.until is not None:
+            high = min(high, q.until)
+        return events, max(high, q.after)
+
+    def _run_headers(self, run_keys: set[int]) -> dict[int, tuple[bytes | None, int, str]]:
+        """The header cache, holding every run of ``run_keys`` the store has."""
+        headers = self._headers
+        missing = run_keys - headers.keys()
+        if missing:
+            if len(headers) + len(missing) > _KEY_CACHE:
+                headers.clear()
+            headers.update(
+                (key, (None if header is None else header.encode(), start, dec(trace)))
+                for key, header, start, trace in self._fetch(
+                    "SELECT run_key, header, start_time, trace_id FROM runs "
+                    "WHERE run_key = ANY(%s)", (sorted(missing),)))
+        return headers
+
+    def _join_compact(self, rows: Sequence[tuple[int, int, int, int, bytes]],
+                      headers: dict[int, tuple[bytes | None, int, str]]) -> list[bytes]:
+        """The envelopes of ``(seq, run key, time since start, code, body)`` rows; the
+        template rows code-6 rows name are read first (from the page or the table)."""
+        join = layout.join
+        cache = self._read_templates
+        if any(r[3] == layout.TEMPLATED for r in rows):
+            on_page = {r[0]: r for r in rows}
+            wanted = {ref for r in rows if r[3] == layout.TEMPLATED
+                      if (ref := layout.template_seq(r[4])) is not None} - cache.keys()
+            if len(cache) + len(wanted) > _KEY_CACHE:
+                cache.clear()
+            found = [(seq, on_page[seq][3], on_page[seq][4]) for seq in wanted
+                     if seq in on_page]
+            fetch = sorted(seq for seq in wanted if seq not in on_page)
+            if fetch:
+                found += [(seq, code, body.encode()) for seq, code, body in self._fetch(
+                    "SELECT seq, code, body FROM events WHERE seq = ANY(%s)", (fetch,))]
+            for seq, code, body in found:
+                cache[seq] = layout.template_of(code, body)
+        out = []
+        for _seq, key, since, code, body in rows:
+            header, start, _trace = headers.get(key, _NO_RUN)
+            template = None
+            if code == layout.TEMPLATED:
+                ref = layout.template_seq(body)
+                template = cache.get(ref) if ref is not None else None
+            out.append(join(code, body, start + since, header, template))
+        return out
+
+    def _check_compact_columns(self, trace_id: str | None) -> tuple[int, str] | None:
+        """The compact layout's copies: each row's keys, time and code against the
+        envelope it joins back to and its runs row (ids, name, type, start), and each
+        run's keys (the run key is its start's seq, the trace key its id's hash)."""
+        after = 0
+        while True:
+            rows = self._fetch(
+                "SELECT e.seq, e.run_key, e.time, e.code, e.body, e.trace_key, r.trace_key, "
+                "r.trace_id, r.run_id, r.name, r.run_type, r.start_seq FROM events e "
+                "LEFT JOIN runs r ON r.run_key = e.run_key WHERE e.seq > %(after)s AND "
+                "(%(tk)s::int8 IS NULL OR e.trace_key = %(tk)s::int8) ORDER BY e.seq "
+                "LIMIT 5000", {"after": after,
+                               "tk": None if trace_id is None else trace_key(trace_id)})
+            page = [(r[0], r[1], r[2], r[3], r[4].encode()) for r in rows]
+            headers = self._run_headers({r[1] for r in page})
+            raws = self._join_compact(page, headers)
+            for (seq, key, _since, code, _body, tkey, run_tkey, trace, run_id, name,
+                 run_type, start_seq), raw in zip(rows, raws, strict=True):
+                if run_id is None:
+                    return seq, f"seq {seq}: the event's run key names no run"
+                if tkey != run_tkey:
+                    return seq, (f"seq {seq}: the events table's trace key ({tkey}) is not "
+                                 f"its run's ({run_tkey})")
+                if run_tkey != trace_key(dec(trace)):
+                    return seq, f"seq {seq}: its run's trace key is not its trace id's"
+                if key != start_seq:
+                    return seq, f"seq {seq}: its run's key is not its start's seq"
+                kind = layout.KIND_OF_CODE.get(code)
+                if kind is None:  # a whole envelope: its kind is its own
+                    try:
+                        kind = orjson.loads(raw).get("kind")
+                    except Exception:
+                        pass
+                columns = (dec(trace), dec(run_id), kind, dec(name), dec(run_type),
+                           headers[key][1] + _since)
+                if trace_id is not None and columns[0] != trace_id:
+                    continue  # another trace with the same key
+                problem = column_mismatch(seq, columns, raw)
+                if problem is not None:
+                    return seq, problem
+            if len(rows) < 5000:
+                return None
+            after = rows[-1][0]
+
     def check_columns(self, trace_id: str | None = None) -> tuple[int, str] | None:
+        if self.compact:
+            return self._check_compact_columns(trace_id)
         cols = ", ".join(CHECKED_COLUMNS)
         after = 0
         while True:
@@ -699,7 +1130,8 @@ class PostgresBackend(Backend):
         return int(rows[0][0]) if rows else 0
 
     def _runs(self, where: str, params: dict[str, Any], tail: str = "") -> list[RunInfo]:
-        query = f"{_SELECT_RUNS} {('WHERE ' + where) if where else ''} {tail}"
+        select = _SELECT_RUNS_COMPACT if self.compact else _SELECT_RUNS
+        query = f"{select} {('WHERE ' + where) if where else ''} {tail}"
         rows = self._fetch(query, params)
         return [
             run_info_from_row(
@@ -763,6 +1195,12 @@ class PostgresBackend(Backend):
         return self._runs("r.trace_id = %(trace_id)s", {"trace_id": enc(trace_id)},
                           "ORDER BY r.start_seq")
 
+    def live_writers(self) -> list[str]:
+        """Writers holding a lease that has not expired (on the server's clock)."""
+        return [r[0] for r in self._fetch(
+            "SELECT writer_id FROM writers WHERE closed = 0 AND "
+            f"heartbeat_at + lease_us >= {NOW_US}")]
+
     def is_transient(self, error: BaseException) -> bool:
         return isinstance(error, (psycopg.errors.SerializationFailure,
                                   psycopg.errors.DeadlockDetected,
@@ -800,9 +1238,49 @@ class PostgresBackend(Backend):
         self.engine.dispose()
 
 
-def read_sql(q: EventQuery) -> tuple[str, list[Any]]:
+def schema_bytes(backend: PostgresBackend) -> int:
+    """Bytes on disk of the store's tables, their indexes and TOAST."""
+    rows = backend._fetch(
+        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = current_schema() AND c.relkind = 'r'")
+    return int(rows[0][0]) if rows else 0
+
+
+def compact_swap(src: PostgresBackend, copied_to: int) -> str:
+    """The last step of an in-place ``runlog migrate --compact``: ``NAME`` becomes
+    ``NAME_wide`` and ``NAME_compact`` becomes ``NAME``, in one transaction that holds
+    the wide store's counter row (no append can commit meanwhile) and checks that no
+    event was added since the copy (``copied_to``) and no writer holds a live lease.
+    Returns the URL of the kept wide store."""
+    name = src.schema
+    assert name is not None
+    kept = f"{name}_wide"
+    with src._conn() as conn, conn.transaction():
+        row = conn.execute("SELECT last FROM seq_counter WHERE id = 1 FOR UPDATE").fetchone()
+        if row is not None and int(row[0]) != copied_to:
+            raise StoreError(f"{src.location} was written during the conversion (seq "
+                             f"{row[0]} after {copied_to}); nothing was renamed: run it again")
+        live = conn.execute(f"SELECT writer_id FROM writers WHERE closed = 0 AND "
+                            f"heartbeat_at + lease_us >= {NOW_US}").fetchall()
+        if live:
+            raise StoreError(f"{src.location} got a live writer ({live[0][0]}) during the "
+                             "conversion; nothing was renamed: stop it and run it again")
+        if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (kept,)).fetchone():
+            raise StoreError(f"schema {kept} exists; drop or rename it, then run it again")
+        conn.execute(pgsql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+            pgsql.Identifier(name), pgsql.Identifier(kept)))
+        conn.execute(pgsql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+            pgsql.Identifier(f"{name}_compact"), pgsql.Identifier(name)))
+    return src.url.replace(f"schema={name}", f"schema={kept}")
+
+
+def read_sql(q: EventQuery, compact: bool = False) -> tuple[str, list[Any]]:
     """The statement of :meth:`PostgresBackend.read` (also what docs/postgres.md EXPLAINs):
-    rows of ``(high_water, seq, raw[, digest])``, or one ``(high_water, NULL, ...)``."""
+    rows of ``(high_water, seq, raw[, digest])``, or one ``(high_water, NULL, ...)``;
+    ``compact``: ``(high_water, seq, run_key, time, code, body[, digest])``."""
+    if compact:
+        return _compact_read_sql(q)
     where = ["seq > %s"]
     params: list[Any] = [q.after]
     if q.until is not None:
@@ -825,6 +1303,34 @@ def read_sql(q: EventQuery) -> tuple[str, list[Any]]:
         "SELECT h.high, p.* FROM (SELECT coalesce(max(seq), 0) AS high FROM events) h "
         f"LEFT JOIN LATERAL (SELECT {cols} FROM events WHERE {' AND '.join(where)} "
         "ORDER BY seq LIMIT %s) p ON true"
+    )
+    params.append(q.limit)
+    return query, params
+
+
+def _compact_read_sql(q: EventQuery) -> tuple[str, list[Any]]:
+    """:func:`read_sql` in the compact layout: a trace by its key (index
+    ``events_trace_seq``), run ids and filters through the runs table."""
+    where = ["e.seq > %s"]
+    params: list[Any] = [q.after]
+    if q.until is not None:
+        where.append("e.seq <= %s")
+        params.append(q.until)
+    if q.trace_id is not None:
+        where.append("e.trace_key = %s")
+        params.append(trace_key(q.trace_id))
+    if q.run_ids is not None:
+        where.append("e.run_key IN (SELECT r.run_key FROM runs r WHERE r.run_id = ANY(%s))")
+        params.append(sorted(enc(r) for r in q.run_ids))
+    if q.filter is not None and not q.filter.is_empty:
+        fsql, fparams = run_filter_sql(q.filter, "r")
+        where.append(f"e.run_key IN (SELECT r.run_key FROM runs r WHERE {fsql})")
+        params.extend(fparams)
+    cols = "e.seq, e.run_key, e.time, e.code, e.body" + (", e.digest" if q.digests else "")
+    query = (
+        "SELECT h.high, p.* FROM (SELECT coalesce(max(seq), 0) AS high FROM events) h "
+        f"LEFT JOIN LATERAL (SELECT {cols} FROM events e WHERE {' AND '.join(where)} "
+        "ORDER BY e.seq LIMIT %s) p ON true"
     )
     params.append(q.limit)
     return query, params

@@ -18,6 +18,7 @@ from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, Table, Text
 __all__ = [
     "APPEND_ONLY_TRIGGERS",
     "COMPACT_LAYOUT",
+    "COMPACT_PG_DDL",
     "COMPACT_SCHEMA_VERSION",
     "COMPACT_SQLITE_DDL",
     "ONE_START_DDL",
@@ -166,3 +167,61 @@ are those of schema 1. ``run_key`` is what event rows refer to; ``trace_key`` (t
 of the trace's first run) is kept in ``events`` too because reading a trace in seq
 order, what replays, trace tails and exports do, needs the index ``events_trace_seq``
 on it: without it SQLite gathers and sorts the trace's rows for every page."""
+
+COMPACT_PG_DDL: list[str] = [
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_key bigint PRIMARY KEY,  -- the seq of the run's start event
+        run_id text NOT NULL UNIQUE,
+        trace_key bigint NOT NULL,   -- runlog.store.postgres.trace_key(trace_id)
+        trace_id text NOT NULL,
+        parent_id text,
+        name text NOT NULL,
+        run_type text NOT NULL,
+        tags text NOT NULL,
+        metadata text NOT NULL,
+        header text,
+        start_seq bigint NOT NULL,
+        start_time bigint NOT NULL,
+        end_seq bigint,
+        end_time bigint,
+        status text NOT NULL,
+        error text,
+        event_count bigint NOT NULL DEFAULT 0,
+        writer_id text)""",
+    "CREATE INDEX IF NOT EXISTS runs_trace ON runs (trace_id, start_seq)",
+    "CREATE INDEX IF NOT EXISTS runs_start ON runs (start_seq)",
+    """CREATE TABLE IF NOT EXISTS events (
+        seq bigint PRIMARY KEY,
+        run_key bigint NOT NULL,
+        trace_key bigint NOT NULL,
+        time bigint NOT NULL,  -- microseconds since the run's start_time
+        code smallint NOT NULL,
+        body text NOT NULL,
+        digest bytea NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS events_trace_seq ON events (trace_key, seq)",
+    """CREATE OR REPLACE FUNCTION runlog_run_identity() RETURNS trigger AS $$
+       BEGIN
+         IF NEW.run_key IS DISTINCT FROM OLD.run_key OR NEW.run_id IS DISTINCT FROM OLD.run_id
+            OR NEW.trace_key IS DISTINCT FROM OLD.trace_key
+            OR NEW.trace_id IS DISTINCT FROM OLD.trace_id
+            OR NEW.header IS DISTINCT FROM OLD.header
+            OR NEW.start_time IS DISTINCT FROM OLD.start_time THEN
+           RAISE EXCEPTION 'runlog: a run''s identity and header never change';
+         END IF;
+         RETURN NEW;
+       END $$ LANGUAGE plpgsql""",
+    "DROP TRIGGER IF EXISTS runs_keep_identity ON runs",
+    """CREATE TRIGGER runs_keep_identity BEFORE UPDATE ON runs
+       FOR EACH ROW EXECUTE FUNCTION runlog_run_identity()""",
+]
+"""The compact PostgreSQL layout (schema 2, ``docs/postgres.md``): the SQLite compact
+layout's rows (:data:`COMPACT_SQLITE_DDL`, :mod:`runlog.store.layout`) in PostgreSQL
+types. Two keys are assigned differently, because several writers on several hosts
+append and a key must be known inside the one append statement: ``run_key`` is the
+seq of the run's start event (unique, taken from the counter row with the batch), and
+``trace_key`` a function of the trace id (``runlog.store.postgres.trace_key``: no
+lookup, the same in every process; reads of a trace check the run's trace id, so two
+ids with one key never mix). The
+JSONB filter columns, the counter row and the append-only triggers are added by
+``runlog.store.postgres.pg_extras_ddl``. ``start_time`` is in the trigger too: event
+times are stored relative to it."""
