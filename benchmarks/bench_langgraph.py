@@ -26,7 +26,8 @@ Printed, for wall and CPU time, as microseconds per unit:
   ("<= 0.5x of LangGraph's own per-token streaming cost while persisting") is
   ``overhead ratio <= 0.5``.
 
-Run: ``python -m benchmarks.bench_langgraph`` (``--quick``: smaller sizes).
+Run: ``python -m benchmarks.bench_langgraph`` (``--quick``: smaller sizes;
+``--breakdown``: also the cost of each stage of the recording).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -45,6 +47,7 @@ import runlog_langgraph as rlg
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langgraph.graph import START, MessagesState, StateGraph
+from runlog_langgraph.recorder import GraphRecorder, GraphStream
 
 import runlog
 
@@ -96,11 +99,49 @@ VARIANTS: dict[str, Callable[[Any, Any, runlog.Store], None]] = {
     "plain": _plain, "langgraph": _langgraph, "runlog": _runlog}
 
 
+def _nothing(*args: Any, **kwargs: Any) -> Any:
+    return True
+
+
+@contextmanager
+def _without(**methods: Any) -> Iterator[None]:
+    """Replace recorder methods by no-ops for one run (``--breakdown``)."""
+    owners = {"part": GraphStream, "emit": GraphRecorder, "on_llm_new_token": GraphRecorder}
+    saved = {name: owners[name].__dict__[name] for name in methods}
+    for name, fn in methods.items():
+        setattr(owners[name], name, fn)
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(owners[name], name, fn)
+
+
+def _ablated(**methods: Any) -> Callable[[Any, Any, runlog.Store], None]:
+    def run(g: Any, x: Any, store: runlog.Store) -> None:
+        with _without(**methods):
+            _runlog(g, x, store)
+    return run
+
+
+BREAKDOWN: dict[str, Callable[[Any, Any, runlog.Store], None]] = {
+    "runlog: node runs only (no parts, no token events)": _ablated(
+        part=_nothing, on_llm_new_token=_nothing),
+    "runlog: + token events": _ablated(part=_nothing),
+    "runlog: + parts built, not stored": _ablated(emit=_nothing),
+}
+"""Cumulative stages of the recording, timed with the variants: node runs (what
+runlog_langchain stores of each node, plus LangChain's callback dispatch to the
+recorder), then the model's token events, then the stream parts built (patches,
+references) but not stored; ``runlog`` itself adds storing them."""
+
+
 def measure(factory: Callable[[], Any], x: Any, units: int, repeat: int,
-            store: runlog.Store) -> dict[str, Any]:
-    times: dict[str, list[tuple[float, float]]] = {k: [] for k in VARIANTS}
+            store: runlog.Store, breakdown: bool = False) -> dict[str, Any]:
+    variants = {**VARIANTS, **(BREAKDOWN if breakdown else {})}
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
     for _ in range(repeat):
-        for name, fn in VARIANTS.items():
+        for name, fn in variants.items():
             g = factory()
             gc.collect()
             t0, c0 = time.perf_counter(), time.process_time()
@@ -115,13 +156,16 @@ def measure(factory: Callable[[], Any], x: Any, units: int, repeat: int,
         out[clock] = {"plain_us": per["plain"], "langgraph_us": per["langgraph"],
                       "runlog_us": per["runlog"], "lg_cost_us": lg, "ours_us": ours,
                       "total_ratio": ours / lg if lg > 0 else float("nan"),
-                      "overhead_ratio": (ours - lg) / lg if lg > 0 else float("nan")}
+                      "overhead_ratio": (ours - lg) / lg if lg > 0 else float("nan"),
+                      "breakdown_us": {k: per[k] for k in BREAKDOWN if k in per}}
     return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time the recording's stages (see BREAKDOWN)")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     steps, tokens, repeat = (50, 400, 3) if args.quick else (200, 2000, 5)
@@ -131,10 +175,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         try:
             _runlog(steps_graph(3), {"n": 0}, store)  # warm up imports and codecs
             results["steps"] = measure(lambda: steps_graph(steps), {"n": 0}, steps,
-                                       repeat, store)
+                                       repeat, store, args.breakdown)
             results["tokens"] = measure(lambda: tokens_graph(tokens),
                                         {"messages": [("user", "hi")]}, tokens, repeat,
-                                        store)
+                                        store, args.breakdown)
         finally:
             store.close()
     for what, r in results.items():
@@ -146,6 +190,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"ours = runlog-plain {c['ours_us']:.1f}; total ratio ours/LG "
                   f"{c['total_ratio']:.2f}x, overhead ratio (ours-LG)/LG "
                   f"{c['overhead_ratio']:.2f}x (goal <= 0.5x)", flush=True)
+            for stage, us in c["breakdown_us"].items():
+                print(f"    {stage}: {us:.1f} us", flush=True)
     return results
 
 

@@ -62,9 +62,10 @@ class GraphRecorder(Recorder):
     def on_llm_new_token(self, token: str | list[str | dict[str, Any]], *,
                          chunk: Any = None, run_id: UUID, parent_run_id: UUID | None = None,
                          tags: list[str] | None = None, **kwargs: Any) -> None:
-        """Record the token as :class:`runlog_langchain.Recorder` does, and remember
-        which stored token event holds which message object (it is the one LangGraph's
-        ``messages`` part carries)."""
+        """Record the token as :class:`runlog_langchain.Recorder` does (the same checks
+        and ``run.token`` call: keep them in step), and remember which stored token
+        event holds which message object (it is the one LangGraph's ``messages`` part
+        carries)."""
         t = self._now()
         run = self._runs.get(run_id)
         if run is None or run.ended or run_id in self._refused:
@@ -75,6 +76,8 @@ class GraphRecorder(Recorder):
         except Exception as e:
             self._failed("a token", e)
             return
+        # a model run streams one token at a time (this callback runs inline), so the
+        # count is the index of its token event among the run's token events
         n = self._ntok.get(run_id, 0)
         self._ntok[run_id] = n + 1
         if msg is not None:
