@@ -40,6 +40,11 @@ import runlog
 from benchmarks.bench_core import TOKEN_CHUNKS, record_tokens
 from runlog.store.sqlite import _INSERT_EVENT, SQLiteBackend
 
+# The raw baselines here read and write the wide layout's columns (seq, raw, ...); new
+# stores are compact by default (docs/storage.md), so this benchmark asks for wide ones
+# (also in the processes it starts).
+os.environ.setdefault("RUNLOG_SQLITE_LAYOUT", "wide")
+
 TOKENS = TOKEN_CHUNKS
 FORMATS = ("jsonl", "otlp", "chrome")
 PER_TRACE = 100  # 1 chain start + retriever start/end + model start + 95 tokens + ends

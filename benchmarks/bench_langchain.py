@@ -15,6 +15,11 @@ Overhead per token = (variant - plain) / N. Goal: runlog's overhead <= 0.5x Lang
 The same three are also measured for ``prompt | model | StrOutputParser()``, where the
 recorder also stores each streamed chunk of the parser and the sequence.
 
+Bytes on disk (issue 18): the same chain streaming 4,000 tokens (``--quick``: 1,000) into
+a fresh SQLite store; the store's size after a checkpoint, less that of a store holding
+only a one-token run of the same chain, per streamed token (all of a token's events
+together: the model's, the parser's and the sequence's). Goal <= 200 B.
+
 Run: ``python -m benchmarks.bench_langchain`` (``--quick``: fewer tokens and repeats).
 
 ``--instructions`` counts instead of timing: each variant runs once in its own process
@@ -118,6 +123,30 @@ def measure(factory: Callable[[int], Runnable[Any, Any]], x: Any, n: int, repeat
     return out
 
 
+def bytes_per_token(n: int) -> dict[str, Any]:
+    """Bytes on disk per streamed token of ``prompt | model | parser`` (module doc)."""
+    from benchmarks.bench_core import disk_bytes
+
+    sizes = []
+    with tempfile.TemporaryDirectory() as d:
+        for tokens in (1, n):
+            path = Path(d) / f"bytes-{tokens}.db"
+            store = runlog.open(path)
+            try:
+                asyncio.run(_recorded(make_chain(tokens), {"q": "hi"}, store))
+                events = store.backend.last_seq()
+            finally:
+                store.close()
+            sizes.append((disk_bytes(path), events))
+    (b1, e1), (bn, en) = sizes
+    per = (bn - b1) / (n - 1)
+    print(f"bytes chain {n:,} tokens: {en:,} events, {per:,.0f} B on disk per streamed "
+          f"token, {(bn - b1) / (en - e1):,.0f} B per event (goal <= 200 B per token)",
+          flush=True)
+    return {"tokens": n, "events": en, "bytes_per_token": per,
+            "bytes_per_event": (bn - b1) / (en - e1)}
+
+
 VARIANTS = {"plain": _plain, "langchain": _lc_events}
 SLOWDOWN = 50  # callgrind's, roughly: the factor the commit interval is scaled by
 
@@ -189,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n = 1_000 if args.quick else 5_000
     repeat = 3 if args.quick else 7
     warnings.simplefilter("ignore")  # astream_events' beta warnings
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"bytes": bytes_per_token(1_000 if args.quick else 4_000)}
     with tempfile.TemporaryDirectory() as d:
         store = runlog.open(Path(d) / "bench.db")
         try:

@@ -63,6 +63,7 @@ from runlog.events import (
     now_micros,
 )
 from runlog.ids import new_run_id
+from runlog.store import layout
 from runlog.store.base import Pending
 from runlog.store.writer import Writer
 
@@ -77,6 +78,10 @@ _current: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
 )
 _AUTO: Any = object()
 _new_pending = tuple.__new__
+# the compact layout's codes of an output chunk and of a token without chunk: the
+# recorder has those rows' bodies at hand (the data it encoded), so the writer need not
+# search the envelope for them
+_OUTPUT_CODE, _TOKEN_CODE = layout.OUTPUT, layout.TOKEN
 _NO_INPUTS: Any = object()
 _MIN_US = TIME_MIN
 _MAX_US = TIME_MAX
@@ -305,7 +310,7 @@ class Run:
 
     # -- queueing ------------------------------------------------------------------
     def _put(self, kind: str, raw: bytes, time_us: int, run_row: tuple[Any, ...] | None,
-             *, ending: bool = False) -> None:
+             *, ending: bool = False, parts: tuple[int, bytes] | None = None) -> None:
         recorder = self._recorder
         if not _MIN_US <= time_us <= _MAX_US or len(raw) > recorder.max_event_bytes:
             raise _invalid(self, time_us, raw)
@@ -327,7 +332,7 @@ class Run:
             # tuple.__new__ skips NamedTuple's Python-level __new__ on the hot path
             writer.put(_new_pending(Pending, (
                 self.id, self.trace_id, kind, self.name, self.run_type, time_us, raw, digest,
-                run_row,
+                run_row, parts,
             )))
             # only once queued: a refused event (closed store) leaves the chain intact
             self._digest = digest
@@ -358,9 +363,10 @@ class Run:
                 ``lossy=True`` to store a documented ``$rl:repr`` marker instead).
         """
         t = now_micros() if time is None else _time_us(time)
+        data = codec.encode(chunk, lossy=lossy)
         raw = b"".join((b'{"kind":"stream",', self._header, b',"time":', str(t).encode(),
-                        b',"data":', codec.encode(chunk, lossy=lossy), b"}"))
-        self._put("stream", raw, t, None)
+                        b',"data":', data, b"}"))
+        self._put("stream", raw, t, None, parts=(_OUTPUT_CODE, data))
 
     def token(self, token: str | list[Any], chunk: Any = None, *, time: Any = None) -> None:
         """Record a model token (``channel="token"``), with the model's chunk object if any.
@@ -370,9 +376,16 @@ class Run:
         t: int = time if type(time) is int else _time_us(time)
         # the envelope of make_envelope(..., channel="token") around the encoding of
         # {"token": token, "chunk": chunk}, assembled in one join: this runs per token
+        text = codec.encode(token)
+        if chunk is None:  # the compact layout keeps just the token (layout code 5)
+            self._put("stream", b"".join((
+                b'{"kind":"stream",', self._header, b',"time":', str(t).encode(),
+                b',"channel":"token","data":{"token":', text, b',"chunk":null}}')), t, None,
+                parts=(_TOKEN_CODE, text))
+            return
         self._put("stream", b"".join((
             b'{"kind":"stream",', self._header, b',"time":', str(t).encode(),
-            b',"channel":"token","data":{"token":', codec.encode(token), b',"chunk":',
+            b',"channel":"token","data":{"token":', text, b',"chunk":',
             codec.encode(chunk), b"}}")), t, None)
 
     def event(self, name: str, data: Any = None, *, time: Any = None) -> None:

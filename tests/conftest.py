@@ -66,6 +66,14 @@ def sqlite_store(tmp_path: Path) -> Iterator[runlog.Store]:
         s.close()
 
 
+@pytest.fixture
+def wide_sqlite_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """New SQLite stores in the wide layout (schema 1), also in subprocesses: for tests
+    that edit that layout's columns directly (tests/test_format2_compact.py edits the
+    compact layout's)."""
+    monkeypatch.setenv("RUNLOG_SQLITE_LAYOUT", "wide")
+
+
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Async tests run on asyncio and on trio."""

@@ -389,7 +389,9 @@ def test_long_messages_are_never_wrapped(tmp_path: Path) -> None:
     assert "skipped 3 events of 1 run " in r.err
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("DROP TRIGGER events_no_update")  # tamper with the log
-    conn.execute("UPDATE events SET raw = replace(raw, 'original', 'modified') WHERE seq = 2")
+    conn.execute(  # the default (compact) layout keeps the event's own bytes in body
+        "UPDATE events SET body = CAST(replace(CAST(body AS TEXT), 'original', 'modified')"
+        " AS BLOB) WHERE seq = 2")
     conn.close()
     r = cli("verify", "--db", str(db))
     assert r.code == 1

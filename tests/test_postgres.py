@@ -524,6 +524,7 @@ def test_copy_keeps_bytes_seqs_and_chains(direction: str, tmp_path: Path) -> Non
         copy_store(first, second)
 
 
+@pytest.mark.usefixtures("wide_sqlite_layout")  # edits its columns
 def test_copy_stops_at_a_broken_chain(tmp_path: Path) -> None:
     import sqlite3
 
@@ -557,6 +558,7 @@ def test_cli_migrate_and_copy(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+@pytest.mark.usefixtures("wide_sqlite_layout")  # edits its columns
 def test_migrations_apply_in_order_once(kind: str, tmp_path: Path) -> None:
     """A registered step runs once, with its version bump, on both dialects."""
     location = str(tmp_path / "m.db") if kind == "sqlite" else pg_support.store_url()

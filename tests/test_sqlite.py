@@ -19,6 +19,7 @@ from runlog.store.base import EventQuery, Pending, RunQuery, WriterInfo, pending
 from runlog.store.sqlite import SQLiteBackend
 
 
+@pytest.mark.usefixtures("wide_sqlite_layout")  # edits its columns
 def test_the_schema_refuses_update_and_delete(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     with runlog.open(path) as store, store.run("r") as run:
@@ -71,6 +72,7 @@ def test_reopen_continues_the_log(tmp_path: Path) -> None:
         assert store.verify().ok
 
 
+@pytest.mark.usefixtures("wide_sqlite_layout")  # edits its columns
 def test_tampered_bytes_are_reported_by_verify(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     with runlog.open(path) as store, store.run("r") as run:

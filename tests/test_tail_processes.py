@@ -255,6 +255,7 @@ def _write_a_lot(db: Path, mb: int, probe: Any) -> int:
     return biggest
 
 
+@pytest.mark.usefixtures("wide_sqlite_layout")  # edits its columns
 def test_a_tailer_left_open_does_not_stop_checkpoints(tmp_path: Path) -> None:
     """With a tailer following every commit, SQLite's automatic checkpoints still
     recycle the WAL (it stays near 1000 pages); a reader holding one snapshot, the

@@ -361,18 +361,20 @@ class RunLogJournal:
 
     A root-string patch is kept as an ``int`` (its part count in the string's buffer,
     the buffer found by segment): one container kept per chunk made the cyclic garbage
-    collector rescan a growing heap, which cost about as much as the view itself.
+    collector rescan a growing heap, which cost about as much as the view itself. Once
+    its ops are read, the entry becomes that ops list (shared by every reader, as
+    LangChain's items share their patches' ops), so a consumer that reads every item
+    holds no index beside what LangChain's items hold.
     """
 
-    __slots__ = ("built", "entries", "seg_has_op", "seg_start", "seg_text", "state",
-                 "text")
+    __slots__ = ("entries", "seg_has_op", "seg_start", "seg_text", "state", "text")
 
     def __init__(self) -> None:
-        self.entries: list[RunLogPatch | int] = []
+        # a patch, a root-string patch not yet read (its part count), or its built ops
+        self.entries: list[RunLogPatch | int | list[Op]] = []
         self.seg_start: list[int] = []  # first entry of each root-string stretch
         self.seg_text: list[_Text] = []
         self.seg_has_op: list[bool] = []  # its patches append to /streamed_output
-        self.built: dict[int, list[Op]] = {}  # root-string patches' ops, once read
         self.state: Any = None
         self.text: int | None = None  # the entry whose root string is the current one
 
@@ -398,23 +400,23 @@ class RunLogJournal:
         """Entry ``i``'s ops; a root-string patch's built once (holding its whole
         string, as LangChain's patch does) and shared by every reader."""
         e = self.entries[i]
-        if not isinstance(e, int):
+        if isinstance(e, RunLogPatch):
             return e.ops
-        ops = self.built.get(i)
-        if ops is None:
-            k = bisect.bisect_right(self.seg_start, i) - 1
-            text = self.seg_text[k]
-            ops = [{"op": "add", "path": "/streamed_output/-", "value": text.parts[e - 1]}
-                   ] if self.seg_has_op[k] else []
-            ops.append({"op": "replace", "path": "/final_output", "value": text.text(e)})
-            self.built[i] = ops
+        if isinstance(e, list):
+            return e
+        k = bisect.bisect_right(self.seg_start, i) - 1
+        text = self.seg_text[k]
+        ops = [{"op": "add", "path": "/streamed_output/-", "value": text.parts[e - 1]}
+               ] if self.seg_has_op[k] else []
+        ops.append({"op": "replace", "path": "/final_output", "value": text.text(e)})
+        self.entries[i] = ops
         return ops
 
     def state_at(self, n: int) -> Any:
         """A private copy of the state after the first ``n`` patches."""
         state: Any
         if n == len(self.entries):
-            state = copy.deepcopy(self.state)
+            state = _owned(self.state, {})
             if self.text is not None:
                 state["final_output"] = self._text_of(self.text)
             return state
@@ -422,22 +424,23 @@ class RunLogJournal:
         text: int | None = None  # the entry whose root string is not yet written
         starts, k = self.seg_start, -1
         for i, e in enumerate(self.entries[:n]):
-            if isinstance(e, int):
-                while k + 1 < len(starts) and starts[k + 1] <= i:
-                    k += 1
-                buf = self.seg_text[k]
-                if self.seg_has_op[k]:
-                    state = apply_op(state, {"op": "add", "path": "/streamed_output/-",
-                                             "value": buf.parts[e - 1]})
-                text = i
+            if isinstance(e, RunLogPatch):
+                if text is not None and _sets_output(e):
+                    state["final_output"] = self._text_of(text)
+                    text = None
+                state = apply_ops(state, e.ops)
                 continue
-            if text is not None and _sets_output(e):
-                state["final_output"] = self._text_of(text)
-                text = None
-            state = apply_ops(state, e.ops)
+            # a root-string patch: its ops once read, else its part count
+            while k + 1 < len(starts) and starts[k + 1] <= i:
+                k += 1
+            if self.seg_has_op[k]:
+                part = e[0]["value"] if isinstance(e, list) else self.seg_text[k].parts[e - 1]
+                state = apply_op(state, {"op": "add", "path": "/streamed_output/-",
+                                         "value": part})
+            text = i
         if text is not None:
             state["final_output"] = self._text_of(text)
-        return state
+        return _owned(state, {})  # the refold shares leaves with the journal's ops
 
     def _text_of(self, i: int) -> str:
         # through the (cached) ops: the state and every ops list share one string
@@ -454,6 +457,32 @@ class RunLogJournal:
 _UNSET: Any = object()
 
 
+_ATOMS = frozenset({str, int, float, bool, type(None), bytes})  # deepcopy shares these
+
+
+def _owned(value: Any, memo: dict[int, Any]) -> Any:
+    """A copy of the state ``value`` that is one item's alone, and compact.
+
+    * Plain dicts and lists are copied with ``.copy()``, which allocates a list at its
+      exact size: the running state's lists (and a ``deepcopy``'s) grew by appends,
+      which leaves up to 1/8 of their slots spare, in every state a consumer keeps.
+    * Every other value that is not an immutable atom (a message, a Document, a dict
+      subclass) is deep-copied with one ``memo`` per state, as LangChain's ``deepcopy``
+      of each state does, so mutating one item's message never changes another's.
+      Atoms (``str``, numbers, ...) stay shared, as ``deepcopy`` shares them.
+    """
+    t = type(value)
+    if t is dict or t is list:
+        out = value.copy()
+        for k, v in (out.items() if t is dict else enumerate(out)):
+            if type(v) not in _ATOMS:  # replacing a value keeps the dict's size: allowed
+                out[k] = _owned(v, memo)
+        return out
+    if t in _ATOMS:
+        return value
+    return copy.deepcopy(value, memo)
+
+
 def _sets_output(p: RunLogPatch) -> bool:
     return any(op["path"].startswith("/final_output") for op in p.ops)
 
@@ -464,15 +493,19 @@ class JournalItem:
     Mixed in before a ``RunLog`` class (ours, or LangChain's in the drop-in replay), so
     that every ``diff=False`` item behaves like a ``RunLog`` of its own while producing
     them stays linear: nothing is materialised until someone reads it.
+
+    Slots, not the instance dict: a consumer keeps one item per patch, and an instance
+    dict that gains ``_state`` and ``_ops`` after creation is rebuilt as a full dict
+    (about 270 bytes an item, more than LangChain's whole ``RunLog`` object).
     """
 
-    # class-level "not yet read" defaults: one item per patch, so __init__ stays small
-    _state: Any = _UNSET
-    _ops: Any = _UNSET
+    __slots__ = ("_journal", "_n", "_ops", "_state")
 
     def __init__(self, journal: RunLogJournal, n: int) -> None:  # no super(): lazy
         self._journal = journal
         self._n = n
+        self._state: Any = _UNSET
+        self._ops: Any = _UNSET
 
     @property
     def state(self) -> Any:
@@ -501,11 +534,13 @@ class JournalItem:
 class _SnapshotRunLog(JournalItem, RunLog):
     """A ``diff=False`` item of the core view (see :class:`JournalItem`)."""
 
-    _added: Any = _UNSET
+    __slots__ = ("_added", "_keep_ops")
 
     def __init__(self, journal: RunLogJournal, n: int, keep_ops: bool) -> None:
-        self._journal = journal  # JournalItem's two fields, set inline: one item per patch
+        # JournalItem's fields, set inline: one item per patch
+        self._journal = journal
         self._n = n
+        self._state = self._ops = self._added = _UNSET
         self._keep_ops = keep_ops
 
     def _first_ops(self) -> list[Op]:

@@ -68,6 +68,9 @@ class Pending(NamedTuple):
     raw: bytes
     digest: bytes
     run_row: tuple[Any, ...] | None = None
+    parts: tuple[int, bytes] | None = None
+    """``(code, body)`` of the compact layout (:mod:`runlog.store.layout`) when the
+    recorder knows them, so the writer need not split ``raw`` (it still checks them)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from runlog.events import now_micros
 from runlog.ids import new_run_id
 from runlog.store.base import Backend, EventQuery, Pending, WriterInfo, pending_from_raw
 
-__all__ = ["CopyReport", "copy_store"]
+__all__ = ["CompactReport", "CopyReport", "compact_sqlite", "copy_store"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ def copy_store(
     *,
     batch_size: int = 1000,
     progress: Callable[[int], None] | None = None,
+    resume: bool = False,
 ) -> CopyReport:
     """Copy every event of ``source`` into the empty store ``destination``.
 
@@ -54,6 +55,8 @@ def copy_store(
     backend. The destination is created if absent. Returns counts; raises
     :class:`~runlog.errors.StoreError` if the destination already has events, and
     :class:`~runlog.errors.CorruptStoreError` if the source's chains do not verify.
+    With ``resume``, a destination that holds the first events of the source (an
+    interrupted copy) is continued after its last one instead of refused.
     """
     from runlog.store import open_backend
 
@@ -62,7 +65,7 @@ def copy_store(
         dst = (destination if isinstance(destination, Backend)
                else open_backend(destination, create=True))
         try:
-            return _copy(src, dst, batch_size, progress)
+            return _copy(src, dst, batch_size, progress, resume)
         finally:
             if not isinstance(destination, Backend):
                 dst.close()
@@ -72,12 +75,22 @@ def copy_store(
 
 
 def _copy(src: Backend, dst: Backend, batch_size: int,
-          progress: Callable[[int], None] | None) -> CopyReport:
-    if dst.last_seq() != 0:
+          progress: Callable[[int], None] | None, resume: bool = False) -> CopyReport:
+    done = dst.last_seq()
+    if done != 0 and resume:
+        return _copy_from(src, dst, batch_size, progress, done)
+    if done != 0:
         raise StoreError(
             f"{dst.location} already has events (last seq {dst.last_seq()}); runlog copy "
             "only fills an empty store, so seqs and cursors stay those of the source. "
             "Copy into a new store, or merge with `runlog export` + `runlog import`")
+    return _copy_from(src, dst, batch_size, progress, 0)
+
+
+def _copy_from(src: Backend, dst: Backend, batch_size: int,
+               progress: Callable[[int], None] | None, done: int) -> CopyReport:
+    """Copy the source's events after seq ``done``, which the destination holds already
+    (checked: its last event must be the source's, bytes and digest)."""
     until = src.last_seq()
     writer = WriterInfo(writer_id=new_run_id(), lease_us=60_000_000)
     last_digest: dict[str, bytes] = {}
@@ -86,6 +99,35 @@ def _copy(src: Backend, dst: Backend, batch_size: int,
     copied = 0
     last = 0
     after = 0
+    if done:
+        if done > until:
+            raise StoreError(f"{dst.location} has more events ({done}) than "
+                             f"{src.location} ({until}): it is not a copy of it")
+        theirs, _ = dst.read(EventQuery(after=done - 1, limit=1, digests=True))
+        ours, _ = src.read(EventQuery(after=done - 1, limit=1, digests=True))
+        if [(e.seq, e.raw, e.digest) for e in theirs] != [(e.seq, e.raw, e.digest)
+                                                           for e in ours]:
+            raise StoreError(f"{dst.location} is not an interrupted copy of "
+                             f"{src.location}: their events at seq {done} differ")
+        # the chain state of runs still open at ``done``, from the source
+        while after < done:
+            page, high = src.read(EventQuery(after=after, limit=batch_size, until=done))
+            for e in page:
+                run_id = e.run_id
+                if e.kind == "start":
+                    runs += 1
+                if e.kind == "end":
+                    last_digest.pop(run_id, None)
+                    counts.pop(run_id, None)
+                else:
+                    count = counts.get(run_id, 0) + 1
+                    p = pending_from_raw(e.raw, last_digest.get(run_id), count)
+                    last_digest[run_id] = p.digest
+                    counts[run_id] = count
+            if not page:
+                break
+            after = high
+        copied = last = after = done
     try:
         while after < until:
             page, high = src.read(EventQuery(after=after, limit=batch_size, until=until,
@@ -129,3 +171,111 @@ def _copy(src: Backend, dst: Backend, batch_size: int,
             f"source ends at seq {until}; the destination was not empty or was written to "
             "during the copy")
     return CopyReport(src.location, dst.location, copied, runs, last)
+
+
+@dataclass(frozen=True)
+class CompactReport:
+    """What :func:`compact_sqlite` did."""
+
+    source: str
+    destination: str
+    events: int
+    runs: int
+    bytes_before: int
+    bytes_after: int
+    kept: str | None
+    """Where the original file now is (in-place conversion), or None."""
+    already: bool = False
+    """The store was in the compact layout already: nothing was done."""
+
+
+def _file_bytes(path: str | os.PathLike[str]) -> int:
+    return sum(os.path.getsize(f"{os.fspath(path)}{s}") for s in ("", "-wal")
+               if os.path.exists(f"{os.fspath(path)}{s}"))
+
+
+def compact_sqlite(
+    path: str | os.PathLike[str],
+    *,
+    to: str | os.PathLike[str] | None = None,
+    verify: Callable[[Backend], str | None],
+    batch_size: int = 5000,
+    progress: Callable[[int, int], None] | None = None,
+) -> CompactReport:
+    """Convert a SQLite store of the wide layout (schema 1) to the compact one (schema 2).
+
+    Every event keeps its seq, its envelope bytes and its digest (the envelope is the
+    event's bytes in both layouts: only how rows hold them changes), so the copy is
+    checked event by event as :func:`copy_store` does, then the result is verified
+    (chains, column copies, runs table) before it counts. ``to`` writes a new file and
+    leaves the store as it is; without it the store is converted in place: the new file
+    is built beside it (``<path>.compact``, resumed if an earlier conversion was
+    interrupted), and once verified it replaces the store, whose original file is kept
+    as ``<path>.wide`` (delete it once satisfied). In place needs the store to be idle:
+    a live writer (a lease not yet expired) is refused, since its later events would
+    go to the old file. ``progress(done, total)`` is called after every batch.
+    ``verify(backend)`` checks the result (``runlog verify``'s checks: the store layer
+    does not know them) and returns what is wrong, or None.
+    """
+    from runlog.store.sqlite import SQLiteBackend
+
+    src = SQLiteBackend(path, create=False)
+    try:
+        if src.compact:
+            size = _file_bytes(path)
+            return CompactReport(str(path), str(path), src.last_seq(), 0, size, size, None,
+                                 already=True)
+        if to is None:
+            live = [w for w in _live_writers(src)]
+            if live:
+                raise StoreError(
+                    f"{path} is being written (writer {live[0]} holds a live lease); stop "
+                    "its writers first, or convert to a new file with --to")
+            src.checkpoint()
+        before = _file_bytes(path)
+        target = os.fspath(to) if to is not None else f"{os.fspath(path)}.compact"
+        if to is not None and os.path.exists(target):
+            raise StoreError(f"{target} exists; pick a new file for the compact store")
+        total = src.last_seq()
+        dst = SQLiteBackend(target, layout="compact")
+        try:
+            if not dst.compact:
+                raise StoreError(f"{target} is a store of the wide layout, not an "
+                                 "interrupted conversion; remove it or pick another file")
+            report = copy_store(src, dst, batch_size=batch_size, resume=True,
+                                progress=(lambda n: progress(n, total)) if progress else None)
+            problem = verify(dst)
+            dst.checkpoint()  # nothing left in its -wal when it is moved
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    if problem is not None:  # pragma: no cover - copy_store checked every digest already
+        raise CorruptStoreError(f"the compact copy {target} does not verify: {problem}; "
+                                f"{path} is unchanged")
+    kept = None
+    if to is None:
+        for suffix in ("-wal", "-shm"):  # both closed: SQLite removed or emptied them
+            stale = f"{os.fspath(path)}{suffix}"
+            if os.path.exists(stale) and os.path.getsize(stale) > 0 and suffix == "-wal":
+                raise StoreError(f"{stale} still holds commits; {path} was written during "
+                                 "the conversion. Nothing was replaced; run it again")
+        kept = f"{os.fspath(path)}.wide"
+        os.replace(path, kept)
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(f"{os.fspath(path)}{suffix}"):
+                os.remove(f"{os.fspath(path)}{suffix}")
+        os.replace(target, path)
+        target = os.fspath(path)
+    return CompactReport(str(path), target, report.events, report.runs, before,
+                         _file_bytes(target), kept)
+
+
+def _live_writers(backend: Backend) -> list[str]:
+    from runlog.store.sqlite import SQLiteBackend
+
+    assert isinstance(backend, SQLiteBackend)
+    with backend._read_txn(raw_bytes=False) as conn:
+        rows = conn.execute("SELECT writer_id FROM writers WHERE closed = 0 AND "
+                            "heartbeat_at + lease_us >= ?", (now_micros(),)).fetchall()
+    return [r[0] for r in rows]

@@ -127,11 +127,18 @@ def migrate(
     engine = create_engine(url, connect_args=_connect_args(location))
     try:
         before = 0
+        compact = False
         with engine.connect() as conn:
             existed = _has_store(conn, dialect_name)
             if existed:
                 before = _read_version(conn)
+                compact = dialect_name == "sqlite" and conn.execute(text(
+                    "SELECT 1 FROM meta WHERE key = 'layout' AND value = :v"),
+                    {"v": schema.COMPACT_LAYOUT}).first() is not None
             conn.rollback()
+        if compact and before <= schema.COMPACT_SCHEMA_VERSION:
+            # the compact SQLite layout is its own schema 2; no step applies to it yet
+            return MigrationReport(display, before, before, (), False)
         if not existed:
             # Creation is the backends' job (the same code path as runlog.open).
             open_backend(location, create=True).close()

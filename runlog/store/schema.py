@@ -17,6 +17,9 @@ from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, Table, Text
 
 __all__ = [
     "APPEND_ONLY_TRIGGERS",
+    "COMPACT_LAYOUT",
+    "COMPACT_SCHEMA_VERSION",
+    "COMPACT_SQLITE_DDL",
     "ONE_START_DDL",
     "ONE_START_INDEX",
     "events",
@@ -113,3 +116,53 @@ APPEND_ONLY_TRIGGERS: dict[str, list[str]] = {
     ],
 }
 """Dialect DDL that makes the database itself refuse to rewrite history."""
+
+
+COMPACT_SCHEMA_VERSION = 2
+"""The schema version of SQLite stores in the compact layout (``COMPACT_SQLITE_DDL``)."""
+COMPACT_LAYOUT = "compact"
+"""``meta.layout`` of such stores. A store at version 2 without it is not one (a v1 store
+a later migration took to 2 would be), so the layout is named, not inferred."""
+
+COMPACT_SQLITE_DDL: list[str] = [
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_key INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL UNIQUE,
+        trace_key INTEGER NOT NULL,
+        trace_id TEXT NOT NULL,
+        parent_id TEXT,
+        name TEXT NOT NULL,
+        run_type TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        header TEXT,
+        start_seq INTEGER NOT NULL,
+        start_time INTEGER NOT NULL,
+        end_seq INTEGER,
+        end_time INTEGER,
+        status TEXT NOT NULL,
+        error TEXT,
+        event_count INTEGER NOT NULL DEFAULT 0,
+        writer_id TEXT)""",
+    "CREATE INDEX IF NOT EXISTS runs_trace ON runs (trace_id, start_seq)",
+    "CREATE INDEX IF NOT EXISTS runs_start ON runs (start_seq)",
+    """CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY,
+        run_key INTEGER NOT NULL,
+        trace_key INTEGER NOT NULL,
+        time INTEGER NOT NULL,  -- microseconds since the run's start_time
+        code INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        digest BLOB NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS events_trace_seq ON events (trace_key, seq)",
+    """CREATE TRIGGER IF NOT EXISTS runs_keep_identity
+       BEFORE UPDATE OF run_key, run_id, trace_key, trace_id, header ON runs
+       BEGIN SELECT RAISE(ABORT, 'runlog: a run''s identity and header never change'); END""",
+]
+"""The compact SQLite layout (schema 2, ``docs/storage.md``): a run's header once in its
+``runs`` row, integer keys, binary digests; each event row holds what its event adds
+(:mod:`runlog.store.layout`). ``writers`` and ``meta`` and the append-only triggers
+are those of schema 1. ``run_key`` is what event rows refer to; ``trace_key`` (the key
+of the trace's first run) is kept in ``events`` too because reading a trace in seq
+order, what replays, trace tails and exports do, needs the index ``events_trace_seq``
+on it: without it SQLite gathers and sorts the trace's rows for every page."""

@@ -28,8 +28,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import orjson
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -43,7 +44,7 @@ from runlog.errors import (
 )
 from runlog.events import Event, RunInfo, now_micros
 from runlog.filters import DICT_TAG, Filter, sql_strings
-from runlog.store import schema
+from runlog.store import layout, schema
 from runlog.store.base import (
     CHECKED_COLUMNS,
     SCHEMA_VERSION,
@@ -91,6 +92,25 @@ def _insert_sql(rows: int) -> str:
 
 
 _RUN_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 0, ?)"
+_KEY_CACHE = 100_000
+"""Runs whose keys (and headers) one backend keeps in memory (compact layout)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_compact_sql(rows: int) -> str:
+    """``_insert_sql`` for the compact layout's event rows."""
+    return ("INSERT INTO events (run_key, trace_key, time, code, body, digest) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows))
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_runs_compact_sql(rows: int) -> str:
+    """New runs of the compact layout; a run id already there fails the batch (UNIQUE),
+    which the writer isolates: one start per run id."""
+    return (
+        "INSERT INTO runs (run_key, run_id, trace_key, trace_id, parent_id, name, run_type, "
+        "tags, metadata, header, start_seq, start_time, writer_id, status, event_count) "
+        "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 0)"] * rows))
 
 
 @functools.lru_cache(maxsize=64)
@@ -146,15 +166,32 @@ _SELECT_RUNS = (
 )
 
 
-def _ddl() -> list[str]:
+_SELECT_RUNS_COMPACT = _SELECT_RUNS.replace(
+    "WHERE e.trace_id = r.trace_id AND e.run_id = r.run_id",
+    "WHERE e.trace_key = r.trace_key AND e.run_key = r.run_key")
+
+
+def _ddl(compact: bool = False) -> list[str]:
     dialect = sqlite_dialect.dialect()
     out: list[str] = []
     for table in schema.metadata.sorted_tables:
+        if compact and table.name in ("events", "runs"):
+            continue
         out.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             out.append(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))
+    if compact:
+        out.extend(schema.COMPACT_SQLITE_DDL)
     out.extend(schema.APPEND_ONLY_TRIGGERS["sqlite"])
     return out
+
+
+LAYOUTS = ("compact", "wide")
+NEW_STORE_LAYOUT = "compact"
+"""The layout a new store gets unless asked otherwise (``$RUNLOG_SQLITE_LAYOUT``, or the
+``layout`` argument): ``compact`` (schema 2, ``docs/storage.md``) or ``wide`` (schema 1:
+every event row holds its whole envelope and copies of its run's fields; what runlog
+before the compact layout reads)."""
 
 
 class SQLiteBackend(Backend):
@@ -167,7 +204,25 @@ class SQLiteBackend(Backend):
     and ~1.3x the CPU time per 1M events exported on the benchmark's VM)."""
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True,
-                 durable: bool = False) -> None:
+                 durable: bool = False, layout: str | None = None) -> None:
+        layout = layout or os.environ.get("RUNLOG_SQLITE_LAYOUT") or NEW_STORE_LAYOUT
+        if layout not in LAYOUTS:
+            raise ValueError(f"a SQLite layout is one of {', '.join(LAYOUTS)}, not {layout!r} "
+                             "(check $RUNLOG_SQLITE_LAYOUT)")
+        self._new_layout = layout
+        self.compact = False
+        """The store uses the compact layout (schema 2); set when opened."""
+        self._keys: dict[str, tuple[int, int, bytes | None, int]] = {}
+        """run id -> (run key, trace key, header, start time) of runs this process wrote
+        or looked up (compact layout; a run's keys, header and start never change)."""
+        self._headers: dict[int, tuple[bytes | None, int]] = {}
+        """run key -> (header, start time), for reads (compact layout)."""
+        self._trace_keys: dict[str, int] = {}
+        self._templates: dict[int, tuple[int, bytes]] = {}
+        """run key -> (seq, template) of the run's current chunk template, as written by
+        this process (compact layout, code 6 in :mod:`runlog.store.layout`)."""
+        self._read_templates: dict[int, bytes | None] = {}
+        """template row seq -> its template, for reads."""
         self.path = Path(path)
         self.location = str(self.path)
         self.url = f"sqlite:///{self.path}"
@@ -305,7 +360,8 @@ class SQLiteBackend(Backend):
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
             if str(mode).lower() != "wal" and not self.read_only:
                 self._set_wal()
-            self._add_one_start_index()
+            if not self.compact:
+                self._add_one_start_index()
             return
         if names - {"sqlite_sequence"}:
             raise NotARunlogStoreError(
@@ -315,14 +371,20 @@ class SQLiteBackend(Backend):
         if not create:
             raise StoreNotFoundError(f"{self.path} is empty: no runlog store there")
         self._set_wal()
+        compact = self._new_layout == "compact"
         with self._write_txn() as c:
-            for stmt in _ddl():
+            for stmt in _ddl(compact):
                 c.execute(stmt)
             c.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?), "
                 "('created_at', ?) ON CONFLICT(key) DO NOTHING",
-                (str(SCHEMA_VERSION), str(now_micros())),
+                (str(schema.COMPACT_SCHEMA_VERSION if compact else SCHEMA_VERSION),
+                 str(now_micros())),
             )
+            if compact:
+                c.execute("INSERT INTO meta (key, value) VALUES ('layout', ?) "
+                          "ON CONFLICT(key) DO NOTHING", (schema.COMPACT_LAYOUT,))
+        self.compact = compact
 
     def _add_one_start_index(self) -> None:
         """Give a store made before the index existed its one-start-per-run-id index.
@@ -356,13 +418,15 @@ class SQLiteBackend(Backend):
                 time.sleep(0.05)
 
     def _check_version(self) -> None:
-        row = self._wconn.execute(
-            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else 0
-        if version > SCHEMA_VERSION:
+        rows = dict(self._wconn.execute(
+            "SELECT key, value FROM meta WHERE key IN ('schema_version', 'layout')"))
+        version = int(rows.get("schema_version", 0))
+        self.compact = rows.get("layout") == schema.COMPACT_LAYOUT
+        understood = schema.COMPACT_SCHEMA_VERSION if self.compact else SCHEMA_VERSION
+        if version > understood:
             raise SchemaVersionError(
                 f"{self.path} uses runlog schema {version}, newer than this runlog "
-                f"understands ({SCHEMA_VERSION}); upgrade runlog-engine"
+                f"understands ({understood}); upgrade runlog-engine"
             )
 
     @contextmanager
@@ -391,6 +455,8 @@ class SQLiteBackend(Backend):
                heartbeat_us: int | None) -> int:
         if not batch:
             return self.last_seq()
+        if self.compact:
+            return self._append_compact(batch, writer, heartbeat_us)
         with self._wlock, self._write_txn() as c:
             # the rows' parameters, flat, one list per multi-row INSERT; records are
             # unpacked rather than read by attribute: this loop holds the GIL
@@ -402,7 +468,7 @@ class SQLiteBackend(Backend):
                 flat: list[Any] = []
                 add = flat.extend
                 for (run_id, trace_id, kind, name, run_type, time_us, raw, digest,
-                     run_row) in batch[i:i + _ROWS_PER_INSERT]:
+                     run_row, _parts) in batch[i:i + _ROWS_PER_INSERT]:
                     add((trace_id, run_id, kind, name, run_type, time_us, raw.decode(),
                          digest.hex()))
                     if run_row is not None:
@@ -435,19 +501,141 @@ class SQLiteBackend(Backend):
             for start in range(0, len(new_runs), _ROWS_PER_INSERT):
                 new = new_runs[start:start + _ROWS_PER_INSERT]
                 c.execute(_insert_runs_sql(len(new)), list(chain.from_iterable(new)))
-            ended = [(first + p, time_us, status,
-                      error.decode() if error is not None else None, count, run_id)
-                     for p, (run_id, time_us, (status, error, count)) in ends]
-            if _UPDATE_FROM and len({e[5] for e in ended}) == len(ended):
-                for start in range(0, len(ended), _ROWS_PER_INSERT):
-                    part = ended[start:start + _ROWS_PER_INSERT]
-                    c.execute(_end_runs_sql(len(part)), list(chain.from_iterable(part)))
-            elif ended:  # a run ending twice in one batch: the first end counts, as in order
-                c.executemany(_END_RUN, ended)
+            self._end_runs(c, [(first + p, time_us, status,
+                                error.decode() if error is not None else None, count, run_id)
+                               for p, (run_id, time_us, (status, error, count)) in ends])
             if heartbeat_us is not None:
                 c.execute(_HEARTBEAT, (writer.writer_id, writer.host, writer.pid,
                                        heartbeat_us, heartbeat_us, writer.lease_us, 0))
             return int(last)
+
+    def _append_compact(self, batch: Sequence[Pending], writer: WriterInfo,
+                        heartbeat_us: int | None) -> int:
+        """``append`` for the compact layout: new runs first (their keys and headers),
+        then one multi-row INSERT of the event rows (see :mod:`runlog.store.layout`)."""
+        with self._wlock, self._write_txn() as c:
+            known = self._keys
+            new: dict[str, tuple[int, int, bytes | None, int]] = {}
+            traces: dict[str, int] = {}
+            run_rows: list[Any] = []
+            ends: list[tuple[int, Any]] = []
+            first = 0
+            if any(p.kind == "start" for p in batch):
+                first = c.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0] + 1
+                key = c.execute("SELECT coalesce(max(run_key), 0) FROM runs").fetchone()[0]
+            templates = self._templates
+            new_templates: dict[int, tuple[int, bytes]] = {}
+            missing = {p.run_id for p in batch if p.kind != "start"} - known.keys()
+            if missing:
+                self._load_keys(c, missing)
+            flat: list[Any] = []
+            params: list[list[Any]] = [flat]
+            split = layout.split
+            split_known = layout.split_known
+            for pos, (run_id, trace_id, kind, name, run_type, time_us, raw, digest,
+                      run_row, parts) in enumerate(batch):
+                if kind == "start":
+                    key += 1
+                    parent_id, tags, metadata = cast(tuple[Any, Any, Any], run_row)
+                    header: bytes | None = layout.run_header(
+                        run_id, parent_id, trace_id, name, run_type, tags, metadata)
+                    code, body = split(kind, raw, time_us, header)
+                    if code == layout.WHOLE:
+                        header = None
+                    trace_key = self._trace_key(c, trace_id, traces, key)
+                    new[run_id] = (key, trace_key, header, time_us)
+                    start_us = time_us
+                    run_rows.extend((key, run_id, trace_key, trace_id, parent_id, name,
+                                     run_type, tags.decode(), metadata.decode(),
+                                     header.decode() if header is not None else None,
+                                     first + pos, time_us, writer.writer_id))
+                    run_key = key
+                else:
+                    found = new.get(run_id) or known.get(run_id)
+                    if found is None:
+                        raise AppendOnlyError(
+                            f"could not append to {self.path}: run {run_id} has no start "
+                            "event in this store")
+                    run_key, trace_key, header, start_us = found
+                    code, body = split_known(kind, raw, time_us, header, parts)
+                    if code == layout.STREAM:  # a token with a chunk: a template's?
+                        current = new_templates.get(run_key) or templates.get(run_key)
+                        token = (layout.fit_template(code, body, current[1])
+                                 if current is not None else None)
+                        if token is not None:
+                            code, body = layout.TEMPLATED, b"%d%b" % (current[0], token)  # type: ignore[index]
+                        else:
+                            template = layout.template_of(code, body)
+                            if template is not None:
+                                if not first:
+                                    first = c.execute("SELECT coalesce(max(seq), 0) "
+                                                      "FROM events").fetchone()[0] + 1
+                                new_templates[run_key] = (first + pos, template)
+                    if kind == "end" and run_row is not None:
+                        ends.append((pos, (run_id, time_us, run_row)))
+                if len(flat) >= 6 * _ROWS_PER_INSERT:
+                    flat = []
+                    params.append(flat)
+                flat.extend((run_key, trace_key, time_us - start_us, code, body.decode(),
+                             digest))
+            try:
+                for i in range(0, len(run_rows), 13 * _ROWS_PER_INSERT):
+                    part = run_rows[i:i + 13 * _ROWS_PER_INSERT]
+                    c.execute(_insert_runs_compact_sql(len(part) // 13), part)
+                for flat in params:
+                    last = c.execute(_insert_compact_sql(len(flat) // 6), flat).lastrowid
+            except sqlite3.IntegrityError as e:
+                raise AppendOnlyError(f"could not append to {self.path}: {e}") from e
+            if last is None:  # pragma: no cover - sqlite3 always reports it for INSERT
+                raise StoreError(f"{self.path}: SQLite did not report the seqs it assigned")
+            if first and last != first + len(batch) - 1:  # pragma: no cover - locked
+                raise StoreError(f"{self.path}: seqs moved while the batch was written")
+            first = last - len(batch) + 1
+            self._end_runs(c, [(first + p, time_us, status,
+                                error.decode() if error is not None else None, count, run_id)
+                               for p, (run_id, time_us, (status, error, count)) in ends])
+            if heartbeat_us is not None:
+                c.execute(_HEARTBEAT, (writer.writer_id, writer.host, writer.pid,
+                                       heartbeat_us, heartbeat_us, writer.lease_us, 0))
+        if len(known) + len(new) > _KEY_CACHE:
+            known.clear()
+            self._trace_keys.clear()
+        known.update(new)
+        self._trace_keys.update(traces)
+        if len(templates) + len(new_templates) > _KEY_CACHE:
+            templates.clear()
+        templates.update(new_templates)
+        return int(last)
+
+    def _end_runs(self, c: sqlite3.Connection, ended: list[tuple[Any, ...]]) -> None:
+        if _UPDATE_FROM and len({e[5] for e in ended}) == len(ended):
+            for start in range(0, len(ended), _ROWS_PER_INSERT):
+                part = ended[start:start + _ROWS_PER_INSERT]
+                c.execute(_end_runs_sql(len(part)), list(chain.from_iterable(part)))
+        elif ended:  # a run ending twice in one batch: the first end counts, as in order
+            c.executemany(_END_RUN, ended)
+
+    def _load_keys(self, c: sqlite3.Connection, run_ids: set[str]) -> None:
+        """Fill the key cache for ``run_ids`` from the runs table (those it has)."""
+        ids = sorted(run_ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            for run_id, key, trace_key, header, start_us in c.execute(
+                    "SELECT run_id, run_key, trace_key, CAST(header AS BLOB), start_time "
+                    f"FROM runs WHERE run_id IN ({','.join('?' * len(part))})", part):
+                self._keys[run_id] = (key, trace_key, header, start_us)
+
+    def _trace_key(self, c: sqlite3.Connection, trace_id: str, traces: dict[str, int],
+                   own: int) -> int:
+        """The trace key of a new run: that of the trace's first run in the store (its
+        root's, unless a subtree was stored before its root), else the run's own key."""
+        found = traces.get(trace_id) or self._trace_keys.get(trace_id)
+        if found is None:
+            row = c.execute("SELECT trace_key FROM runs WHERE trace_id = ? ORDER BY run_key "
+                            "LIMIT 1", (trace_id,)).fetchone()
+            found = row[0] if row is not None else own
+        traces[trace_id] = found
+        return found
 
     def heartbeat(self, writer: WriterInfo, now_us: int, *, closing: bool = False) -> None:
         with self._wlock, self._write_txn() as c:
@@ -469,6 +657,11 @@ class SQLiteBackend(Backend):
             conn.execute("COMMIT")
 
     def read(self, q: EventQuery) -> tuple[list[Event], int]:
+        if self.compact:
+            rows, high = self._select_compact(q)
+            if q.digests:
+                return [Event(seq, raw, digest) for seq, raw, digest in rows], high
+            return [Event(seq, raw) for seq, raw, _ in rows], high
         rows, high = self._select(q)
         if q.digests:
             events = [Event(r[0], r[1], bytes.fromhex(r[2].decode())) for r in rows]
@@ -477,10 +670,132 @@ class SQLiteBackend(Backend):
         return events, high
 
     def read_rows(self, q: EventQuery) -> tuple[list[tuple[int, bytes, bytes]], int]:
+        if self.compact:
+            rows, high = self._select_compact(q)
+            if q.digests:
+                return [(seq, raw, digest.hex().encode()) for seq, raw, digest in rows], high
+            return [(seq, raw, b"") for seq, raw, _ in rows], high
         rows, high = self._select(q)
         if q.digests:  # the digest column already holds the hex text
             return rows, high
         return [(r[0], r[1], b"") for r in rows], high
+
+    def _select_compact(self, q: EventQuery) -> tuple[list[tuple[int, bytes, Any]], int]:
+        """``_select`` for the compact layout: ``(seq, envelope, digest bytes or None)``
+        rows, each envelope joined back from its row and its run's header."""
+        where = ["e.seq > ?"]
+        params: list[Any] = [q.after]
+        if q.until is not None:
+            where.append("e.seq <= ?")
+            params.append(q.until)
+        if q.trace_id is not None:
+            stored = self.last_seq()  # before the lookup: a trace's first run and its
+            trace_key = self._lookup_trace_key(q.trace_id)  # events commit together
+            if trace_key is None:  # no run of that trace is stored up to ``stored``
+                return [], max(q.after, stored if q.until is None else min(stored, q.until))
+            where.append("e.trace_key = ?")
+            params.append(trace_key)
+        if q.run_ids is not None:
+            if not q.run_ids:
+                return [], max(q.after, self.last_seq())
+            where.append("e.run_key IN (SELECT run_key FROM runs WHERE run_id IN "
+                         f"({','.join('?' * len(q.run_ids))}))")
+            params.extend(sorted(q.run_ids))
+        source = "events e"
+        if q.filter is not None and not q.filter.is_empty:
+            sql, fparams = filter_sql(q.filter, compact=True)
+            where.append(sql)
+            params.extend(fparams)
+            source = "events e JOIN runs r ON r.run_key = e.run_key"
+        cols = "e.seq, e.run_key, e.time, e.code, e.body" + (", e.digest" if q.digests else "")
+        sql = (f"SELECT {cols} FROM {source} WHERE {' AND '.join(where)} ORDER BY e.seq "
+               "LIMIT ?")
+        params.append(q.limit)
+        conn = self._reader()
+        conn.text_factory = bytes
+        try:  # two statements and no transaction, as in _select
+            high = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+            rows = conn.execute(sql, params).fetchall()
+            headers = self._headers
+            missing = {r[1] for r in rows} - headers.keys()
+            if missing:
+                if len(headers) + len(missing) > _KEY_CACHE:
+                    headers.clear()
+                keys = sorted(missing)
+                for i in range(0, len(keys), 500):
+                    part = keys[i:i + 500]
+                    headers.update((key, (header, start)) for key, header, start in conn.execute(
+                        "SELECT run_key, CAST(header AS BLOB), start_time FROM runs WHERE "
+                        f"run_key IN ({','.join('?' * len(part))})", part).fetchall())
+        except sqlite3.OperationalError:
+            raise  # busy, locked, I/O: not a damaged file
+        except sqlite3.DatabaseError as e:  # as _read_txn reports it
+            raise self._corrupt(e) from e
+        if any(r[3] == layout.TEMPLATED for r in rows):
+            out = self._join_templated(rows, q.digests)
+        else:
+            join = layout.join
+            get = headers.get
+            unknown = (None, 0)  # a row whose run key names no run: verify reports it
+            out = []
+            for row in rows:
+                header, start = get(row[1], unknown)
+                out.append((row[0], join(row[3], row[4], start + row[2], header),
+                            row[5] if q.digests else None))
+        if len(rows) >= q.limit:
+            high = rows[-1][0]
+        elif rows:
+            high = max(high, rows[-1][0])
+        if q.until is not None:
+            high = min(high, q.until)
+        return out, max(high, q.after)
+
+    def _join_templated(self, rows: list[Any], digests: bool,
+                        headers: dict[int, tuple[bytes | None, int]] | None = None
+                        ) -> list[tuple[int, bytes, Any]]:
+        """Join a page holding code-6 rows: their template rows are read first (by seq,
+        from this page or the table: an earlier event of the same run)."""
+        cache = self._read_templates
+        on_page = {r[0]: r for r in rows}
+        wanted = {s for r in rows if r[3] == layout.TEMPLATED
+                  if (s := layout.template_seq(r[4])) is not None} - cache.keys()
+        if len(cache) + len(wanted) > _KEY_CACHE:
+            cache.clear()
+        fetch = sorted(s for s in wanted if s not in on_page)
+        found = [on_page[s] for s in wanted if s in on_page]
+        if fetch:
+            conn = self._reader()
+            for i in range(0, len(fetch), 500):
+                part = fetch[i:i + 500]
+                found += conn.execute(
+                    "SELECT seq, run_key, time, code, body FROM events WHERE seq IN "
+                    f"({','.join('?' * len(part))})", part).fetchall()
+        for seq, _key, _time, code, body, *_ in found:
+            cache[seq] = layout.template_of(code, body)
+        headers = self._headers if headers is None else headers
+        join = layout.join
+        out: list[tuple[int, bytes, Any]] = []
+        for row in rows:
+            seq, key, since_start, code, body = row[:5]
+            template = None
+            if code == layout.TEMPLATED:
+                ref = layout.template_seq(body)
+                template = cache.get(ref) if ref is not None else None
+            header, start = headers.get(key, (None, 0))
+            out.append((seq, join(code, body, start + since_start, header, template),
+                        row[5] if digests else None))
+        return out
+
+    def _lookup_trace_key(self, trace_id: str) -> int | None:
+        found = self._trace_keys.get(trace_id)
+        if found is None:
+            with self._read_txn(raw_bytes=False) as conn:
+                row = conn.execute("SELECT trace_key FROM runs WHERE trace_id = ? "
+                                   "ORDER BY run_key LIMIT 1", (trace_id,)).fetchone()
+            if row is None:
+                return None
+            found = self._trace_keys[trace_id] = row[0]
+        return found
 
     def _select(self, q: EventQuery) -> tuple[list[Any], int]:
         """The rows ``(seq, raw[, digest hex])`` of one page, and the high-water mark."""
@@ -527,6 +842,8 @@ class SQLiteBackend(Backend):
         return rows, max(high, q.after)
 
     def check_columns(self, trace_id: str | None = None) -> tuple[int, str] | None:
+        if self.compact:
+            return self._check_compact_columns(trace_id)
         cols = ", ".join(CHECKED_COLUMNS)
         after = 0
         while True:
@@ -543,13 +860,56 @@ class SQLiteBackend(Backend):
                 return None
             after = rows[-1][0]
 
+    def _check_compact_columns(self, trace_id: str | None) -> tuple[int, str] | None:
+        """The compact layout's copies: each row's run and trace keys, time and kind
+        against the envelope it joins back to (and its runs row's ids, name, type)."""
+        after = 0
+        while True:
+            with self._read_txn(raw_bytes=True) as conn:
+                rows = conn.execute(
+                    "SELECT e.seq, r.trace_id, r.run_id, e.code, r.name, r.run_type, "
+                    "e.time + r.start_time, e.body, CAST(r.header AS BLOB), e.trace_key, "
+                    "r.trace_key, e.run_key, r.start_time "
+                    "FROM events e LEFT JOIN runs r ON r.run_key = e.run_key "
+                    "WHERE e.seq > ? AND (? IS NULL OR r.trace_id = ?) ORDER BY e.seq "
+                    "LIMIT 5000", (after, trace_id, trace_id)).fetchall()
+                joined: dict[int, bytes] = {}
+                if any(r[3] == layout.TEMPLATED for r in rows):
+                    joined = {seq: raw for seq, raw, _ in self._join_templated(
+                        [(r[0], r[11], r[6] - r[12], r[3], r[7]) for r in rows
+                         if r[2] is not None], False,
+                        {r[11]: (r[8], r[12]) for r in rows})}
+            for (seq, trace, run_id, code, name, run_type, time_us, body, header,
+                 trace_key, run_trace_key, _run_key, _start) in rows:
+                if run_id is None:
+                    return seq, f"seq {seq}: the event's run key names no run"
+                if trace_key != run_trace_key:
+                    return seq, (f"seq {seq}: the events table's trace key ({trace_key}) is "
+                                 f"not its run's ({run_trace_key})")
+                raw = joined.get(seq) or layout.join(code, body, time_us, header)
+                kind = layout.KIND_OF_CODE.get(code)
+                columns = (trace.decode(), run_id.decode(), kind, name.decode(),
+                           run_type.decode(), time_us)
+                if kind is None:  # a whole envelope: its kind is its own
+                    try:
+                        columns = (*columns[:2], orjson.loads(raw).get("kind"), *columns[3:])
+                    except Exception:
+                        pass
+                problem = column_mismatch(seq, columns, raw)
+                if problem is not None:
+                    return seq, problem
+            if len(rows) < 5000:
+                return None
+            after = rows[-1][0]
+
     def last_seq(self) -> int:
         with self._read_txn(raw_bytes=False) as conn:
             return int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
 
     def _runs(self, where: str, params: dict[str, Any], tail: str = "") -> list[RunInfo]:
         params = {**params, "now": now_micros()}
-        sql = f"{_SELECT_RUNS} {('WHERE ' + where) if where else ''} {tail}"
+        select = _SELECT_RUNS_COMPACT if self.compact else _SELECT_RUNS
+        sql = f"{select} {('WHERE ' + where) if where else ''} {tail}"
         with self._read_txn(raw_bytes=False) as conn:
             rows = conn.execute(sql, params).fetchall()
         out = []
@@ -660,6 +1020,8 @@ class SQLiteBackend(Backend):
 # runs where that can happen, from the JSON text, which keeps the escape.
 _TAGS_NUL = "instr(json_extract(events.raw, '$.tags'), '\\u0000') > 0"
 _METADATA_NUL = "instr(json_extract(events.raw, '$.metadata'), '\\u0000') > 0"
+_TAGS_NUL_COMPACT = "instr(r.tags, '\\u0000') > 0"
+_METADATA_NUL_COMPACT = "instr(r.metadata, '\\u0000') > 0"
 
 
 def _is_read_only_error(e: BaseException) -> bool:
@@ -668,7 +1030,7 @@ def _is_read_only_error(e: BaseException) -> bool:
     return "readonly database" in text or "unable to open database file" in text
 
 
-def filter_sql(f: Filter) -> tuple[str, list[Any]]:
+def filter_sql(f: Filter, *, compact: bool = False) -> tuple[str, list[Any]]:
     """The part of a filter SQLite can evaluate, as a *superset* of the exact predicate.
 
     Names and types are columns; tags come from the envelope with ``json_each`` (they
@@ -680,6 +1042,13 @@ def filter_sql(f: Filter) -> tuple[str, list[Any]]:
     key, see ``_TAGS_NUL``) the clause keeps the row.
     """
     params: list[Any] = []
+    # where the run's fields are: the event row's copies and envelope, or (compact
+    # layout) the runs row joined as ``r``
+    name, run_type = ("r.name", "r.run_type") if compact else ("name", "run_type")
+    tags_json, metadata_json = (("r.tags, '$'", "r.metadata, '$'") if compact
+                                else ("events.raw, '$.tags'", "events.raw, '$.metadata'"))
+    tags_nul, metadata_nul = ((_TAGS_NUL_COMPACT, _METADATA_NUL_COMPACT) if compact
+                              else (_TAGS_NUL, _METADATA_NUL))
 
     def in_list(expr: str, values: tuple[str, ...]) -> str:
         values = tuple(sql_strings(values))
@@ -693,36 +1062,36 @@ def filter_sql(f: Filter) -> tuple[str, list[Any]]:
         if not values:
             return "0"
         params.extend(values)
-        return ("EXISTS (SELECT 1 FROM json_each(events.raw, '$.tags') t WHERE t.value IN "
+        return (f"EXISTS (SELECT 1 FROM json_each({tags_json}) t WHERE t.value IN "
                 f"({','.join('?' * len(values))}))")
 
     clauses: list[str] = []
     if f.has_includes:
         ors = []
         if f.include_names is not None:
-            ors.append(in_list("name", f.include_names))
+            ors.append(in_list(name, f.include_names))
         if f.include_types is not None:
-            ors.append(in_list("run_type", f.include_types))
+            ors.append(in_list(run_type, f.include_types))
         if f.include_tags is not None:
             ors.append(tags_any(f.include_tags))
             if any("\x00" in t for t in f.include_tags):  # only a cut-short tag equals it
-                ors.append(_TAGS_NUL)
+                ors.append(tags_nul)
         if f.include_metadata is not None:
             keys = [*sql_strings(f.include_metadata), DICT_TAG]
             if f.include_metadata:
                 params.extend(keys)
-                ors.append("EXISTS (SELECT 1 FROM json_each(events.raw, '$.metadata') m "
+                ors.append(f"EXISTS (SELECT 1 FROM json_each({metadata_json}) m "
                            f"WHERE m.key IN ({','.join('?' * len(keys))}))")
                 if any("\x00" in k for k in f.include_metadata):
-                    ors.append(_METADATA_NUL)
+                    ors.append(metadata_nul)
             else:
                 ors.append("0")
         clauses.append("(" + " OR ".join(ors) + ")")
     if f.exclude_names:
-        clauses.append("NOT " + in_list("name", f.exclude_names))
+        clauses.append("NOT " + in_list(name, f.exclude_names))
     if f.exclude_types:
-        clauses.append("NOT " + in_list("run_type", f.exclude_types))
+        clauses.append("NOT " + in_list(run_type, f.exclude_types))
     if f.exclude_tags:
         # A cut-short tag may equal an excluded one it is not: keep such runs.
-        clauses.append(f"(NOT {tags_any(f.exclude_tags)} OR {_TAGS_NUL})")
+        clauses.append(f"(NOT {tags_any(f.exclude_tags)} OR {tags_nul})")
     return ("(" + " AND ".join(clauses) + ")" if clauses else "1"), params

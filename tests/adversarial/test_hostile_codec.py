@@ -123,6 +123,7 @@ def forge_sqlite_metadata(db: Path, metadata: dict[str, Any]) -> str:
     return run_id
 
 
+@pytest.mark.usefixtures("wide_sqlite_layout")  # edits its columns
 def test_forged_metadata_in_a_store_is_inert_for_every_reader(tmp_path: Path) -> None:
     """store.runs(), Event.metadata, `runlog runs` and `runlog show` construct nothing."""
     payloads = forged(tmp_path)

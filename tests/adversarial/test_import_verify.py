@@ -263,6 +263,7 @@ def _edit(db: Path, sql: str) -> None:
     "UPDATE events SET digest = 'zz' || substr(digest, 3) WHERE seq = 2",
     "UPDATE events SET raw = 'not json' WHERE seq = 2",
 ])
+@pytest.mark.usefixtures("wide_sqlite_layout")  # edits its columns
 def test_verify_reports_a_damaged_row_in_one_line(tmp_path: Path, sql: str) -> None:
     db = _sqlite_with_run(tmp_path)
     _edit(db, sql)
@@ -274,6 +275,7 @@ def test_verify_reports_a_damaged_row_in_one_line(tmp_path: Path, sql: str) -> N
 
 @pytest.mark.parametrize("column", ["trace_id", "run_id", "kind", "name", "run_type",
                                     "time"])
+@pytest.mark.usefixtures("wide_sqlite_layout")  # edits its columns
 def test_verify_checks_each_rows_columns_against_its_bytes(tmp_path: Path,
                                                            column: str) -> None:
     db = _sqlite_with_run(tmp_path)
@@ -293,6 +295,7 @@ def test_verify_checks_each_rows_columns_against_its_bytes(tmp_path: Path,
     " start_seq, start_time, end_seq, end_time, status, error, event_count, writer_id"
     " FROM runs",
 ])
+@pytest.mark.usefixtures("wide_sqlite_layout")  # edits its columns
 def test_verify_checks_the_runs_table_against_the_events(tmp_path: Path, sql: str) -> None:
     """The runs projection is rebuilt from the events in thought: an edited, missing or
     extra row is reported, with exit status 1."""
@@ -424,6 +427,7 @@ def test_a_malformed_sqlite_file_gives_one_line_naming_what_is_damaged(
 
 
 @pytest.mark.parametrize("column", ["trace_id", "name", "run_type", "kind"])
+@pytest.mark.usefixtures("wide_sqlite_layout")  # edits its columns
 def test_verify_sees_an_edited_column_on_every_sql_backend(
         column: str, store: runlog.Store, backend_kind: str) -> None:
     """The same check through each SQL backend's own column read (a co-writer of a

@@ -397,6 +397,7 @@ def _poison(path: Path) -> dict[str, Any]:
     return {"$rl:exception": ["io:FileIO", [str(path), "w"], ""]}
 
 
+@pytest.mark.usefixtures("wide_sqlite_layout")  # edits its columns
 def test_forged_tags_are_never_revived_by_the_api(tmp_path: Path) -> None:
     """Class-carrying tags in metadata, inputs, outputs, chunks and errors of a forged
     store: listing, the run page's API, events, tokens, the stream and exports show
@@ -456,6 +457,7 @@ def _cycle_store(tmp_path: Path) -> Path:
 
 
 @pytest.mark.timeout(60)  # before the fix the token count looped forever
+@pytest.mark.usefixtures("wide_sqlite_layout")  # edits its columns
 def test_parent_cycles_are_counted_once_and_marked(tmp_path: Path) -> None:
     db = _cycle_store(tmp_path)
     with runlog.open(db, create=False) as store, client_for(store) as c:
@@ -477,6 +479,7 @@ def test_parent_cycles_are_counted_once_and_marked(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.usefixtures("wide_sqlite_layout")  # edits its columns
 def test_token_counter_ends_on_any_parent_graph(tmp_path: Path) -> None:
     """Every run of a trace whose parents form any graph (loops, self-parents, parents
     from nowhere): counting ends and counts each run's own tokens once."""

@@ -229,6 +229,7 @@ def _drop_index_and_duplicate(path: Path, run_id: str) -> None:
     conn.close()
 
 
+@pytest.mark.usefixtures("wide_sqlite_layout")  # edits its columns
 def test_an_old_store_gets_the_index_on_open_and_one_with_duplicates_still_opens(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "runs.db"

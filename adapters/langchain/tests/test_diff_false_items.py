@@ -181,3 +181,72 @@ def test_core_aliased_option_keeps_the_shared_fast_path() -> None:
         assert own[-1].state["final_output"] == "abc"
     finally:
         store.close()
+
+
+async def test_a_message_in_one_items_state_is_that_items_own() -> None:
+    """LangChain deep-copies every state: mutating a message chunk one item holds
+    leaves every other item (read before or after) as LangChain streamed it."""
+    live, store, root = await _recorded("chat")
+    try:
+        items = [x async for x in runlog_langchain.astream_log(store, root, diff=False)]
+        with_chunks = [i for i, it in enumerate(live) if it.state["streamed_output"]]
+        assert len(with_chunks) >= 3
+        a, b, c = with_chunks[0], with_chunks[1], with_chunks[-1]
+        _ = items[b].state  # read before the mutation
+        items[a].state["streamed_output"][0].content = "MUTATED"
+        items[a].state["final_output"].content = "MUTATED"
+        for i in (b, c):  # read before, and read only now (the last: the running state)
+            assert items[i].state == live[i].state, i
+        later = [i for i in range(a + 1, len(items)) if i not in (b, c)]
+        assert all(items[i].state == live[i].state for i in later)
+    finally:
+        store.close()
+
+
+def _mutate(value: Any) -> None:
+    """Change every container in ``value`` in place (what a careless consumer does)."""
+    if isinstance(value, dict):
+        for v in list(value.values()):
+            _mutate(v)
+        value["mutated"] = True
+    elif isinstance(value, list):
+        for v in value:
+            _mutate(v)
+        value.append("mutated")
+
+
+@settings(max_examples=60, deadline=None)
+@given(chunks=st.lists(CHUNK, max_size=10), order=st.randoms(use_true_random=False),
+       keep_ops=st.booleans())
+def test_mutating_any_item_never_changes_another(
+        chunks: list[Any], order: random.Random, keep_ops: bool) -> None:
+    """Read the items in any order, mutating each one's state and ops as it is read:
+    every item read later still equals the running sum at its point."""
+    store, rid = _record_chunks(chunks)
+    try:
+        want = _running_sums(store, rid, True)
+        items = list(log_view(store.events(rid, descendants=True), diff=False,
+                              keep_ops=keep_ops))
+        for i in order.sample(range(len(items)), len(items)):
+            assert items[i].state == want[i].state, i
+            assert items[i].ops == (want[i].ops if keep_ops else want[i].ops_added), i
+            _mutate(items[i].state)
+            items[i].ops.append({"op": "add", "path": "/mutated", "value": i})
+    finally:
+        store.close()
+
+
+def test_every_list_in_a_read_state_is_allocated_exactly() -> None:
+    """A kept state's lists carry no spare slots (the memory a consumer keeping every
+    item holds is at most LangChain's, whose lists grew by appends)."""
+    import sys
+
+    store, rid = _record_chunks([chr(97 + i % 26) for i in range(300)])
+    try:
+        items = list(runlog_langchain.stream_log(store, rid, diff=False))
+        for item in (items[150], items[-1]):  # a refolded state, and the newest
+            out = item.state["streamed_output"]
+            assert len(out) > 100
+            assert sys.getsizeof(out) <= sys.getsizeof([*out]) + 3 * 8
+    finally:
+        store.close()

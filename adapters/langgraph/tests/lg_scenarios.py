@@ -8,6 +8,7 @@ subclass that also streams tool calls (``FakeToolCallingModel``).
 from __future__ import annotations
 
 import operator
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict
@@ -114,7 +115,12 @@ def langchain_create_agent() -> Any:
     installed. It is not in the dev extra: an installed ``langchain`` adds
     ``lc_versions["langchain"]`` to every model's metadata, which LangChain's own
     snapshot tests (``scripts/langchain_own_tests.py``) reject; install ``langchain``
-    1.4.7 (the newest that runs with langchain-core 1.7.2) to run these."""
+    1.4.7 (the newest that runs with langchain-core 1.7.2) to run these. ``.ci/run``
+    runs them in a venv with ``langchain``, where RUNLOG_REQUIRE_LANGCHAIN=1 makes a
+    missing ``langchain`` fail instead of skip."""
+    if os.environ.get("RUNLOG_REQUIRE_LANGCHAIN") == "1":
+        import langchain.agents
+        return langchain.agents.create_agent
     agents = pytest.importorskip("langchain.agents", reason=(
         "langchain is not installed (pip install langchain==1.4.7 to run the "
         "create_agent tests)"))
