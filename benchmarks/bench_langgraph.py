@@ -107,14 +107,17 @@ def _nothing(*args: Any, **kwargs: Any) -> Any:
 def _without(**methods: Any) -> Iterator[None]:
     """Replace recorder methods by no-ops for one run (``--breakdown``)."""
     owners = {"part": GraphStream, "emit": GraphRecorder, "on_llm_new_token": GraphRecorder}
-    saved = {name: owners[name].__dict__[name] for name in methods}
+    saved = {name: owners[name].__dict__.get(name) for name in methods}
     for name, fn in methods.items():
         setattr(owners[name], name, fn)
     try:
         yield
     finally:
         for name, fn in saved.items():
-            setattr(owners[name], name, fn)
+            if fn is None:  # inherited (runlog_langchain.Recorder's)
+                delattr(owners[name], name)
+            else:
+                setattr(owners[name], name, fn)
 
 
 def _ablated(**methods: Any) -> Callable[[Any, Any, runlog.Store], None]:
