@@ -11,7 +11,10 @@ custom-channel stream events (``run.event(name, data)``):
   ``updates``, ``messages``, ``custom``, ``checkpoints``, ``tasks``, ``debug``), from
   every namespace: ``{"ns": [...], "data": chunk}``; for ``values`` the first state of
   a namespace is stored whole and every later one as ``{"ns": [...], "patch": ops}``,
-  the JSON Patch from the previous state of that namespace (:mod:`.diff`);
+  the JSON Patch from the previous state of that namespace (:mod:`.diff`); a model
+  token's ``messages`` part is its token event on the model's run, placed by the next
+  stored event's ``"pre"``; a ``debug`` part rides in its task's/checkpoint's event
+  (see :meth:`GraphStream.part`);
 * ``langgraph:v3`` for each protocol event of ``stream_events(version="v3")``, as the
   event dict LangGraph emitted, ``seq`` included.
 
@@ -22,6 +25,7 @@ Recording never raises into the application: a failure is logged and counted in
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 from uuid import UUID
 
@@ -137,7 +141,8 @@ class GraphRecorder(Recorder):
 class GraphStream:
     """The recording of one outermost graph call's stream (one per call)."""
 
-    __slots__ = ("_held", "_last", "_prev", "_started", "call", "rec", "run_id")
+    __slots__ = ("_held", "_last", "_pending", "_pending_n", "_pending_t", "_prev",
+                 "_started", "call", "rec", "run_id")
 
     def __init__(self, rec: GraphRecorder, run_id: UUID, call: dict[str, Any]) -> None:
         self.rec = rec
@@ -147,6 +152,11 @@ class GraphStream:
         self._last: dict[tuple[Any, ...], Any] = {}  # the last tasks/checkpoints chunks
         # a tasks/checkpoints part waiting for its debug twin: (ns, mode, chunk, data)
         self._held: tuple[tuple[str, ...], str, Any, dict[str, Any]] | None = None
+        # token parts stored as nothing but their token event, not yet placed by a
+        # stored event: [ns, model run id, first index, count] runs
+        self._pending: list[list[Any]] = []
+        self._pending_n = 0
+        self._pending_t = 0.0
         self._started = False
 
     def _start(self) -> bool:
@@ -170,7 +180,11 @@ class GraphStream:
         the same object in LangGraph) goes into that part's event as ``"debug"`` (its
         other keys), or, when another part came in between, is stored as
         ``{"ns", "data", "payload_of": mode}``. A token's ``messages`` part whose message
-        is the one the model run's token event holds is ``{"ns", "tok": [run, index]}``.
+        is the one the model run's token event holds is stored as nothing: the next
+        stored event lists it in ``"pre"`` (``[ns, model run id, first index, count]``
+        runs), and the replay yields it, from that token event, before that event's own
+        part; a ``{"ns", "pre"}`` event places them every 64 tokens or 50 ms at most
+        (a live reader sees them that soon), and when the stream stops.
         """
         try:
             if not self._start():
@@ -185,9 +199,9 @@ class GraphStream:
                     # streamed, wrapped: one event holds both
                     data_h = held[3]
                     data_h["debug"] = {k: v for k, v in chunk.items() if k != "payload"}
-                    self.rec.emit(self.run_id, PREFIX + held[1], data_h)
+                    self._emit(PREFIX + held[1], data_h)
                     return
-                self.rec.emit(self.run_id, PREFIX + held[1], held[3])
+                self._emit(PREFIX + held[1], held[3])
             if mode == "messages" and type(chunk) is tuple and len(chunk) == 2:
                 # one part per token, each with the same metadata dict: stored once
                 key_m = ("messages", ns)
@@ -198,13 +212,11 @@ class GraphStream:
                 if prev_meta is not _NONE and (prev_meta is meta or _same_dict(prev_meta,
                                                                                meta)):
                     if tok is not None and tok[0] is msg and _same_id(tok[3], msg):
-                        # the very message the model run's token event holds: one
-                        # small reference instead of a second copy of the chunk
-                        self.rec.emit(self.run_id, PREFIX + mode,
-                                      {"ns": list(ns), "tok": [str(tok[1]), tok[2]]})
+                        # the very message the model run's token event holds: that
+                        # event is the part; the next stored event places it
+                        self._implicit(ns, str(tok[1]), tok[2])
                     else:
-                        self.rec.emit(self.run_id, PREFIX + mode,
-                                      {"ns": list(ns), "message": msg})
+                        self._emit(PREFIX + mode, {"ns": list(ns), "message": msg})
                     return
                 self._prev[key_m] = dict(meta) if type(meta) is dict else meta
             if mode in ("tasks", "checkpoints"):
@@ -214,7 +226,7 @@ class GraphStream:
                 # streamed: stored once, referenced here
                 src = "checkpoints" if chunk.get("type") == "checkpoint" else "tasks"
                 if chunk.get("payload") is self._last.get((ns, src), _NONE):
-                    self.rec.emit(self.run_id, PREFIX + mode, {
+                    self._emit(PREFIX + mode, {
                         "ns": list(ns), "data": {**chunk, "payload": None},
                         "payload_of": src})
                     return
@@ -236,9 +248,35 @@ class GraphStream:
             if mode in ("tasks", "checkpoints") and self._debug:
                 self._held = (ns, mode, chunk, data)  # its debug part comes next
                 return
-            self.rec.emit(self.run_id, PREFIX + mode, data)
+            self._emit(PREFIX + mode, data)
         except Exception as e:  # never into the application
             self.rec._failed(f"a {mode} part", e)
+
+    def _emit(self, name: str, data: dict[str, Any]) -> bool:
+        """Store one event; the token parts consumed before it ride along as ``"pre"``
+        (the replay yields them first), so they cost no event of their own."""
+        if self._pending:
+            data["pre"] = self._pending
+            self._pending = []
+            self._pending_n = 0
+        return self.rec.emit(self.run_id, name, data)
+
+    def _implicit(self, ns: tuple[str, ...], run_id: str, index: int) -> None:
+        pend = self._pending
+        if pend:
+            last = pend[-1]
+            if last[1] == run_id and last[2] + last[3] == index and last[0] == list(ns):
+                last[3] += 1
+            else:
+                pend.append([list(ns), run_id, index, 1])
+        else:
+            pend.append([list(ns), run_id, index, 1])
+            self._pending_t = time.monotonic()
+        self._pending_n += 1
+        if self._pending_n >= _PENDING_TOKENS or \
+                time.monotonic() - self._pending_t > _PENDING_SECONDS:
+            # a reader following the run live sees the tokens within these bounds
+            self._emit(PREFIX + "messages", {"ns": list(ns)})
 
     @property
     def _debug(self) -> bool:
@@ -246,14 +284,16 @@ class GraphStream:
         return isinstance(modes, list) and "debug" in modes
 
     def flush(self) -> None:
-        """Store the part held for its debug twin (the stream stopped in between)."""
+        """Store what waits when the stream stops: the part held for its debug twin,
+        the token parts no stored event has placed yet."""
         held, self._held = self._held, None
-        if held is not None:
-            try:
-                if not self.rec.emit(self.run_id, PREFIX + held[1], held[3]):
-                    raise RuntimeError("the graph's run ended before it")
-            except Exception as e:
-                self.rec._failed(f"a {held[1]} part", e)
+        try:
+            if held is not None and not self._emit(PREFIX + held[1], held[3]):
+                raise RuntimeError("the graph's run ended before it")
+            if self._pending and not self._emit(PREFIX + "messages", {"ns": []}):
+                raise RuntimeError("the graph's run ended before them")
+        except Exception as e:
+            self.rec._failed("the last parts", e)
 
     def v3(self, event: Any) -> None:
         """Store one v3 protocol event (with the ``seq`` LangGraph gave it).
@@ -280,6 +320,8 @@ class GraphStream:
 
 _NONE: Any = object()
 _MAX_TOKENS = 4096
+_PENDING_TOKENS = 64  # token parts placed by one event at most, and after at most
+_PENDING_SECONDS = 0.05  # this long (checked at the next token)
 
 
 def _untuple_triggers(data: dict[str, Any]) -> None:

@@ -74,9 +74,9 @@ class _Folder:
     def token(self, run_id: str, index: int) -> Any:
         """The message of the ``index``-th token event of model run ``run_id``.
 
-        The token event was queued before the ``messages`` part that refers to it, so it
-        is committed when the part is read (live too); the run's token events are read
-        once, then only the new ones."""
+        The token event was queued before the event that places its ``messages`` part
+        (one writer queue), so it is committed when that event is read (live too); the
+        run's token events are read once, then only the new ones."""
         chunks, after = self.tokens.get(run_id, ([], 0))
         if index >= len(chunks) and self.store is not None:
             for e in self.store.events(run_id=run_id, after=after):
@@ -95,7 +95,18 @@ class _Folder:
         return out
 
     def parts(self, mode: str, d: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], str, Any]]:
-        """The part(s) one stored event holds: its own, then its ``debug`` twin."""
+        """The part(s) one stored event holds: the token parts it places (``"pre"``:
+        each is its model run's token event, with its namespace's current metadata),
+        its own, then its ``debug`` twin."""
+        pre = d.get("pre")
+        if type(pre) is list:
+            for ns_l, run_id, first, count in pre:
+                ns = tuple(ns_l)
+                meta = self.state[("messages", ns)]
+                for i in range(first, first + count):
+                    yield ns, "messages", (self.token(run_id, i), meta)
+        if mode == "messages" and not ("data" in d or "message" in d):
+            return  # it only placed token parts
         p = self.part(mode, d)
         yield p
         if mode in ("tasks", "checkpoints"):
@@ -120,9 +131,6 @@ class _Folder:
             key_m = ("messages", ns)
             if "message" in d:  # the same metadata as the namespace's previous token
                 return ns, mode, (d["message"], self.state[key_m])
-            if "tok" in d:  # and the message is the one of a model run's token event
-                run_id, index = d["tok"]
-                return ns, mode, (self.token(run_id, index), self.state[key_m])
             chunk_m = d.get("data")
             if type(chunk_m) is tuple and len(chunk_m) == 2:
                 self.state[key_m] = chunk_m[1]

@@ -1,5 +1,5 @@
 """The compact forms of the stored parts (issue 17, performance): a token's ``messages``
-part is a reference to the model run's token event, a task/checkpoint part carries its
+part is the model run's token event (no event of its own), a task/checkpoint part carries its
 ``debug`` twin, a task's ``triggers`` tuple is stored as a list; the replay still
 gives LangGraph's own items, ``==``."""
 
@@ -48,16 +48,22 @@ def _stored(store: runlog.Store, run_id: str) -> list[tuple[str, dict[str, Any]]
     return out
 
 
-def test_token_parts_are_references_to_the_token_events(lg_store: runlog.Store) -> None:
+def test_token_parts_are_their_token_events(lg_store: runlog.Store) -> None:
     x = {"messages": [("user", "hi")]}
-    live = list(_talker(20).stream(x, stream_mode=list(rlg.ALL_MODES), subgraphs=True))
+    live = list(_talker(100).stream(x, stream_mode=list(rlg.ALL_MODES), subgraphs=True))
     with rlg.record(lg_store) as rec:
-        out = list(_talker(20).stream(x, stream_mode="messages"))
+        out = list(_talker(100).stream(x, stream_mode="messages"))
     lg_store.flush()
     stored = _stored(lg_store, rec.graph_ids[0])
     forms = Counter(tuple(sorted(d)) for kind, d in stored if kind == "messages")
-    # the first token carries the metadata; each later one is a reference, no chunk
-    assert forms == {("data", "ns"): 1, ("ns", "tok"): len(out) - 1}
+    # the first token carries the metadata; the later ones are their token events
+    # alone, placed by the next stored event ("pre"), at least every 64 tokens
+    assert forms[("data", "ns")] == 1
+    assert set(forms) <= {("data", "ns"), ("ns", "pre")}
+    assert 1 <= forms[("ns", "pre")] <= len(out) // 64 + 1
+    placed = [run for _kind, d in stored for run in d.get("pre", ())]
+    assert sum(count for _ns, _run, _first, count in placed) == len(out) - 1
+    assert placed[0][2] == 1  # token 0 came with the metadata
     assert list(rlg.stream(lg_store, rec.graph_ids[0])) == out
     replayed = list(rlg.stream(lg_store, rec.graph_ids[0], stream_mode=list(rlg.ALL_MODES),
                                subgraphs=True))
