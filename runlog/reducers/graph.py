@@ -118,6 +118,8 @@ def graph_steps(records: Iterable[tuple[str, Any]]) -> list[GraphStep]:
         if not isinstance(data, dict) or data.get("ns"):
             continue  # subgraph parts: their parent's step shows what they returned
         chunk = data.get("data")
+        if kind == "tasks" and isinstance(data.get("debug"), dict):
+            chunk, kind = data["debug"], "debug"  # the debug part stored with its task
         if kind == "debug" and isinstance(chunk, dict) and chunk.get("type") in (
                 "task", "task_result") and isinstance(chunk.get("step"), int):
             current = chunk["step"]

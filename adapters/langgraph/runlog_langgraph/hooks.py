@@ -116,6 +116,7 @@ def _stream(self: Graph, input: Any, config: Any = None, *, stream_mode: Any = N
             if part[1] in mode and (subgraphs or not part[0]):
                 yield _shape(part, mode, subgraphs)
     finally:
+        rs.flush()
         gen.close()
 
 
@@ -141,6 +142,7 @@ async def _astream(self: Graph, input: Any, config: Any = None, *, stream_mode: 
             if part[1] in mode and (subgraphs or not part[0]):
                 yield _shape(part, mode, subgraphs)
     finally:
+        rs.flush()
         await agen.aclose()
 
 

@@ -64,9 +64,28 @@ def _decode(e: Event, rid: str) -> Iterator[tuple[str, Any] | ErrorInfo | None]:
 class _Folder:
     """Turns stored part records back into ``(ns, mode, chunk)`` parts."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Store | None) -> None:
+        self.store = store
         self.state: dict[tuple[Any, ...], Any] = {}
         self.last: dict[tuple[Any, ...], Any] = {}  # the last tasks/checkpoints chunks
+        # model run id -> (its token events' chunks read so far, seq of the last read)
+        self.tokens: dict[str, tuple[list[Any], int]] = {}
+
+    def token(self, run_id: str, index: int) -> Any:
+        """The message of the ``index``-th token event of model run ``run_id``.
+
+        The token event was queued before the event that places its ``messages`` part
+        (one writer queue), so it is committed when that event is read (live too); the
+        run's token events are read once, then only the new ones."""
+        chunks, after = self.tokens.get(run_id, ([], 0))
+        if index >= len(chunks) and self.store is not None:
+            for e in self.store.events(run_id=run_id, after=after):
+                after = e.seq
+                if e.kind == "stream" and e.channel == "token":
+                    data = e.data
+                    chunks.append(data.get("chunk") if isinstance(data, dict) else None)
+            self.tokens[run_id] = (chunks, after)
+        return chunks[index]
 
     def part(self, mode: str, d: dict[str, Any]) -> tuple[tuple[str, ...], str, Any]:
         ns = tuple(d["ns"])
@@ -74,6 +93,35 @@ class _Folder:
         if mode in ("tasks", "checkpoints"):
             self.last[(ns, mode)] = out[2]
         return out
+
+    def parts(self, mode: str, d: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], str, Any]]:
+        """The part(s) one stored event holds: the token parts it places (``"pre"``:
+        each is its model run's token event, with its namespace's current metadata),
+        its own, then its ``debug`` twin."""
+        pre = d.get("pre")
+        if type(pre) is list:
+            for ns_l, run_id, first, count in pre:
+                ns = tuple(ns_l)
+                meta = self.state[("messages", ns)]
+                for i in range(first, first + count):
+                    yield ns, "messages", (self.token(run_id, i), meta)
+        if mode == "messages" and not ("data" in d or "message" in d):
+            return  # it only placed token parts
+        p = self.part(mode, d)
+        yield p
+        if mode in ("tasks", "checkpoints"):
+            twin = self.twin(p, d)
+            if twin is not None:
+                yield twin
+
+    def twin(self, part: tuple[tuple[str, ...], str, Any], d: dict[str, Any]
+             ) -> tuple[tuple[str, ...], str, Any] | None:
+        """The ``debug`` part stored inside a tasks/checkpoints part's event, if any
+        (its payload is that part's chunk, the same object, as it was live)."""
+        meta = d.get("debug")
+        if type(meta) is not dict:
+            return None
+        return part[0], "debug", {**meta, "payload": part[2]}
 
     def _part(self, ns: tuple[str, ...], mode: str, d: dict[str, Any]
               ) -> tuple[tuple[str, ...], str, Any]:
@@ -92,10 +140,16 @@ class _Folder:
             value = apply_ops(self.state[key], d["patch"])
             self.state[key] = value
             chunk = set_field(d["data"], path, structural_copy(value))
+            if "tuples" in d and type(chunk) is dict:
+                for k in d["tuples"]:
+                    chunk[k] = tuple(chunk[k])
             if mode in ("tasks", "debug"):
                 _revive_task_error(chunk)
             return ns, mode, chunk
         chunk = d["data"]
+        if "tuples" in d and type(chunk) is dict:
+            for k in d["tuples"]:
+                chunk[k] = tuple(chunk[k])
         if mode in ("tasks", "debug"):
             _revive_task_error(chunk)
         field = state_field(mode, chunk)
@@ -131,7 +185,7 @@ def parts(store: Store, run_id: str) -> Iterator[Any]:
     run's stored :class:`~runlog.ErrorInfo` if it failed (the last item, not raised).
 
     The first item is the ``call`` record (a dict: what the application asked for)."""
-    folder = _Folder()
+    folder = _Folder(store)
     for r in _records(store, run_id):
         if r is None:
             return
@@ -142,7 +196,7 @@ def parts(store: Store, run_id: str) -> Iterator[Any]:
         if kind == "call" or kind == "v3":
             yield (kind, data)
         else:
-            yield folder.part(kind, data)
+            yield from folder.parts(kind, data)
 
 
 def _shape(part: tuple[Any, str, Any], stream_mode: Any, subgraphs: bool) -> Any:
