@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 
 from runlog import ErrorInfo, Event, Opaque, Store, codec
-from runlog.errors import UnknownRunError
+from runlog.errors import CorruptStoreError, UnknownRunError
 from runlog.reducers import error_object
 from runlog.reducers.graph import graph_records, v3_event, v3_matches
 from runlog.reducers.patch import apply_ops, structural_copy
@@ -85,6 +85,13 @@ class _Folder:
                     data = e.data
                     chunks.append(data.get("chunk") if isinstance(data, dict) else None)
             self.tokens[run_id] = (chunks, after)
+        if index >= len(chunks):
+            # the recorder referred to a token event the store does not hold (the writer
+            # refused it, or the model run's start, after it was queued): say so, rather
+            # than yield a wrong token or an IndexError
+            raise CorruptStoreError(
+                f"a stored messages part refers to token {index} of model run {run_id}, "
+                f"which holds {len(chunks)} token events: that token was not stored")
         return chunks[index]
 
     def part(self, mode: str, d: dict[str, Any]) -> tuple[tuple[str, ...], str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, TypedDict
 
+import pytest
 import runlog_langgraph as rlg
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
@@ -113,3 +114,26 @@ def test_debug_parts_travel_with_their_task_and_triggers_stay_tuples(
     assert steps == graph_steps(separate)
     assert [s.step for s in steps] == [0, 1, 2, 3, 4, 5]
     assert [s.updates for s in steps[1:]] == [[(f"s{i}", {"n": i + 1})] for i in range(5)]
+
+
+def test_a_token_the_store_does_not_hold_is_a_clear_error() -> None:
+    """A placing event refers to the model run's token events by position; if one of
+    them was never stored (refused by the writer after it was queued), the replay says
+    so instead of yielding a later token in its place or raising IndexError."""
+    from types import SimpleNamespace
+
+    from runlog_langgraph.replay import _Folder
+
+    from runlog.errors import CorruptStoreError
+
+    tokens = [SimpleNamespace(seq=i + 1, kind="stream", channel="token",
+                              data={"token": t, "chunk": t}) for i, t in enumerate("ab")]
+
+    class TwoTokens:
+        def events(self, run_id: str, after: int) -> list[SimpleNamespace]:
+            return [e for e in tokens if e.seq > after]
+
+    folder = _Folder(TwoTokens())  # type: ignore[arg-type]
+    assert folder.token("model-run", 1) == "b"
+    with pytest.raises(CorruptStoreError, match="token 2 of model run model-run"):
+        folder.token("model-run", 2)
