@@ -539,6 +539,8 @@ class SQLiteBackend(Backend):
             split = layout.split
             stream_fixed = layout.STREAM_FIXED
             stream_heads = self._stream_heads
+            generic_stream = layout.STREAM
+            row_limit = 6 * _ROWS_PER_INSERT
             for pos, (run_id, trace_id, kind, name, run_type, time_us, raw, digest,
                       run_row, parts) in enumerate(batch):
                 if kind == "start":
@@ -558,7 +560,7 @@ class SQLiteBackend(Backend):
                                      first + pos, time_us, writer.writer_id))
                     run_key = key
                 else:
-                    found = new.get(run_id) or known.get(run_id)
+                    found = (new.get(run_id) if new else None) or known.get(run_id)
                     if found is None:
                         raise AppendOnlyError(
                             f"could not append to {self.path}: run {run_id} has no start "
@@ -578,7 +580,7 @@ class SQLiteBackend(Backend):
                             code, body = split(kind, raw, time_us, header)
                     else:
                         code, body = split(kind, raw, time_us, header)
-                    if code == layout.STREAM:  # a token with a chunk: a template's?
+                    if code == generic_stream:  # a token with a chunk: a template's?
                         current = new_templates.get(run_key) or templates.get(run_key)
                         token = (layout.fit_template(code, body, current[1])
                                  if current is not None else None)
@@ -593,7 +595,7 @@ class SQLiteBackend(Backend):
                                 new_templates[run_key] = (first + pos, template)
                     if kind == "end" and run_row is not None:
                         ends.append((pos, (run_id, time_us, run_row)))
-                if len(flat) >= 6 * _ROWS_PER_INSERT:
+                if len(flat) >= row_limit:
                     flat = []
                     params.append(flat)
                 flat.extend((run_key, trace_key, time_us - start_us, code, body.decode(),

@@ -302,17 +302,24 @@ class Writer:
                 self._hurry.clear()
             batch: list[Pending] = []
             markers: list[_Flush] = []
+            # this loop runs once per event, holding the GIL: events first, the rest after
+            add, take, max_batch = batch.append, q.get_nowait, self.max_batch
             while True:
-                if item is _STOP:
+                if type(item) is Pending:
+                    add(item)
+                    if len(batch) >= max_batch:
+                        break
+                elif item is _STOP:
                     stopping = True
+                    break
                 elif isinstance(item, _Flush):
                     markers.append(item)
                 else:
-                    batch.append(item)  # type: ignore[arg-type]
-                if len(batch) >= self.max_batch or stopping:
-                    break
+                    add(item)  # type: ignore[arg-type]  # a Pending subclass
+                    if len(batch) >= max_batch:
+                        break
                 try:
-                    item = q.get_nowait()
+                    item = take()
                 except queue.Empty:
                     break
             if batch:
