@@ -570,12 +570,13 @@ class SQLiteBackend(Backend):
                     # comparison: joined with the run's cached stream head they must be
                     # exactly the envelope (else the envelope is split as usual). This
                     # loop holds the GIL for every event: one check, not a dozen calls.
-                    fixed = stream_fixed.get(parts[0]) if parts is not None else None
-                    if fixed is not None and header is not None:
+                    # (no typing.cast here: it builds a tuple[...] alias per call)
+                    if (parts is not None and header is not None
+                            and (fixed := stream_fixed.get(parts[0])) is not None):
                         shead = stream_heads.get(header)
                         if shead is None:
                             shead = stream_heads[header] = layout.head("stream", header)
-                        code, body = cast(tuple[int, bytes], parts)
+                        code, body = parts
                         if raw != b"%b%d%b%b%b" % (shead, time_us, fixed[0], body, fixed[1]):
                             code, body = split(kind, raw, time_us, header)
                     else:
