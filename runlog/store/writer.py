@@ -74,7 +74,7 @@ class _Flush:
 
 
 _STOP = object()
-_yield_gil = getattr(os, "sched_yield", lambda: time.sleep(0))
+_yield_gil = time.sleep
 _live: weakref.WeakSet[Writer] = weakref.WeakSet()
 
 
@@ -139,14 +139,12 @@ class Writer:
             # A producer recording in a tight loop holds the GIL for whole switch
             # intervals (5 ms), and the writer, back from a GIL-free INSERT, waits that
             # long for it on every batch. Handing the GIL over every 32 events keeps
-            # the writer's wait short. The hand-over is ``os.sched_yield()``, which
-            # releases the GIL (a waiting writer takes it) and costs about 0.5 us when
-            # nobody waits; ``time.sleep(0)``, used before, really slept (about 60-80 us,
-            # Linux's timer slack): 2 us per event of a producer that was never needed
-            # to wait. Still done only when events pile up (the writer is behind), so a
-            # producer streaming into a paced writer does not pay it.
+            # the writer's wait short. The hand-over is a real sleep (about 60 us here:
+            # Linux's timer slack), so it is done only when events pile up (the writer
+            # is busy and behind): a producer streaming tokens into a paced writer (or
+            # from an event loop, which the sleep would stall) does not pay it.
             if self._q.qsize() >= 64:
-                _yield_gil()
+                _yield_gil(0)
             if puts & 0x3FF == 0 and self._q.qsize() > self.max_pending:
                 try:
                     self._backpressure()  # before queueing: a refused event is not queued
