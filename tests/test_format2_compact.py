@@ -409,6 +409,17 @@ def test_a_tail_started_mid_run_decodes_template_encoded_chunks(tmp_path: Path) 
     writer.close()
 
 
+@given(envelopes(), st.sampled_from([layout.OUTPUT, layout.TOKEN]), st.binary(max_size=20))
+def test_split_known_ignores_parts_that_do_not_fit(case: tuple[str, bytes, int, bytes], code: int,
+                                              body: bytes) -> None:
+    """``split_known`` (PostgreSQL's writer): parts that do not make the envelope are
+    ignored, the row is split as usual."""
+    kind, raw, time_us, header = case
+    got = layout.split_known(kind, raw, time_us, header, (code, body))
+    assert layout.join(*got, time_us, header) == raw
+    assert got == layout.split(kind, raw, time_us, header)
+
+
 _SHAPES = st.sampled_from(["token", "output", "custom"])
 _CODES = st.sampled_from([layout.WHOLE, layout.START, layout.STREAM, layout.END, layout.OUTPUT,
                           layout.TOKEN, layout.TEMPLATED, 9])

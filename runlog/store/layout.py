@@ -43,7 +43,7 @@ from runlog import codec
 from runlog.events import envelope_header
 
 __all__ = ["KIND_OF_CODE", "OUTPUT", "STREAM_FIXED", "TEMPLATED", "TOKEN", "WHOLE",
-           "fit_template", "head", "join", "joiner", "run_header", "split",
+           "fit_template", "head", "join", "joiner", "run_header", "split", "split_known",
            "template_of", "template_seq"]
 
 WHOLE, START, STREAM, END, OUTPUT, TOKEN, TEMPLATED = range(7)
@@ -114,6 +114,25 @@ def split(kind: str, raw: bytes, time_us: int, header: bytes | None) -> tuple[in
                     and len(raw) >= at + len(before) + len(after)):
                 return code, raw[at + len(before):len(raw) - len(after)]
     return _GENERIC[kind], raw[at:]
+
+
+def split_known(kind: str, raw: bytes, time_us: int, header: bytes | None,
+                parts: tuple[int, bytes] | None) -> tuple[int, bytes]:
+    """:func:`split` given the ``(code, body)`` the recorder says ``raw`` is made of:
+    checked (the joined parts must be exactly ``raw``: a comparison, no search), else
+    split as usual."""
+    if parts is None or header is None:
+        return split(kind, raw, time_us, header)
+    code, body = parts
+    before, after = _FIXED[code]
+    head = _head(kind, header)
+    digits = b"%d" % time_us
+    at = len(head) + len(digits)
+    if (len(raw) == at + len(before) + len(body) + len(after) and raw.startswith(head)
+            and raw.startswith(digits, len(head)) and raw.startswith(before, at)
+            and raw.endswith(after) and raw.startswith(body, at + len(before))):
+        return code, body
+    return split(kind, raw, time_us, header)
 
 
 def join(code: int, body: bytes, time_us: int, header: bytes | None,
