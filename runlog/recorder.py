@@ -258,6 +258,7 @@ class Run:
         "_header",
         "_lock",
         "_recorder",
+        "_stream_head",
         "_wait_on_exit",
         "id",
         "metadata",
@@ -290,6 +291,8 @@ class Run:
         self._header = envelope_header(
             run_id=run_id, parent_id=self.parent_id, trace_id=self.trace_id, fields=self._fields
         )
+        # what every stream envelope of this run begins with, up to its time digits
+        self._stream_head = b'{"kind":"stream",' + self._header + b',"time":'
         self._lock = threading.Lock()
         self._digest: bytes | None = None
         self._count = 0
@@ -310,7 +313,7 @@ class Run:
 
     # -- queueing ------------------------------------------------------------------
     def _put(self, kind: str, raw: bytes, time_us: int, run_row: tuple[Any, ...] | None,
-             *, ending: bool = False, parts: tuple[int, bytes] | None = None) -> None:
+             ending: bool = False, parts: tuple[int, bytes] | None = None) -> None:
         recorder = self._recorder
         if not _MIN_US <= time_us <= _MAX_US or len(raw) > recorder.max_event_bytes:
             raise _invalid(self, time_us, raw)
@@ -364,9 +367,8 @@ class Run:
         """
         t = now_micros() if time is None else _time_us(time)
         data = codec.encode(chunk, lossy=lossy)
-        raw = b"".join((b'{"kind":"stream",', self._header, b',"time":', str(t).encode(),
-                        b',"data":', data, b"}"))
-        self._put("stream", raw, t, None, parts=(_OUTPUT_CODE, data))
+        raw = b'%b%d,"data":%b}' % (self._stream_head, t, data)
+        self._put("stream", raw, t, None, False, (_OUTPUT_CODE, data))
 
     def token(self, token: str | list[Any], chunk: Any = None, *, time: Any = None) -> None:
         """Record a model token (``channel="token"``), with the model's chunk object if any.
@@ -378,15 +380,11 @@ class Run:
         # {"token": token, "chunk": chunk}, assembled in one join: this runs per token
         text = codec.encode(token)
         if chunk is None:  # the compact layout keeps just the token (layout code 5)
-            self._put("stream", b"".join((
-                b'{"kind":"stream",', self._header, b',"time":', str(t).encode(),
-                b',"channel":"token","data":{"token":', text, b',"chunk":null}}')), t, None,
-                parts=(_TOKEN_CODE, text))
+            self._put("stream", b'%b%d,"channel":"token","data":{"token":%b,"chunk":null}}'
+                      % (self._stream_head, t, text), t, None, False, (_TOKEN_CODE, text))
             return
-        self._put("stream", b"".join((
-            b'{"kind":"stream",', self._header, b',"time":', str(t).encode(),
-            b',"channel":"token","data":{"token":', text, b',"chunk":',
-            codec.encode(chunk), b"}}")), t, None)
+        self._put("stream", b'%b%d,"channel":"token","data":{"token":%b,"chunk":%b}}'
+                  % (self._stream_head, t, text, codec.encode(chunk)), t, None)
 
     def event(self, name: str, data: Any = None, *, time: Any = None) -> None:
         """Record a custom event dispatched by this run (``channel="custom"``)."""

@@ -410,10 +410,51 @@ def test_a_tail_started_mid_run_decodes_template_encoded_chunks(tmp_path: Path) 
 
 
 @given(envelopes(), st.sampled_from([layout.OUTPUT, layout.TOKEN]), st.binary(max_size=20))
-def test_parts_the_recorder_gives_are_checked(case: tuple[str, bytes, int, bytes], code: int,
+def test_split_known_ignores_parts_that_do_not_fit(case: tuple[str, bytes, int, bytes], code: int,
                                               body: bytes) -> None:
-    """Parts that do not make the envelope are ignored: the row is split as usual."""
+    """``split_known`` (PostgreSQL's writer): parts that do not make the envelope are
+    ignored, the row is split as usual."""
     kind, raw, time_us, header = case
     got = layout.split_known(kind, raw, time_us, header, (code, body))
     assert layout.join(*got, time_us, header) == raw
     assert got == layout.split(kind, raw, time_us, header)
+
+
+_SHAPES = st.sampled_from(["token", "output", "custom"])
+_CODES = st.sampled_from([layout.WHOLE, layout.START, layout.STREAM, layout.END, layout.OUTPUT,
+                          layout.TOKEN, layout.TEMPLATED, 9])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(_SHAPES, st.text(max_size=6), st.none() | st.tuples(
+    _CODES, st.binary(max_size=8))), min_size=1, max_size=12))
+def test_parts_the_recorder_gives_are_checked(
+        events: list[tuple[str, str, tuple[int, bytes] | None]]) -> None:
+    """The writer stores the recorder's ``(code, body)`` of an event only when they make
+    exactly its envelope: parts that do not (any code, any body) are ignored and the
+    envelope is split as usual, so every event reads back as the bytes recorded."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        store = runlog.Store(SQLiteBackend(Path(d) / "s.db", layout="compact"))
+        run = store.start_run("m", "chat_model", tags=["t"])
+        store.flush()
+        caught: list[Any] = []
+        put = store.writer.put
+        store.writer.put = caught.append  # type: ignore[method-assign]
+        for shape, text, _ in events:
+            if shape == "token":
+                run.token(text)
+            elif shape == "output":
+                run.stream(text)
+            else:
+                run.event("e", text)
+        store.writer.put = put  # type: ignore[method-assign]
+        forged = [p if parts is None else p._replace(parts=parts)
+                  for p, (_, _, parts) in zip(caught, events, strict=True)]
+        store.writer.backend.append(forged, store.writer.info, None)
+        got = [(e.raw, e.digest) for e in store.events(run.id, digests=True)][1:]
+        assert got == [(p.raw, p.digest) for p in forged]
+        store.close()
+
+

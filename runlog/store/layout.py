@@ -42,8 +42,9 @@ from __future__ import annotations
 from runlog import codec
 from runlog.events import envelope_header
 
-__all__ = ["KIND_OF_CODE", "OUTPUT", "TEMPLATED", "TOKEN", "WHOLE", "fit_template", "join",
-           "run_header", "split", "split_known", "template_of", "template_seq"]
+__all__ = ["KIND_OF_CODE", "OUTPUT", "STREAM_FIXED", "TEMPLATED", "TOKEN", "WHOLE",
+           "fit_template", "head", "join", "joiner", "run_header", "split", "split_known",
+           "template_of", "template_seq"]
 
 WHOLE, START, STREAM, END, OUTPUT, TOKEN, TEMPLATED = range(7)
 KIND_OF_CODE: dict[int, str | None] = {WHOLE: None, START: "start", STREAM: "stream",
@@ -59,6 +60,10 @@ _OUTPUT = (b',"data":', b"}")
 _TOKEN = (b',"channel":"token","data":{"token":', b',"chunk":null}}')
 _FIXED: dict[int, tuple[bytes, bytes]] = {START: (b"", b""), STREAM: (b"", b""),
                                           END: (b"", b""), OUTPUT: _OUTPUT, TOKEN: _TOKEN}
+STREAM_FIXED: dict[int, tuple[bytes, bytes]] = {STREAM: (b"", b""), OUTPUT: _OUTPUT,
+                                                TOKEN: _TOKEN}
+"""The fixed text before and after the body of each code that stands for a stream event:
+the writer checks the recorder's ``(code, body)`` of a stream event against it."""
 
 
 def run_header(run_id: str, parent_id: str | None, trace_id: str, name: str, run_type: str,
@@ -83,6 +88,12 @@ def _head(kind: str, header: bytes) -> bytes:
             _heads.clear()
         head = _heads[key] = _PREFIX[kind] + header + _TIME
     return head
+
+
+def head(kind: str, header: bytes) -> bytes:
+    """``{"kind":"<kind>",<header>,"time":``: what every envelope of ``kind`` of the run
+    whose header is ``header`` begins with (the writer caches a run's stream head)."""
+    return _head(kind, header)
 
 
 def split(kind: str, raw: bytes, time_us: int, header: bytes | None) -> tuple[int, bytes]:
@@ -138,6 +149,18 @@ def join(code: int, body: bytes, time_us: int, header: bytes | None,
         return b"%b%d%b" % (_head(kind, header), time_us, template.replace(_HOLE, body[at:]))
     before, after = _FIXED[code]
     return b"%b%d%b%b%b" % (_head(kind, header), time_us, before, body, after)
+
+
+def joiner(code: int, header: bytes | None) -> tuple[bytes, bytes, bytes] | None:
+    """``(head, before, after)`` such that a row of ``code`` of a run whose header is
+    ``header`` joins to ``head + b"%d" % time + before + body + after``; None for the
+    codes that :func:`join` treats otherwise (whole rows, code 6, no header). Readers
+    compute it once per run and code, not per row."""
+    kind = KIND_OF_CODE.get(code)
+    if kind is None or header is None or code == TEMPLATED:
+        return None
+    before, after = _FIXED[code]
+    return _head(kind, header), before, after
 
 
 _HOLE = b"\x00"

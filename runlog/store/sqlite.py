@@ -24,7 +24,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
@@ -217,6 +217,12 @@ class SQLiteBackend(Backend):
         or looked up (compact layout; a run's keys, header and start never change)."""
         self._headers: dict[int, tuple[bytes | None, int]] = {}
         """run key -> (header, start time), for reads (compact layout)."""
+        self._joiners: dict[tuple[Any, Any], tuple[bytes, int, bytes, bytes] | None] = {}
+        """(run key, code) -> ``(head, start time, before, after)`` from
+        ``layout.joiner``, for reads (None: join that row with ``layout.join``)."""
+        self._stream_heads: dict[bytes, bytes] = {}
+        """run header -> ``layout.head("stream", header)``, for the writer (keyed by the
+        header, not the run key: a rolled-back batch's new keys are handed out again)."""
         self._trace_keys: dict[str, int] = {}
         self._templates: dict[int, tuple[int, bytes]] = {}
         """run key -> (seq, template) of the run's current chunk template, as written by
@@ -531,7 +537,10 @@ class SQLiteBackend(Backend):
             flat: list[Any] = []
             params: list[list[Any]] = [flat]
             split = layout.split
-            split_known = layout.split_known
+            stream_fixed = layout.STREAM_FIXED
+            stream_heads = self._stream_heads
+            generic_stream = layout.STREAM
+            row_limit = 6 * _ROWS_PER_INSERT
             for pos, (run_id, trace_id, kind, name, run_type, time_us, raw, digest,
                       run_row, parts) in enumerate(batch):
                 if kind == "start":
@@ -551,14 +560,28 @@ class SQLiteBackend(Backend):
                                      first + pos, time_us, writer.writer_id))
                     run_key = key
                 else:
-                    found = new.get(run_id) or known.get(run_id)
+                    found = (new.get(run_id) if new else None) or known.get(run_id)
                     if found is None:
                         raise AppendOnlyError(
                             f"could not append to {self.path}: run {run_id} has no start "
                             "event in this store")
                     run_key, trace_key, header, start_us = found
-                    code, body = split_known(kind, raw, time_us, header, parts)
-                    if code == layout.STREAM:  # a token with a chunk: a template's?
+                    # The recorder's (code, body) of a stream event, checked in one
+                    # comparison: joined with the run's cached stream head they must be
+                    # exactly the envelope (else the envelope is split as usual). This
+                    # loop holds the GIL for every event: one check, not a dozen calls.
+                    # (no typing.cast here: it builds a tuple[...] alias per call)
+                    if (parts is not None and header is not None
+                            and (fixed := stream_fixed.get(parts[0])) is not None):
+                        shead = stream_heads.get(header)
+                        if shead is None:
+                            shead = stream_heads[header] = layout.head("stream", header)
+                        code, body = parts
+                        if raw != b"%b%d%b%b%b" % (shead, time_us, fixed[0], body, fixed[1]):
+                            code, body = split(kind, raw, time_us, header)
+                    else:
+                        code, body = split(kind, raw, time_us, header)
+                    if code == generic_stream:  # a token with a chunk: a template's?
                         current = new_templates.get(run_key) or templates.get(run_key)
                         token = (layout.fit_template(code, body, current[1])
                                  if current is not None else None)
@@ -573,11 +596,14 @@ class SQLiteBackend(Backend):
                                 new_templates[run_key] = (first + pos, template)
                     if kind == "end" and run_row is not None:
                         ends.append((pos, (run_id, time_us, run_row)))
-                if len(flat) >= 6 * _ROWS_PER_INSERT:
+                if len(flat) >= row_limit:
                     flat = []
                     params.append(flat)
+                # the digest bound as a bytearray: the same BLOB, but sqlite3 binds
+                # bytes only after trying to adapt them (two failed attribute lookups,
+                # ~2k instructions per event under callgrind), a bytearray directly
                 flat.extend((run_key, trace_key, time_us - start_us, code, body.decode(),
-                             digest))
+                             bytearray(digest)))
             try:
                 for i in range(0, len(run_rows), 13 * _ROWS_PER_INSERT):
                     part = run_rows[i:i + 13 * _ROWS_PER_INSERT]
@@ -602,6 +628,8 @@ class SQLiteBackend(Backend):
             self._trace_keys.clear()
         known.update(new)
         self._trace_keys.update(traces)
+        if len(stream_heads) > _KEY_CACHE:
+            stream_heads.clear()
         if len(templates) + len(new_templates) > _KEY_CACHE:
             templates.clear()
         templates.update(new_templates)
@@ -658,10 +686,7 @@ class SQLiteBackend(Backend):
 
     def read(self, q: EventQuery) -> tuple[list[Event], int]:
         if self.compact:
-            rows, high = self._select_compact(q)
-            if q.digests:
-                return [Event(seq, raw, digest) for seq, raw, digest in rows], high
-            return [Event(seq, raw) for seq, raw, _ in rows], high
+            return self._select_compact(q, Event)
         rows, high = self._select(q)
         if q.digests:
             events = [Event(r[0], r[1], bytes.fromhex(r[2].decode())) for r in rows]
@@ -680,9 +705,12 @@ class SQLiteBackend(Backend):
             return rows, high
         return [(r[0], r[1], b"") for r in rows], high
 
-    def _select_compact(self, q: EventQuery) -> tuple[list[tuple[int, bytes, Any]], int]:
+    def _select_compact(self, q: EventQuery, make: Callable[[int, bytes, Any], Any] | None = None
+                        ) -> tuple[list[Any], int]:
         """``_select`` for the compact layout: ``(seq, envelope, digest bytes or None)``
-        rows, each envelope joined back from its row and its run's header."""
+        rows, each envelope joined back from its row and its run's header, or what
+        ``make(seq, envelope, digest)`` returns for each (:class:`Event`: built in the
+        same pass)."""
         where = ["e.seq > ?"]
         params: list[Any] = [q.after]
         if q.until is not None:
@@ -731,17 +759,11 @@ class SQLiteBackend(Backend):
             raise  # busy, locked, I/O: not a damaged file
         except sqlite3.DatabaseError as e:  # as _read_txn reports it
             raise self._corrupt(e) from e
-        if any(r[3] == layout.TEMPLATED for r in rows):
+        out = self._join_rows(rows, q.digests, make)
+        if out is None:  # the page holds code-6 rows
             out = self._join_templated(rows, q.digests)
-        else:
-            join = layout.join
-            get = headers.get
-            unknown = (None, 0)  # a row whose run key names no run: verify reports it
-            out = []
-            for row in rows:
-                header, start = get(row[1], unknown)
-                out.append((row[0], join(row[3], row[4], start + row[2], header),
-                            row[5] if q.digests else None))
+            if make is not None:
+                out = [make(seq, raw, digest) for seq, raw, digest in out]
         if len(rows) >= q.limit:
             high = rows[-1][0]
         elif rows:
@@ -749,6 +771,43 @@ class SQLiteBackend(Backend):
         if q.until is not None:
             high = min(high, q.until)
         return out, max(high, q.after)
+
+    def _join_rows(self, rows: list[Any], digests: bool,
+                   make: Callable[[int, bytes, Any], Any] | None) -> list[Any] | None:
+        """Join a page, or None if it holds code-6 rows (:meth:`_join_templated` joins
+        those). Per row: one cached lookup of its run's and
+        code's fixed parts, one bytes formatting (``layout.join`` does the same, with
+        a dozen more Python steps per row: this loop is most of a replay's time)."""
+        headers = self._headers
+        joiners = self._joiners
+        if len(joiners) > _KEY_CACHE:
+            joiners.clear()
+        get = joiners.get
+        join = layout.join
+        unknown: tuple[None, int] = (None, 0)  # a row whose run key names no run
+        fixed: Any
+        out: list[Any] = []
+        add = out.append
+        for row in rows:
+            seq, key, since_start, code, body = row[:5]
+            at = (key, code)  # any values: a damaged row's too (verify reports them)
+            fixed = get(at, unknown)
+            if fixed is unknown:
+                header, start = headers.get(key, unknown)
+                parts = layout.joiner(code, header)
+                fixed = joiners[at] = (None if parts is None
+                                       else (parts[0], start, parts[1], parts[2]))
+            if fixed is not None:
+                raw = b"%b%d%b%b%b" % (fixed[0], fixed[1] + since_start, fixed[2], body,
+                                       fixed[3])
+            elif code == layout.TEMPLATED:
+                return None
+            else:
+                header, start = headers.get(key, unknown)
+                raw = join(code, body, start + since_start, header)
+            digest = row[5] if digests else None
+            add((seq, raw, digest) if make is None else make(seq, raw, digest))
+        return out
 
     def _join_templated(self, rows: list[Any], digests: bool,
                         headers: dict[int, tuple[bytes | None, int]] | None = None
