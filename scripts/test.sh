@@ -15,4 +15,8 @@ if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests: that is a failure here" >&2
   exit 1
 fi
+# LangChain's own astream_events v2 / astream_log tests, unedited, against the replay
+# (the sdist of the installed langchain-core, downloaded once into .cache/).
+echo "== langchain's own tests"
+python scripts/langchain_own_tests.py || status=$?
 exit "$status"

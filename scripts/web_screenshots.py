@@ -1,10 +1,14 @@
-"""Take the web viewer screenshots in docs/img/ (runs list, and a run page while live).
+"""Take the web viewer screenshots in docs/img/.
 
     python scripts/web_screenshots.py [--out docs/img]
 
-Records a few runs into a temporary store, starts ``runlog serve`` and a writer process
-streaming tokens slowly, and photographs both pages with headless Debian chromium
-through Playwright (the same setup as tests/test_web_browser.py).
+Records a few runs into a temporary store (among them a LangChain tool-calling agent,
+twice, recorded by runlog_langchain), starts ``runlog serve`` and a writer process
+streaming tokens slowly, and photographs the pages with headless Debian chromium
+through Playwright (the same setup as tests/test_web_browser.py): the runs list, a run
+page while live, an agent's run page (messages, tool calls, usage), its time travel
+scrubber, and the compare view of the two agent runs. tests/test_web_content_browser.py
+runs this script and checks the files.
 """
 
 from __future__ import annotations
@@ -16,12 +20,16 @@ import sys
 import tempfile
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import runlog
 from runlog.cli.core import record_demo
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+SHOTS = ("web-runs.png", "web-run-live.png", "web-run-content.png", "web-time-travel.png",
+         "web-compare.png")
 
 WRITER = textwrap.dedent("""
     import sys, time, runlog
@@ -46,6 +54,72 @@ WRITER = textwrap.dedent("""
             m.end(outputs={"content": answer})
         root.end(outputs={"answer": answer})
 """)
+
+
+AGENT = textwrap.dedent("""
+    import sys, runlog
+    from langchain_core.language_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.runnables import RunnableLambda
+    from langchain_core.tools import tool
+    from runlog_langchain import record
+
+    @tool
+    def get_weather(city: str) -> str:
+        \"\"\"Current weather for a city.\"\"\"
+        return {"Paris": "18 °C, light rain", "Rome": "27 °C, sunny"}[city]
+
+    def agent_for(city, answer):
+        prompt = ChatPromptTemplate.from_messages([
+            ("system", "You are a weather assistant. Call a tool, then answer in one line."),
+            ("human", "{question}")])
+        call = AIMessage(content="", tool_calls=[
+            {"name": "get_weather", "args": {"city": city}, "id": "call_7Qx2"}],
+            usage_metadata={"input_tokens": 52, "output_tokens": 17, "total_tokens": 69})
+        final = AIMessage(content=answer, usage_metadata={
+            "input_tokens": 88, "output_tokens": 14, "total_tokens": 102})
+        model = GenericFakeChatModel(messages=iter([call, final]), disable_streaming=True
+                                     ).with_config(run_name="ChatModel")
+        def agent(question):
+            msgs = prompt.invoke({"question": question}).to_messages()
+            ai = model.invoke(msgs)
+            msgs.append(ai)
+            for tc in ai.tool_calls:
+                msgs.append(get_weather.invoke(tc))
+            return model.invoke(msgs).content
+        return RunnableLambda(agent).with_config(run_name="weather-agent", tags=["agent"])
+
+    store = runlog.open(sys.argv[1])
+    with record(store) as rec:
+        agent_for("Paris", "It is 18 °C with light rain in Paris: take an umbrella."
+                  ).invoke("Weather in Paris?")
+        agent_for("Rome", "Rome is sunny at 27 °C.").invoke("Weather in Rome?")
+    print(*rec.root_ids)
+    store.close()
+""")
+
+
+def shoot_agent(page: Any, url: str, out: Path, paris: str, rome: str) -> None:
+    """The agent's run page, its time travel, and the compare view of both agents."""
+    page.set_viewport_size({"width": 1280, "height": 1100})
+    page.goto(f"{url}runs/{paris}")
+    page.wait_for_selector("#tree .msg", state="attached")
+    page.wait_for_selector("#live[data-state=closed]")
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.screenshot(path=str(out / "web-run-content.png"), full_page=True)
+    # Time travel: the position just after the tool answered, before the final answer.
+    index = page.evaluate(
+        "() => { const s = document.getElementById('scrub'); return Number(s.max) - 3; }")
+    page.fill("#scrub", str(index))
+    page.dispatch_event("#scrub", "input")
+    page.wait_for_function("() => document.getElementById('state').dataset.seq")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.screenshot(path=str(out / "web-time-travel.png"))
+    page.goto(f"{url}compare?a={paris}&b={rome}")
+    page.wait_for_selector(".cmp-block")
+    page.screenshot(path=str(out / "web-compare.png"), full_page=True)
 
 
 def main() -> None:
@@ -74,6 +148,9 @@ def main() -> None:
                         m.token(tok)
                     m.end(outputs={"content": "billing/refund"})
                 run.end(outputs={"label": "billing/refund"})
+        agents = subprocess.run([sys.executable, "-c", AGENT, str(db)], check=True,
+                                capture_output=True, text=True, timeout=120)
+        paris, rome = agents.stdout.split()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with subprocess.Popen([sys.executable, "-c", "from runlog.cli import main; main()",
                                "serve", "--db", str(db), "--port", "0", "--no-open"],
@@ -101,11 +178,12 @@ def main() -> None:
                             ".some(p => p.textContent.length > 90)")
                         page.screenshot(path=str(out / "web-run-live.png"))
                         writer.wait(timeout=60)
+                    shoot_agent(page, url, out, paris, rome)
                     browser.close()
             finally:
                 server.terminate()
                 server.wait(timeout=10)
-    print(f"wrote {out / 'web-runs.png'} and {out / 'web-run-live.png'}")
+    print(f"wrote {', '.join(str(out / n) for n in SHOTS)}")
 
 
 if __name__ == "__main__":

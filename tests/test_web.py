@@ -211,10 +211,11 @@ def test_filters_match_the_cli(store: runlog.Store, client: TestClient) -> None:
     # Includes are OR-ed, excludes win (LangChain's rule, like the CLI).
     assert names("meta=user=bob&name=alpha") == ["Docs", "Model", "alpha", "beta", "tool"]
     assert names("type=chain&exclude_tag=dev") == ["alpha"]
-    # Text search: case-insensitive substring of the name, at any depth.
-    assert names("q=ALPHA") == ["Alphabet soup", "alpha"]
+    # Text search: case-insensitive substring of the name or of the run's content
+    # (inputs, outputs, streamed text), at any depth (tests/test_web_content.py).
+    assert names("q=ALPHA") == ["Alphabet soup", "Docs", "Docs", "Model", "Model", "alpha"]
     assert names("q=mod") == ["Model", "Model", "Model"]
-    assert names("q=alpha&tag=dev") == ["Alphabet soup"]
+    assert names("q=alpha&tag=dev") == ["Alphabet soup", "Docs", "Model"]
     assert names("status=ok") == ["Alphabet soup", "alpha", "beta"]
     assert len(names("all=1")) == 12
     data = client.get("/api/runs?all=1&limit=5").json()

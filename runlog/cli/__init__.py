@@ -2,11 +2,16 @@
 
 Each topic lives in its own module and registers its commands on :data:`cli`; shared
 flags come from :mod:`runlog.cli.options`. Errors runlog raises on purpose become one
-line on stderr and exit status 1, never a traceback.
+line on stderr and exit status 1, never a traceback; so do the operating system's
+(a file that cannot be written) and, as a last resort, any other exception (with a
+hint that it is a bug; ``RUNLOG_TRACEBACK=1`` shows the traceback). Ctrl-C exits with
+status 130 and one line (commands that can say what was done catch it themselves).
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from typing import Any
 
@@ -23,11 +28,38 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except RunlogError as e:
-            raise click.ClickException(str(e)) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except RunlogError as e:  # one line, even when a driver's message has several
+            raise click.ClickException(
+                " ".join(line.strip() for line in str(e).splitlines())) from None
         except BrokenPipeError:  # `runlog replay ... | head`
             sys.stderr.close()
             raise SystemExit(0) from None
+        except KeyboardInterrupt:
+            click.echo(f"\nrunlog {ctx.invoked_subcommand or ''}: interrupted".rstrip(),
+                       err=True)
+            raise SystemExit(130) from None
+        except OSError as e:
+            if e.errno == errno.EPIPE:
+                raise
+            raise click.ClickException(os_error_line(e)) from None
+        except Exception as e:
+            if os.environ.get("RUNLOG_TRACEBACK"):
+                raise
+            raise click.ClickException(
+                f"unexpected {type(e).__name__}: {e} (a bug in runlog; please report it, "
+                "with the output of the same command run with RUNLOG_TRACEBACK=1)") from None
+
+
+def os_error_line(e: OSError) -> str:
+    """An operating-system error as one line: what failed on which file, and why."""
+    what = e.strerror or str(e)
+    if e.filename is not None and e.filename2 is not None:
+        return f"cannot move {e.filename} to {e.filename2}: {what}"
+    if e.filename is not None:
+        return f"cannot use {e.filename}: {what}"
+    return what
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

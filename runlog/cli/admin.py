@@ -98,6 +98,9 @@ def copy(source: str, destination: str, batch_size: int) -> None:
     Seqs, bytes, digests and runs are reproduced exactly; every chain is checked on
     the way. The destination must be empty (use export/import to merge).
     """
+    from runlog.cli.core import open_store
+
+    open_store(source, flag="--from").close()  # a missing source is named as --from
     report = copy_store(source, destination, batch_size=batch_size)
     click.echo(f"copied {report.events} events of {report.runs} runs from {report.source} "
                f"to {report.destination} (seq 1..{report.last_seq})")

@@ -2,24 +2,54 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
 import orjson
+from rich.console import Console
+from rich.markup import escape
 
 import runlog
+from runlog import content
 from runlog.api import Store
 from runlog.cli import cli
-from runlog.cli.options import db_option, filter_options, json_option
-from runlog.cli.render import console, event_json_line, run_tree, runs_table
+from runlog.cli.options import (
+    TIME_FORMATS,
+    TimeParam,
+    db_option,
+    filter_options,
+    json_option,
+    option_error,
+    plural,
+    resolve_trace_id,
+    say,
+)
+from runlog.cli.render import (
+    console,
+    event_json_line,
+    run_tree,
+    runs_table,
+)
+from runlog.errors import StoreNotFoundError
 from runlog.filters import Filter
 
 
-def open_store(db: str, *, create: bool = False) -> Store:
-    """Open the store for a command; read-only commands never create a file."""
-    return runlog.open(db, create=create)
+def open_store(db: str, *, create: bool = False, flag: str = "--db") -> Store:
+    """Open the store for a command; read-only commands never create a file.
+
+    ``flag`` is the option that named the store (``--db-b``, ``--from``): a store
+    that is not there is reported against it, not against ``--db``.
+    """
+    try:
+        return runlog.open(db, create=create)
+    except StoreNotFoundError as e:
+        if flag == "--db":
+            raise
+        raise option_error(flag, str(e).replace("pass --db", f"pass {flag}")) from None
 
 
 def _write(data: bytes) -> None:
@@ -75,7 +105,7 @@ def record_demo(store: Store, delay: float = 0.0, echo: Any = None) -> str:
 
 @cli.command()
 @db_option
-@click.option("--delay", type=float, default=0.03, show_default=True,
+@click.option("--delay", type=click.FloatRange(min=0), default=0.03, show_default=True,
               help="Seconds between streamed tokens (0 for no pause).")
 @click.option("--langchain", "use_langchain", is_flag=True,
               help="Record a real LangChain chain (needs runlog-langchain) and replay it "
@@ -105,7 +135,11 @@ def demo(db: str, delay: float, use_langchain: bool) -> None:
                 f"runlog demo --langchain needs the LangChain adapter ({e}); install it "
                 "with: pip install -e adapters/langchain") from e
         with runlog.open(db) as lc_store:
-            run_demo(lc_store, delay=delay, out=out)
+            before = lc_store.last_seq()
+            try:
+                run_demo(lc_store, delay=delay, out=out)
+            except KeyboardInterrupt:
+                _demo_interrupted(lc_store, db, before)
         return
     store = runlog.open(db)
     try:
@@ -116,7 +150,11 @@ def demo(db: str, delay: float, use_langchain: bool) -> None:
             sys.stdout.write(tok)
             sys.stdout.flush()
 
-        root_id = record_demo(store, delay=delay, echo=echo)
+        before = store.last_seq()
+        try:
+            root_id = record_demo(store, delay=delay, echo=echo)
+        except KeyboardInterrupt:
+            _demo_interrupted(store, db, before)
         out.print("\n")
         _print_tree(store, root_id)
         out.print(
@@ -130,31 +168,143 @@ def demo(db: str, delay: float, use_langchain: bool) -> None:
         store.close()
 
 
+def _demo_interrupted(store: Store, db: str, before: int) -> None:
+    """Ctrl-C during the demo: the run so far is recorded (its open steps as errors).
+
+    ``before`` is the store's last seq when the demo began: only a root started after
+    it is the demo's.
+    """
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    try:
+        store.flush(timeout=5)
+        roots = [r for r in store.runs(roots_only=True, limit=1) if r.start_seq > before]
+    except Exception:  # nothing more to say than that it stopped
+        roots = []
+    if roots:
+        r = roots[0]
+        events = sum(t.event_count for t in store.trace_runs(r.trace_id))
+        say(escape(f"runlog demo: interrupted; what ran so far is recorded as run "
+                   f"{r.run_id} ({plural(events, 'event')}, status {r.status}): runlog show "
+                   f"{r.run_id} --db {db}"), err=True)
+    else:
+        say("runlog demo: interrupted before anything was recorded", err=True)
+    raise SystemExit(130)
+
+
 # ------------------------------------------------------------------------- runs
 
 
 @cli.command()
 @db_option
 @json_option
+@click.option("--format", "fmt", type=click.Choice(["table", "tsv", "json"]), default=None,
+              help="table: aligned columns (the default on a terminal; a pipe gets the "
+                   "full ids unwrapped); tsv: tab-separated with a header line; json: "
+                   "JSON lines (same as --json).")
 @filter_options
 @click.option("--all", "all_runs", is_flag=True, help="Include child runs, not only roots.")
 @click.option("--status", type=click.Choice(["running", "ok", "error", "abandoned"]),
               help="Only runs with this status.")
-@click.option("--limit", type=int, default=50, show_default=True, help="At most this many.")
-def runs(db: str, as_json: bool, filter: Filter | None, all_runs: bool, status: str | None,
+@click.option("--since", type=TimeParam(), default=None,
+              help=f"Only runs started at or after this time: {TIME_FORMATS}.")
+@click.option("--until", type=TimeParam(), default=None,
+              help="Only runs started before this time (same formats as --since).")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="At most this many (the newest); says so when more exist.")
+def runs(db: str, as_json: bool, fmt: str | None, filter: Filter | None, all_runs: bool,
+         status: str | None, since: dt.datetime | None, until: dt.datetime | None,
          limit: int) -> None:
-    """List recorded runs, newest first (root runs unless --all or a filter is given)."""
+    """List recorded runs, newest first (root runs unless --all or a filter is given).
+
+    For a root run the events column counts its whole trace (the root and every
+    descendant); with --all or a filter, where children are listed too, it counts
+    each run's own events (the column is then named "own events").
+
+    \b
+    Examples:
+        runlog runs --since 2h                     (started in the last two hours)
+        runlog runs --since 2026-12-01 --until 2026-12-02 --status error
+        runlog runs --format tsv | cut -f1         (the ids, for scripts)
+    """
+    if as_json:
+        if fmt not in (None, "json"):
+            raise click.UsageError("--json is --format json; give one of them")
+        fmt = "json"
+    if fmt is None:
+        fmt = "table"
+    roots_only = not all_runs and filter is None
     with open_store(db) as store:
-        found = store.runs(roots_only=not all_runs and filter is None, status=status,
-                           filter=filter, limit=limit)
-        if as_json:
+        if since is None and until is None:
+            found = store.runs(roots_only=roots_only, status=status, filter=filter,
+                               limit=limit + 1)
+        else:  # the runs projection has no time index: the times are compared here
+            found = []
+            for r in store.runs(roots_only=roots_only, status=status, filter=filter):
+                if (since is None or r.start_time >= since) and (
+                        until is None or r.start_time < until):
+                    found.append(r)
+                    if len(found) > limit:
+                        break
+        more = len(found) > limit
+        found = found[:limit]
+        totals = _trace_totals(store, found) if roots_only else None
+        if fmt == "json":
             for r in found:
-                _write(orjson.dumps(_run_dict(r)) + b"\n")
-            return
-        if not found:
-            console().print("no runs match")
-            return
-        console().print(runs_table(found))
+                row = _run_dict(r)
+                if totals is not None:
+                    row["trace_event_count"] = totals[r.run_id]
+                _write(orjson.dumps(row) + b"\n")
+        elif fmt == "tsv":
+            _write(_runs_tsv(found, totals))
+        elif found:
+            _print_runs_table(found, totals)
+    selected = (filter is not None or status is not None or since is not None
+                or until is not None)
+    if not found:
+        if selected:
+            say("no runs match", err=fmt != "table")
+        else:
+            say(escape(f"no runs in {db} yet; record some (try `runlog demo --db {db}`)"),
+                err=fmt != "table")
+    elif more:
+        say(f"[dim]showing the newest {plural(limit, 'run')}; more exist: raise --limit "
+            "or narrow with --since/--until[/]", err=True)
+
+
+def _trace_totals(store: Store, roots: list[runlog.RunInfo]) -> dict[str, int]:
+    """Each root's whole-trace event count (one read of the trace's runs per root)."""
+    return {r.run_id: sum(t.event_count for t in store.trace_runs(r.trace_id))
+            for r in roots}
+
+
+_RUN_COLUMNS = ("run id", "name", "type", "status", "started", "duration")
+
+
+def _runs_tsv(found: list[runlog.RunInfo], totals: dict[str, int] | None) -> bytes:
+    """Tab-separated rows with a header; tabs and newlines in names become spaces."""
+    def cell(v: str) -> str:
+        return v.replace("\t", " ").replace("\n", " ").replace("\r", " ")
+
+    header = [c.replace(" ", "_") for c in _RUN_COLUMNS]
+    header += ["trace_events" if totals is not None else "own_events", "tags", "trace_id"]
+    lines = ["\t".join(header)]
+    for r in found:
+        count = totals[r.run_id] if totals is not None else r.event_count
+        lines.append("\t".join(cell(v) for v in (
+            r.run_id, r.name, r.run_type, r.status, r.start_time.isoformat(),
+            f"{r.duration.total_seconds():.6f}" if r.duration is not None else "",
+            str(count), ",".join(r.tags), r.trace_id)))
+    return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+
+
+def _print_runs_table(found: list[runlog.RunInfo], totals: dict[str, int] | None) -> None:
+    """The table on stdout: on a pipe as wide as its rows (each run one line ``grep``
+    finds, ids whole); on a terminal, fitted to its width (see ``runs_table``)."""
+    out = console()
+    if not out.is_terminal:
+        out.width = 100_000
+    out.print(runs_table(found, totals, width=out.width if out.is_terminal else None))
 
 
 def _run_dict(r: runlog.RunInfo) -> dict[str, Any]:
@@ -170,41 +320,127 @@ def _run_dict(r: runlog.RunInfo) -> dict[str, Any]:
 # ------------------------------------------------------------------------- show
 
 
-def _print_tree(store: Store, run_id: str) -> None:
+def _show_values(value: Any, *, raw: bool, full: bool, usage: dict[str, int] | None = None
+                 ) -> str:
+    """A stored value as ``show`` prints it: readable (:mod:`runlog.content`) or, with
+    ``--raw``, the stored JSON; one line unless ``--full``."""
+    if raw:
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2 if full else 0).decode()
+    node = content.readable(value)
+    text = content.to_text(node) if full else content.preview(node, None)
+    if usage and not full:  # to_text already shows each message's usage
+        text += f" [usage: {content.usage_text(usage)}]"
+    return text
+
+
+def _trace_content(store: Store, run_id: str) -> tuple[runlog.RunInfo, list[runlog.RunInfo],
+                                                      dict[str, dict[str, Any]]]:
+    """The run, its subtree's runs (start order) and each run's stored values.
+
+    Values are read from the stored JSON (``Event.envelope``, tags not decoded), so a
+    forged ``$rl:`` tag is shown, never revived: ``inputs``, ``outputs`` (absent while
+    running), ``streamed`` text (string tokens and output chunks) and ``chunks`` (other
+    output chunks).
+    """
     info = store.run_info(run_id)
-    runs_ = [r for r in store.trace_runs(info.trace_id)]
     _, subtree = store.subtree_ids(info.run_id)
-    runs_ = [r for r in runs_ if r.run_id in subtree]
+    runs_ = [r for r in store.trace_runs(info.trace_id) if r.run_id in subtree]
+    values: dict[str, dict[str, Any]] = {r.run_id: {} for r in runs_}
+    for e in store.events(info.run_id, descendants=True):
+        env, v = e.envelope, values.setdefault(e.run_id, {})
+        if e.kind == "start":
+            v["inputs"] = env.get("data")
+        elif e.kind == "end":
+            v["outputs"] = env.get("data")
+            if "inputs" in env:
+                v["inputs"] = env["inputs"]
+        elif e.channel in ("token", "output"):
+            data = env.get("data")
+            piece = data.get("token") if e.channel == "token" and type(data) is dict else data
+            if isinstance(piece, str):
+                v["streamed"] = v.get("streamed", "") + piece
+            elif e.channel == "output":
+                v.setdefault("chunks", []).append(data)
+    return info, runs_, values
+
+
+def _print_tree(store: Store, run_id: str, *, full: bool = False, raw: bool = False) -> None:
+    info, runs_, values = _trace_content(store, run_id)
+    inputs: dict[str, Any] = {}
     outputs: dict[str, Any] = {}
     streamed: dict[str, str] = {}
-    for e in store.events(info.run_id, descendants=True):
-        if e.kind == "end":
-            outputs[e.run_id] = e.data
-        elif e.kind == "stream" and e.channel in ("token", "output"):
-            piece = e.data.get("token") if e.channel == "token" else e.data
-            if isinstance(piece, str):
-                streamed[e.run_id] = streamed.get(e.run_id, "") + piece
-    console().print(run_tree(runs_, info.run_id, outputs, streamed))
+    for r in runs_:
+        v = values[r.run_id]
+        use = content.usage(v["outputs"]) if r.run_type in _MODEL_TYPES and "outputs" in v \
+            else None
+        if v.get("inputs") not in (None, "", {}) and (full or r.run_type in _MODEL_TYPES):
+            inputs[r.run_id] = _show_values(v["inputs"], raw=raw, full=full)
+        if v.get("outputs") is not None:
+            outputs[r.run_id] = _show_values(v["outputs"], raw=raw, full=full, usage=use)
+        if v.get("streamed"):
+            streamed[r.run_id] = v["streamed"]
+    out = console()
+    if not out.is_terminal:  # a pipe or a file: each value on its own lines, unwrapped
+        out = Console(highlight=False, soft_wrap=False, width=1_000_000)
+    out.print(run_tree(runs_, info.run_id, outputs, streamed, inputs=inputs,
+                       limit=None if full else 120))
+
+
+_MODEL_TYPES = ("llm", "chat_model")
+
+
+def _show_dict(r: runlog.RunInfo, v: dict[str, Any], children: list[str]) -> dict[str, Any]:
+    """One run for ``show --json``: its ``runs --json`` fields and all it holds, the
+    values as stored (the codec's tagged JSON, lossless; never decoded)."""
+    from runlog.store.base import StoredMetadata
+
+    meta = r.metadata
+    return {
+        **_run_dict(r),
+        "duration_ms": r.duration.total_seconds() * 1000 if r.duration is not None else None,
+        "metadata": orjson.Fragment(meta.raw) if isinstance(meta, StoredMetadata)
+        else runlog.codec.loads_plain(runlog.codec.encode(dict(meta), lossy=True)),
+        "inputs": v.get("inputs"),
+        "outputs": v.get("outputs"),
+        "streamed": v.get("streamed", ""),
+        "output_chunks": v.get("chunks", []),
+        "usage": content.usage(v["outputs"]) if "outputs" in v else {},
+        "children": children,
+    }
 
 
 @cli.command()
 @click.argument("run_id")
 @db_option
 @json_option
-def show(run_id: str, db: str, as_json: bool) -> None:
+@click.option("--full", is_flag=True,
+              help="Show inputs and outputs whole, on several lines (default: one line "
+                   "of 120 characters each).")
+@click.option("--raw", is_flag=True,
+              help="Show values as stored (the codec's JSON), not as readable messages, "
+                   "documents and prompts.")
+def show(run_id: str, db: str, as_json: bool, full: bool, raw: bool) -> None:
     """Show one run and its descendants as a tree with timings, statuses and outputs.
+
+    LangChain values are shown as what they are: chat messages (role, content, tool
+    calls, token usage), prompts, retrieved documents. --raw shows the stored JSON;
+    --json prints one JSON object per run (the run and its descendants, in start
+    order) with inputs, outputs, error, metadata, streamed text, duration, token usage
+    and children, values as stored.
 
     RUN_ID may be a unique prefix or suffix (8+ characters) of the id.
     """
     with open_store(db) as store:
         if as_json:
-            info = store.run_info(run_id)
-            _, subtree = store.subtree_ids(info.run_id)
-            for r in store.trace_runs(info.trace_id):
-                if r.run_id in subtree:
-                    _write(orjson.dumps(_run_dict(r)) + b"\n")
+            _info, runs_, values = _trace_content(store, run_id)
+            children: dict[str | None, list[str]] = {}
+            for r in runs_:
+                children.setdefault(r.parent_id, []).append(r.run_id)
+            for r in runs_:
+                _write(orjson.dumps(_show_dict(r, values[r.run_id],
+                                               children.get(r.run_id, []))) + b"\n")
             return
-        _print_tree(store, run_id)
+        _print_tree(store, run_id, full=full, raw=raw)
 
 
 # ------------------------------------------------------------------------- replay
@@ -249,7 +485,8 @@ def replay(run_id: str, db: str, filter: Filter | None, raw: bool, view: str, no
 
 @cli.command()
 @db_option
-@click.option("--trace", "trace_id", help="Only this trace.")
+@click.option("--trace", "trace_id", metavar="TRACE_ID",
+              help="Only this trace (its id, or a unique prefix/suffix of 8+ characters).")
 @click.option("--file", "file", type=click.Path(dir_okay=False, allow_dash=True),
               help="Check this JSONL export file on its own instead of the store.")
 def verify(db: str, trace_id: str | None, file: str | None) -> None:
@@ -262,13 +499,18 @@ def verify(db: str, trace_id: str | None, file: str | None) -> None:
 
     report: runlog.VerifyReport | FileReport
     if file is not None:
+        if file != "-" and not Path(file).exists():  # not "broken": there is nothing to check
+            raise option_error("--file", f"no file {file}")
         report = verify_jsonl(file)
     else:
         with open_store(db) as store:
+            if trace_id is not None:
+                trace_id = resolve_trace_id(store, trace_id)
             report = store.verify(trace_id=trace_id)
     if report.ok:
-        console().print(f"[green]ok[/]: {report.events} events in {report.runs} runs verify")
+        say(f"[green]ok[/]: {plural(report.events, 'event')} in {plural(report.runs, 'run')} "
+            "verified", err=False)
         return
-    console(stderr=True).print(f"[red]broken[/]: {report.first_error}")
+    say(f"[red]broken[/]: {escape(report.first_error or '')}", err=True)
     raise SystemExit(1)
 

@@ -95,7 +95,8 @@ def diff_command(run_a: str, run_b: str, db: str, db_b: str | None, as_json: boo
     """
     with ExitStack() as stack:
         store = stack.enter_context(open_store(db))
-        other = stack.enter_context(open_store(db_b)) if db_b is not None else None
+        other = (stack.enter_context(open_store(db_b, flag="--db-b")) if db_b is not None
+                 else None)
         result = diff(store, run_a, run_b, store_b=other)
     if as_json:
         data: dict[str, Any] = result.to_dict()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 from rich.tree import Tree
 
@@ -26,8 +27,8 @@ def event_json_line(event: Event) -> bytes:
     return b'{"seq":' + str(event.seq).encode() + b"," + event.raw[1:] + b"\n"
 
 
-def short(value: Any, limit: int = 120) -> str:
-    """A one-line preview of a value for tables and trees."""
+def short(value: Any, limit: int | None = 120) -> str:
+    """A one-line preview of a value for tables and trees (``limit=None``: whole)."""
     if isinstance(value, str):
         text = value
     else:
@@ -36,7 +37,7 @@ def short(value: Any, limit: int = 120) -> str:
         except TypeError:
             text = repr(value)
     text = text.replace("\n", "⏎")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
 def fmt_time(t: dt.datetime | None) -> str:
@@ -54,20 +55,63 @@ def status_text(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
 
 
-def runs_table(runs: Iterable[RunInfo]) -> Table:
-    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    for col in ("run id", "name", "type", "status", "started", "duration", "events", "tags"):
-        table.add_column(col, overflow="fold")
-    for r in runs:
-        table.add_row(r.run_id, escape(r.name), r.run_type, status_text(r.status),
-                      fmt_time(r.start_time), fmt_duration(r.duration), str(r.event_count),
-                      escape(", ".join(r.tags)))
+def runs_table(runs: Iterable[RunInfo], totals: Mapping[str, int] | None = None,
+               width: int | None = None) -> Table:
+    """Runs as aligned columns; ids are never wrapped nor cut (they are what people copy).
+
+    ``totals``: each root's whole-trace event count, shown as "events" (without it the
+    column is each run's "own events"). ``width``: the terminal's width; columns are
+    left out (tags, duration, started, type, in that order) until the table fits.
+    """
+    runs = list(runs)
+    count_col = "events" if totals is not None else "own events"
+    columns = ["run id", "name", "type", "status", "started", "duration", count_col, "tags"]
+    rows = [{"run id": escape(r.run_id), "name": escape(r.name), "type": escape(r.run_type),
+             "status": status_text(r.status), "started": fmt_time(r.start_time),
+             "duration": fmt_duration(r.duration),
+             count_col: str(totals[r.run_id] if totals is not None else r.event_count),
+             "tags": escape(", ".join(r.tags))} for r in runs]
+    id_width = max((len(r.run_id) for r in runs), default=6)
+
+    def build(cols: list[str]) -> Table:
+        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+        for c in cols:
+            table.add_column(c, no_wrap=c not in ("name", "tags"), overflow="fold",
+                             justify="right" if c == count_col else "left",
+                             min_width=id_width if c == "run id" else None)
+        for row in rows:
+            table.add_row(*(row[c] for c in cols))
+        return table
+
+    table = build(columns)
+    if width is None:
+        return table
+    wide = Console(width=100_000)
+    for drop in ("tags", "duration", "started", "type"):
+        if Measurement.get(wide, wide.options, table).maximum <= width:
+            break
+        columns.remove(drop)
+        table = build(columns)
     return table
 
 
 def run_tree(runs: list[RunInfo], root_id: str, outputs: dict[str, Any] | None = None,
-             streamed: dict[str, str] | None = None) -> Tree:
-    """The runs of one trace as a tree: type, status, duration, output preview, error."""
+             streamed: dict[str, str] | None = None, *,
+             inputs: dict[str, Any] | None = None, limit: int | None = 120) -> Tree:
+    """The runs of one trace as a tree: type, status, duration, output preview, error.
+
+    ``inputs``/``outputs`` map run ids to what to show (a string is shown as it is:
+    :mod:`runlog.content` makes readable text of LangChain values). ``limit`` cuts each
+    value to one line of that many characters; ``None`` shows them whole, on as many
+    lines as they have.
+    """
+
+    def value(v: Any) -> str:
+        if limit is not None:
+            return escape(short(v, limit))
+        text = v if isinstance(v, str) else short(v, None)
+        return escape(text).replace("\n", "\n  ") if "\n" in text else escape(text)
+
     by_parent: dict[str | None, list[RunInfo]] = {}
     by_id = {r.run_id: r for r in runs}
     for r in runs:
@@ -76,12 +120,14 @@ def run_tree(runs: list[RunInfo], root_id: str, outputs: dict[str, Any] | None =
     def label(r: RunInfo) -> str:
         text = (f"[bold]{escape(r.name)}[/] [dim]{r.run_type}[/] {status_text(r.status)} "
                 f"[dim]{fmt_duration(r.duration)}[/]")
+        if inputs is not None and inputs.get(r.run_id) not in (None, ""):
+            text += f"\n[dim]input:[/] {value(inputs[r.run_id])}"
         if streamed and streamed.get(r.run_id):
-            text += f"\n[cyan]streamed:[/] {escape(short(streamed[r.run_id]))}"
+            text += f"\n[cyan]streamed:[/] {value(streamed[r.run_id])}"
         if outputs is not None and r.run_id in outputs and outputs[r.run_id] is not None:
-            text += f"\n[dim]output:[/] {escape(short(outputs[r.run_id]))}"
+            text += f"\n[dim]output:[/] {value(outputs[r.run_id])}"
         if r.error is not None:
-            text += f"\n[red]{escape(r.error.type)}: {escape(short(r.error.message))}[/]"
+            text += f"\n[red]{escape(r.error.type)}: {value(r.error.message)}[/]"
         return text
 
     root = by_id[root_id]

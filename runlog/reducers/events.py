@@ -127,16 +127,23 @@ class EventsReducer:
         del self.run_map[e.run_id]
         return self._end(e, info)
 
-    def _event(self, name: str, e: Event, info: _Info, data: dict[str, Any]) -> StreamEvent:
-        return {
-            "event": name,
-            "data": data,
-            "name": info.name,
-            "tags": list(info.tags),
-            "run_id": e.run_id,
-            "metadata": dict(info.metadata),
-            "parent_ids": self.parent_ids(e.run_id),
-        }
+    def _event(self, name: str, e: Event, info: _Info, data: dict[str, Any],
+               kind: str | None = None) -> StreamEvent:
+        # in the key order LangChain builds each kind of event with (== ignores it;
+        # printing, list(event) and json.dumps show it): starts; chunks of a tapped
+        # stream; ends, errors and a model's tokens from on_llm_new_token
+        kind = kind or name.rsplit("_", 1)[-1]
+        if kind == "start":
+            return {"event": name, "data": data, "name": info.name, "tags": list(info.tags),
+                    "run_id": e.run_id, "metadata": dict(info.metadata),
+                    "parent_ids": self.parent_ids(e.run_id)}
+        if kind == "stream":
+            return {"event": name, "run_id": e.run_id, "name": info.name,
+                    "tags": list(info.tags), "metadata": dict(info.metadata), "data": data,
+                    "parent_ids": self.parent_ids(e.run_id)}
+        return {"event": name, "data": data, "run_id": e.run_id, "name": info.name,
+                "tags": list(info.tags), "metadata": dict(info.metadata),
+                "parent_ids": self.parent_ids(e.run_id)}
 
     def _send(self, ev: StreamEvent, name: str, type_: str, tags: list[str],
               metadata: dict[str, Any]) -> list[StreamEvent]:
@@ -208,7 +215,8 @@ class EventsReducer:
                     value = token
             else:
                 value = chunk if chunk is not None else self.chunk_factory(rtype, token)
-            ev = self._event(f"on_{rtype}_stream", e, info, {"chunk": value})
+            ev = self._event(f"on_{rtype}_stream", e, info, {"chunk": value},
+                             None if e.run_id == self.root_id else "end")
             return self._send(ev, info.name, rtype, info.tags, info.metadata)
         ev = self._event(f"on_{rtype}_stream", e, info, {"chunk": e.data})
         return self._send(ev, info.name, rtype, info.tags, info.metadata)

@@ -11,6 +11,10 @@ Routes (``docs/web.md`` has the details)::
     GET /api/runs/{run_id}             the run and its descendants
     GET /api/runs/{run_id}/events?after=&limit=
     GET /api/runs/{run_id}/export?format=jsonl|otlp|chrome   (formats runlog.exporters has)
+    GET /api/runs/{run_id}/content?run=ID...  inputs and outputs of the subtree, readable
+    GET /api/runs/{run_id}/state?seq=  the RunState as of a seq (the page's scrubber)
+    GET /compare?a=&b=                 two runs side by side (static page)
+    GET /api/compare?a=&b=             runlog diff of two runs, with both sides' values
     GET /api/stream?after=&run=&kinds=&until_end=&idle_timeout=   Server-Sent Events
 
 The HTML pages are fixed files with no data in them: every value a user recorded
@@ -43,9 +47,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runlog.api import Store
 from runlog.errors import RunlogError, UnknownRunError
+from runlog.web.content import compare, run_content, state_at
 from runlog.web.export import ExportResponse
 from runlog.web.model import (
     MAX_LIMIT,
+    Previews,
     RunsQuery,
     TokenCounter,
     events_page,
@@ -249,6 +255,7 @@ def create_app(store: Store, *, allowed_hosts: Sequence[str] | None = LOOPBACK_H
         keepalive: seconds of silence before an SSE keepalive comment.
     """
     tokens = TokenCounter(store)
+    previews = Previews()
     streams: set[anyio.CancelScope] = set()
 
     async def runs_page(request: Request) -> Response:
@@ -268,7 +275,8 @@ def create_app(store: Store, *, allowed_hosts: Sequence[str] | None = LOOPBACK_H
     async def api_runs(request: Request) -> Response:
         params = {k: request.query_params.getlist(k) for k in request.query_params}
         query = RunsQuery.from_params(params)
-        return _json(await anyio.to_thread.run_sync(list_runs, store, query, tokens))
+        return _json(await anyio.to_thread.run_sync(list_runs, store, query, tokens,
+                                                    previews))
 
     @_api
     async def api_tokens(request: Request) -> Response:
@@ -289,6 +297,28 @@ def create_app(store: Store, *, allowed_hosts: Sequence[str] | None = LOOPBACK_H
         limit = _int_param(request, "limit", MAX_LIMIT, low=1, high=MAX_LIMIT)
         body = await anyio.to_thread.run_sync(events_page, store, run_id, after, limit)
         return Response(body, media_type="application/json")
+
+    @_api
+    async def api_content(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        only = request.query_params.getlist("run")
+        return _json(await anyio.to_thread.run_sync(run_content, store, run_id, only))
+
+    @_api
+    async def api_state(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        seq = _int_param(request, "seq", -1) if request.query_params.get("seq") else None
+        return _json(await anyio.to_thread.run_sync(state_at, store, run_id, seq))
+
+    async def compare_page(request: Request) -> Response:
+        return Response(_page("compare.html"), media_type="text/html; charset=utf-8")
+
+    @_api
+    async def api_compare(request: Request) -> Response:
+        a, b = request.query_params.get("a", ""), request.query_params.get("b", "")
+        if not a or not b:
+            raise ValueError("compare needs two runs: ?a=RUN_ID&b=RUN_ID")
+        return _json(await anyio.to_thread.run_sync(compare, store, a, b))
 
     @_api
     async def api_export(request: Request) -> Response | ExportResponse:
@@ -330,6 +360,10 @@ def create_app(store: Store, *, allowed_hosts: Sequence[str] | None = LOOPBACK_H
         Route("/api/runs/{run_id}", api_run),
         Route("/api/runs/{run_id}/events", api_events),
         Route("/api/runs/{run_id}/export", api_export),
+        Route("/api/runs/{run_id}/content", api_content),
+        Route("/api/runs/{run_id}/state", api_state),
+        Route("/compare", compare_page),
+        Route("/api/compare", api_compare),
         Route("/api/stream", api_stream),
         Mount("/static", app=static, name="static"),
     ]

@@ -10,17 +10,18 @@ byte for byte what a replay folds afterwards.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
 import orjson
 
-from runlog import codec
+from runlog import codec, content
 from runlog.api import Store
 from runlog.errors import StoreError
 from runlog.events import Event, RunInfo, datetime_to_micros
@@ -28,6 +29,7 @@ from runlog.filters import ANY, Filter
 from runlog.store.base import StoredMetadata
 
 __all__ = [
+    "Previews",
     "RunsQuery",
     "TokenCounter",
     "event_line",
@@ -37,8 +39,10 @@ __all__ = [
     "parse_meta",
     "run_detail",
     "run_dict",
+    "run_values",
     "store_unavailable",
     "token_counts",
+    "trace_text",
 ]
 
 STATUSES = ("running", "ok", "error", "abandoned")
@@ -116,43 +120,80 @@ def store_unavailable(exc: BaseException) -> bool:
 # ------------------------------------------------------------------------ tokens
 
 
+@dataclass(slots=True)
+class _Tally:
+    """What one trace's events say beyond the runs table, up to seq ``high``."""
+
+    high: int = 0
+    tokens: Counter[str] = field(default_factory=Counter)  # token events per run
+    usage: dict[str, Counter[str]] = field(default_factory=dict)  # model runs' usage
+    failed: set[str] = field(default_factory=set)  # runs that ended with an error
+
+    def merged(self, new: _Tally) -> _Tally:
+        usage = {k: Counter(v) for k, v in self.usage.items()}
+        for k, v in new.usage.items():
+            usage.setdefault(k, Counter()).update(v)
+        return _Tally(new.high, self.tokens + new.tokens, usage, self.failed | new.failed)
+
+
+MODEL_TYPES = ("llm", "chat_model")
+
+
 class TokenCounter:
-    """Counts token events (stream events on channel ``token``) per run, incrementally.
+    """Counts token events (stream events on channel ``token``) per run, incrementally,
+    and with them the token usage models reported and which runs failed.
 
     The runs list shows a token count per run, which the ``runs`` table does not keep.
     Counting means reading the trace's events; this cache remembers, per trace, the
     counts and the last ``seq`` read, and later reads only what was committed since
     (``seq`` is gap-free in commit order, so nothing is missed). At most ``max_traces``
-    traces are remembered (least recently used first out).
+    traces are remembered (least recently used first out). Along the way it sums the
+    ``usage_metadata`` of model runs' outputs (:func:`runlog.content.usage`, read
+    from the stored JSON) and notes runs whose end event carries an error, so a root
+    whose child failed can say so.
     """
 
     def __init__(self, store: Store, max_traces: int = 10_000) -> None:
         self.store = store
         self.max_traces = max_traces
         self._lock = threading.Lock()
-        self._cache: OrderedDict[str, tuple[int, Counter[str]]] = OrderedDict()
+        self._cache: OrderedDict[str, _Tally] = OrderedDict()
 
-    def per_run(self, trace_id: str) -> Counter[str]:
-        """Token events of each run of one trace (its own, not its children's)."""
+    def tally(self, trace_id: str) -> _Tally:
+        """The trace's tally, brought up to date (a private copy)."""
         with self._lock:
-            high, counts = self._cache.get(trace_id, (0, Counter()))
-        new_high, new = high, Counter[str]()
-        for e in self.store.events(trace_id=trace_id, after=high):
-            new_high = e.seq
-            if e.kind == "stream" and e.channel == "token":
-                new[e.run_id] += 1
+            old = self._cache.get(trace_id, _Tally())
+        new = _Tally(old.high)
+        for e in self.store.events(trace_id=trace_id, after=old.high):
+            new.high = e.seq
+            kind = e.kind
+            if kind == "stream":
+                if e.channel == "token":
+                    new.tokens[e.run_id] += 1
+            elif kind == "end":
+                env = e.envelope
+                if env.get("error") is not None:
+                    new.failed.add(e.run_id)
+                if e.run_type in MODEL_TYPES:
+                    used = content.usage(env.get("data"))
+                    if used:
+                        new.usage.setdefault(e.run_id, Counter()).update(used)
         with self._lock:
-            cur_high, cur = self._cache.get(trace_id, (0, Counter()))
-            if cur_high == high:  # nobody updated it meanwhile: merge
-                cur = cur + new
-                cur_high = new_high
-            elif cur_high < new_high:  # a concurrent reader was behind us: ours is fresher
-                cur, cur_high = counts + new, new_high
-            self._cache[trace_id] = (cur_high, cur)
+            cur = self._cache.get(trace_id, _Tally())
+            if cur.high == old.high:  # nobody updated it meanwhile: merge
+                cur = cur.merged(new)
+            elif cur.high < new.high:  # a concurrent reader was behind us: ours is fresher
+                cur = old.merged(new)
+            self._cache[trace_id] = cur
             self._cache.move_to_end(trace_id)
             while len(self._cache) > self.max_traces:
                 self._cache.popitem(last=False)
-            return Counter(cur)
+            return _Tally(cur.high, Counter(cur.tokens),
+                          {k: Counter(v) for k, v in cur.usage.items()}, set(cur.failed))
+
+    def per_run(self, trace_id: str) -> Counter[str]:
+        """Token events of each run of one trace (its own, not its children's)."""
+        return self.tally(trace_id).tokens
 
     def is_cached(self, trace_id: str) -> bool:
         with self._lock:
@@ -165,36 +206,53 @@ class TokenCounter:
         With ``cached_only``, runs of traces never counted before are left out (their
         first count reads every event of the trace); the others are brought up to date.
         """
-        out: dict[str, int] = {}
+        return {rid: s["token_count"]
+                for rid, s in self.summaries(runs, cached_only=cached_only).items()}
+
+    def summaries(self, runs: Sequence[RunInfo], *,
+                  cached_only: bool = False) -> dict[str, dict[str, Any]]:
+        """Per run, over the run *and its descendants*: ``token_count``, ``usage``
+        (``{"input_tokens", "output_tokens", "total_tokens"}`` summed, ``{}`` when no
+        model reported any) and ``failed_children`` (descendants that ended with an
+        error). ``cached_only`` as in :meth:`for_runs`."""
+        out: dict[str, dict[str, Any]] = {}
         by_trace: dict[str, list[RunInfo]] = {}
         for r in runs:
             by_trace.setdefault(r.trace_id, []).append(r)
         for trace_id, wanted in by_trace.items():
             if cached_only and not self.is_cached(trace_id):
                 continue
-            counts = self.per_run(trace_id)
-            if all(r.run_id == trace_id for r in wanted):  # roots: the whole trace
-                total = sum(counts.values())
-                out.update((r.run_id, total) for r in wanted)
-                continue
-            children: dict[str | None, list[str]] = {}
-            for t in self.store.trace_runs(trace_id):
-                children.setdefault(t.parent_id, []).append(t.run_id)
+            t = self.tally(trace_id)
+            children: dict[str | None, list[str]] | None = None
             for r in wanted:
-                if r.run_id == trace_id:  # the root: its whole trace, as above
-                    out[r.run_id] = sum(counts.values())
-                    continue
-                # A damaged or forged store can hold a parent cycle: count each run once.
-                total, todo, seen = 0, [r.run_id], {r.run_id}
-                while todo:
-                    rid = todo.pop()
-                    total += counts.get(rid, 0)
-                    for child in children.get(rid, ()):
-                        if child not in seen:
-                            seen.add(child)
-                            todo.append(child)
-                out[r.run_id] = total
+                if r.run_id == trace_id:  # a root: its whole trace
+                    members: Iterable[str] = set(t.tokens) | set(t.usage) | t.failed
+                else:
+                    if children is None:
+                        children = {}
+                        for tr in self.store.trace_runs(trace_id):
+                            children.setdefault(tr.parent_id, []).append(tr.run_id)
+                    members = _subtree(r.run_id, children)
+                usage: Counter[str] = Counter()
+                tokens = failed = 0
+                for rid in members:
+                    tokens += t.tokens.get(rid, 0)
+                    usage.update(t.usage.get(rid, {}))
+                    failed += rid in t.failed and rid != r.run_id
+                out[r.run_id] = {"token_count": tokens, "usage": dict(usage),
+                                 "failed_children": failed}
         return out
+
+
+def _subtree(run_id: str, children: Mapping[str | None, list[str]]) -> set[str]:
+    """The run and its descendants; each run once (a forged store may hold a cycle)."""
+    seen, todo = {run_id}, [run_id]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return seen
 
 
 def parent_cycles(runs: Iterable[RunInfo]) -> set[str]:
@@ -250,13 +308,42 @@ def parse_meta(values: Iterable[str]) -> dict[str, Any] | None:
     return out or None
 
 
+SORTS = ("start", "latency", "tokens")
+SCAN_LIMIT = 2000
+"""How many runs (newest first) a search, a time range or a sort other than by start
+looks at per request: the store's own query cannot do these, so they run over
+``store.runs()`` here, bounded (the answer says ``scan_limited`` when it stopped)."""
+MAX_OFFSET = 100_000
+
+
+def _time_param(name: str, text: str) -> int | None:
+    """An ISO 8601 time (a naive one is UTC) or epoch microseconds -> epoch µs."""
+    if text == "":
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{name} {text[:40]!r} is not an ISO 8601 time (2026-01-31T12:00) "
+                         "or epoch microseconds") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return datetime_to_micros(t)
+
+
 @dataclass(frozen=True, slots=True)
 class RunsQuery:
-    """The runs list's query string: the CLI's filters plus a text search over names.
+    """The runs list's query string: the CLI's filters plus a text search, a time
+    range, a sort and a page.
 
-    ``q`` is a case-insensitive substring of the run name. As in ``runlog runs``, only
-    root runs are listed unless ``all_runs`` is set or any filter (or search) is given:
-    a search for ``FakeChatModel`` should find the model runs inside pipelines.
+    ``q`` is a case-insensitive substring of the run name or of its content (inputs,
+    outputs, streamed text; see :func:`trace_text`). As in ``runlog runs``, only root
+    runs are listed unless ``all_runs`` is set or any filter (or search) is given: a
+    search for ``FakeChatModel`` should find the model runs inside pipelines.
+    ``since``/``until`` bound the start time (epoch µs, inclusive); ``sort`` is
+    ``start`` (newest first), ``latency`` (slowest first) or ``tokens`` (most first);
+    ``offset`` skips that many rows (the next page).
     """
 
     q: str = ""
@@ -268,13 +355,18 @@ class RunsQuery:
     """``"all"``: count every listed run's tokens; ``"cached"``: only runs whose trace
     was counted before (the others get ``null``, see :func:`token_counts`), so the
     first list of a large store answers at once."""
+    offset: int = 0
+    sort: str = "start"
+    since: int | None = None
+    until: int | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Sequence[str]]) -> RunsQuery:
         """Read a query string (each key mapped to all its values).
 
         Raises:
-            ValueError: a bad status, limit or metadata pair (the message says which).
+            ValueError: a bad status, limit, offset, sort, time or metadata pair (the
+                message says which).
         """
 
         def many(key: str) -> tuple[str, ...] | None:
@@ -284,6 +376,16 @@ class RunsQuery:
         def one(key: str) -> str:
             vals = [v for v in params.get(key, ()) if v != ""]
             return vals[-1] if vals else ""
+
+        def number(key: str, default: int, low: int, high: int) -> int:
+            text = one(key) or str(default)
+            try:
+                value = int(text)
+            except ValueError:
+                raise ValueError(f"{key} {text[:40]!r} is not a whole number") from None
+            if not low <= value <= high:
+                raise ValueError(f"{key} must be between {low} and {high}, not {value}")
+            return value
 
         f = Filter(
             include_names=many("name"),
@@ -298,53 +400,203 @@ class RunsQuery:
         status = one("status") or None
         if status is not None and status not in STATUSES:
             raise ValueError(f"status {status!r} is not one of {', '.join(STATUSES)}")
-        limit_text = one("limit") or "100"
-        try:
-            limit = int(limit_text)
-        except ValueError:
-            raise ValueError(f"limit {limit_text!r} is not a whole number") from None
-        if not 1 <= limit <= MAX_LIMIT:
-            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
+        limit = number("limit", 100, 1, MAX_LIMIT)
+        offset = number("offset", 0, 0, MAX_OFFSET)
         tokens = one("tokens") or "all"
         if tokens not in ("all", "cached"):
             raise ValueError(f"tokens {tokens!r} is not 'all' or 'cached'")
+        sort = one("sort") or "start"
+        if sort not in SORTS:
+            raise ValueError(f"sort {sort!r} is not one of {', '.join(SORTS)}")
+        since, until = _time_param("since", one("since")), _time_param("until", one("until"))
         return cls(q=one("q").strip(), filter=None if f.is_empty else f, status=status,
                    all_runs=one("all") in ("1", "true", "on", "yes"), limit=limit,
-                   tokens=tokens)
+                   tokens=tokens, offset=offset, sort=sort, since=since, until=until)
 
 
-def list_runs(store: Store, query: RunsQuery, tokens: TokenCounter) -> dict[str, Any]:
-    """The runs list: newest first, with token counts and the cursor to follow from.
+def run_values(store: Store, info: RunInfo) -> tuple[Any, Any]:
+    """A run's inputs and outputs as stored (JSON, tags not decoded): its start event's
+    data and its end event's (``inputs`` there win), read by their seqs (two short
+    reads, whatever the run streamed). Outputs are ``None`` while it runs."""
+    inputs = outputs = None
+    for e in store.events(trace_id=info.trace_id, after=info.start_seq - 1,
+                          until=info.start_seq):
+        if e.run_id == info.run_id:
+            inputs = e.envelope.get("data")
+    if info.end_seq is not None:
+        for e in store.events(trace_id=info.trace_id, after=info.end_seq - 1,
+                              until=info.end_seq):
+            if e.run_id == info.run_id:
+                env = e.envelope
+                outputs = env.get("data")
+                if "inputs" in env:
+                    inputs = env["inputs"]
+    return inputs, outputs
+
+
+class Previews:
+    """The runs list's input/output previews, remembered per run and end seq (a run's
+    start and end events never change once committed), so the list refreshing while
+    tokens stream reads only rows it has not shown before. At most ``size`` runs."""
+
+    def __init__(self, size: int = 5000) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[str, int, int | None], tuple[str, str | None]] = \
+            OrderedDict()
+
+    def of(self, store: Store, info: RunInfo) -> tuple[str, str | None]:
+        """``(input preview, output preview or None while running)``."""
+        key = (info.run_id, info.start_seq, info.end_seq)
+        with self._lock:
+            got = self._cache.get(key)
+            if got is not None:
+                self._cache.move_to_end(key)
+                return got
+        inputs, outputs = run_values(store, info)
+        got = (content.preview(content.readable(inputs), _PREVIEW),
+               content.preview(content.readable(outputs), _PREVIEW)
+               if info.end_seq is not None else None)
+        with self._lock:
+            self._cache[key] = got
+            while len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return got
+
+
+def trace_text(store: Store, trace_id: str) -> dict[str, tuple[list[str], str]]:
+    """What a search looks at, per run of one trace (one pass over its events): the
+    text of its inputs, output chunks and outputs (:func:`runlog.content.search_text`,
+    from the stored JSON), and its tokens joined (a word streamed in pieces is found)."""
+    texts: dict[str, list[str]] = {}
+    tokens: dict[str, list[str]] = {}
+    for e in store.events(trace_id=trace_id):
+        env = e.envelope
+        data = env.get("data")
+        if e.kind == "stream" and e.channel == "token":
+            token = data.get("token") if type(data) is dict else None
+            if type(token) is str:
+                tokens.setdefault(e.run_id, []).append(token)
+            continue
+        pieces = texts.setdefault(e.run_id, [])
+        pieces.append(content.search_text(data))
+        if "inputs" in env:
+            pieces.append(content.search_text(env["inputs"]))
+    return {rid: (texts.get(rid, []), "".join(tokens.get(rid, [])))
+            for rid in texts.keys() | tokens.keys()}
+
+
+class _Search:
+    """One search request: a case-insensitive substring of a run's name or content.
+
+    Candidates come newest first, often several of one trace: each trace's events are
+    read once (:func:`trace_text`) and its text kept while a few recent traces are
+    (``keep``), so the memory a search holds stays a few traces' text.
+    """
+
+    def __init__(self, store: Store, needle: str, keep: int = 8) -> None:
+        self.store = store
+        self.needle = needle.casefold()
+        self.keep = keep
+        self._texts: OrderedDict[str, dict[str, tuple[list[str], str]]] = OrderedDict()
+
+    def matches(self, info: RunInfo) -> bool:
+        if self.needle in info.name.casefold():
+            return True
+        texts = self._texts.get(info.trace_id)
+        if texts is None:
+            texts = self._texts[info.trace_id] = trace_text(self.store, info.trace_id)
+            while len(self._texts) > self.keep:
+                self._texts.popitem(last=False)
+        pieces, streamed = texts.get(info.run_id, ([], ""))
+        return any(self.needle in p.casefold() for p in pieces) or \
+            self.needle in streamed.casefold()
+
+
+_PREVIEW = 160
+
+
+def list_runs(store: Store, query: RunsQuery, tokens: TokenCounter,
+              previews: Previews | None = None) -> dict[str, Any]:
+    """The runs list: a page of runs with previews, token counts and usage, and the
+    cursor to follow from.
 
     ``last_seq`` is read before the runs, so following the stream from it misses no
     change made after the list was read (a change may be seen twice: the page's
-    refresh is idempotent).
+    refresh is idempotent). Without a search, time range or sort, the store answers
+    the page itself (``limit`` = offset + page + 1); otherwise the newest
+    :data:`SCAN_LIMIT` runs the store's filters pass are read and searched, bounded in
+    time, sorted here.
     """
     last_seq = store.last_seq()
     roots_only = not query.all_runs and query.filter is None and not query.q
-    want = query.limit + 1
-    if query.q:
-        needle = query.q.casefold()
-        found = [r for r in store.runs(roots_only=roots_only, status=query.status,
-                                       filter=query.filter)
-                 if needle in r.name.casefold()][:want]
+    end = query.offset + query.limit
+    scan = bool(query.q) or query.since is not None or query.until is not None \
+        or query.sort != "start"
+    scan_limited = False
+    summaries: dict[str, dict[str, Any]] = {}
+    if not scan:
+        found = store.runs(roots_only=roots_only, status=query.status, filter=query.filter,
+                           limit=end + 1)
     else:
         found = store.runs(roots_only=roots_only, status=query.status, filter=query.filter,
-                           limit=want)
-    more = len(found) > query.limit
-    found = found[: query.limit]
-    counts = tokens.for_runs(found, cached_only=query.tokens == "cached")
+                           limit=SCAN_LIMIT + 1)
+        scan_limited = len(found) > SCAN_LIMIT
+        found = found[:SCAN_LIMIT]
+        if query.since is not None or query.until is not None:
+            lo, hi = query.since, query.until
+            found = [r for r in found
+                     if (lo is None or datetime_to_micros(r.start_time) >= lo)
+                     and (hi is None or datetime_to_micros(r.start_time) <= hi)]
+        if query.q:
+            search = _Search(store, query.q)
+            hits = []
+            for r in found:
+                if search.matches(r):
+                    hits.append(r)
+                    if query.sort == "start" and len(hits) > end:
+                        break  # newest first already: the page and "more" are known
+            found = hits
+        if query.sort == "latency":
+            now = dt.datetime.now(dt.UTC)
+            found.sort(key=lambda r: ((r.end_time or now) - r.start_time), reverse=True)
+        elif query.sort == "tokens":
+            summaries = tokens.summaries(found)
+            found.sort(key=lambda r: _token_weight(summaries.get(r.run_id)), reverse=True)
+    more = len(found) > end
+    page = found[query.offset:end]
+    if not summaries:
+        summaries = tokens.summaries(page, cached_only=query.tokens == "cached")
+    rows = []
+    for r in page:
+        s = summaries.get(r.run_id)
+        d = run_dict(r, s["token_count"] if s else None)
+        d["usage"] = s["usage"] if s else None
+        d["failed_children"] = s["failed_children"] if s else None
+        d["input_preview"], d["output_preview"] = (previews or Previews(0)).of(store, r)
+        rows.append(d)
     return {
-        "runs": [run_dict(r, counts.get(r.run_id)) for r in found],
+        "runs": rows,
         "more": more,
+        "offset": query.offset,
+        "scan_limited": scan_limited,
         "last_seq": last_seq,
         "roots_only": roots_only,
     }
 
 
+def _token_weight(s: dict[str, Any] | None) -> int:
+    """What "most tokens" means: the usage models reported, else token events."""
+    if not s:
+        return 0
+    return int(s["usage"].get("total_tokens") or s["token_count"])
+
+
 def token_counts(store: Store, run_ids: Sequence[str],
                  tokens: TokenCounter) -> dict[str, Any]:
-    """``{"token_counts": {run_id: n}}`` for these runs (and their descendants).
+    """``{"token_counts": {run_id: n}, "usage": {run_id: {...}}, "failed_children":
+    {run_id: n}}`` for these runs (and their descendants; see
+    :meth:`TokenCounter.summaries`).
 
     Raises:
         UnknownRunError: one of the ids is no run.
@@ -353,8 +605,10 @@ def token_counts(store: Store, run_ids: Sequence[str],
     if len(run_ids) > MAX_LIMIT:
         raise ValueError(f"at most {MAX_LIMIT} runs per request, not {len(run_ids)}")
     infos = [store.run_info(rid) for rid in run_ids]
-    counts = tokens.for_runs(infos)
-    return {"token_counts": {i.run_id: counts[i.run_id] for i in infos}}
+    sums = tokens.summaries(infos)
+    return {"token_counts": {i.run_id: sums[i.run_id]["token_count"] for i in infos},
+            "usage": {i.run_id: sums[i.run_id]["usage"] for i in infos},
+            "failed_children": {i.run_id: sums[i.run_id]["failed_children"] for i in infos}}
 
 
 def run_detail(store: Store, run_id: str, tokens: TokenCounter) -> dict[str, Any]:
@@ -367,13 +621,18 @@ def run_detail(store: Store, run_id: str, tokens: TokenCounter) -> dict[str, Any
     info = store.run_info(run_id)
     _, subtree = store.subtree_ids(info.run_id)
     runs = [r for r in store.trace_runs(info.trace_id) if r.run_id in subtree]
-    counts = tokens.for_runs(runs)
+    sums = tokens.summaries(runs)
     looped = parent_cycles(runs)
-    shown = [run_dict(r, counts.get(r.run_id, 0)) for r in runs]
-    for d in shown:
-        d["parent_cycle"] = d["run_id"] in looped
-    head = run_dict(info, counts.get(info.run_id, 0))
-    head["parent_cycle"] = info.run_id in looped
+
+    def shown_run(r: RunInfo) -> dict[str, Any]:
+        s = sums.get(r.run_id, {"token_count": 0, "usage": {}, "failed_children": 0})
+        d = run_dict(r, s["token_count"])
+        d["usage"], d["failed_children"] = s["usage"], s["failed_children"]
+        d["parent_cycle"] = r.run_id in looped
+        return d
+
+    shown = [shown_run(r) for r in runs]
+    head = shown_run(info)
     return {
         "run": head,
         "runs": shown,

@@ -26,7 +26,6 @@ from contextvars import ContextVar
 from langchain_core.tracers.context import register_configure_hook
 
 from runlog import Store
-from runlog.events import now_micros
 from runlog_langchain.recorder import Recorder
 
 __all__ = ["arecord", "current_recorder", "record"]
@@ -52,7 +51,7 @@ def current_recorder() -> Recorder | None:
 
 @contextmanager
 def record(store: Store | Recorder, *,
-           clock: Callable[[], int] = now_micros) -> Iterator[Recorder]:
+           clock: Callable[[], int] | None = None) -> Iterator[Recorder]:
     """Record every LangChain run started inside the block into ``store``.
 
     ``with runlog_langchain.record(store) as rec: chain.invoke(x)`` records the call
@@ -74,7 +73,8 @@ def record(store: Store | Recorder, *,
 
     Args:
         store: the store to write to, or a :class:`Recorder` to reuse.
-        clock: epoch microseconds for event times (tests freeze it); ignored when a
+        clock: epoch microseconds for event times (default: the clock LangChain's
+            tracer reads, :func:`~runlog_langchain.recorder.tracer_clock`); ignored when a
             :class:`Recorder` is passed.
     """
     rec = store if isinstance(store, Recorder) else Recorder(store, clock=clock)
@@ -88,7 +88,7 @@ def record(store: Store | Recorder, *,
 
 @asynccontextmanager
 async def arecord(store: Store | Recorder, *,
-                  clock: Callable[[], int] = now_micros) -> AsyncIterator[Recorder]:
+                  clock: Callable[[], int] | None = None) -> AsyncIterator[Recorder]:
     """``async with runlog_langchain.arecord(store) as rec: await chain.ainvoke(x)``.
 
     The same as :func:`record` (which also works inside ``async`` code), except that the

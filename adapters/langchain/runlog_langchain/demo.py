@@ -26,7 +26,7 @@ from langchain_core.runnables import Runnable, RunnablePassthrough
 from rich.console import Console
 from rich.markup import escape
 
-from runlog import Store
+from runlog import Store, content
 from runlog.cli.render import run_tree
 from runlog_langchain.context import record
 from runlog_langchain.replay import stream_events, stream_log
@@ -128,11 +128,13 @@ def run_demo(store: Store, *, delay: float = 0.0, out: Console | None = None,
     info = store.run_info(root)
     _, subtree = store.subtree_ids(root)
     runs = [r for r in store.trace_runs(info.trace_id) if r.run_id in subtree]
+    # Read back as any reader would: from the stored JSON, shown by runlog.content as
+    # messages, prompts and documents (no LangChain object is rebuilt to print it).
     outputs: dict[str, Any] = {}
     streamed: dict[str, str] = {}
     for e in store.events(root, descendants=True):
         if e.kind == "end":
-            outputs[e.run_id] = e.data
+            outputs[e.run_id] = content.preview(content.readable(e.envelope["data"]), None)
         elif e.kind == "stream" and e.channel == "token":
             streamed[e.run_id] = streamed.get(e.run_id, "") + str(e.data.get("token", ""))
     out.print(run_tree(runs, root, outputs, streamed))

@@ -27,7 +27,9 @@ import contextvars
 import logging
 import sys
 import threading
+import time as _time
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, TypeVar
 from uuid import UUID
@@ -35,13 +37,14 @@ from uuid import UUID
 from langchain_core.callbacks import AsyncCallbackManager, BaseCallbackHandler
 from langchain_core.outputs import ChatGenerationChunk, LLMResult
 from langchain_core.runnables import Runnable
+from langchain_core.tracers import core as _tracer_core
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
 
-from runlog import Store
-from runlog.events import now_micros
+from runlog import DuplicateRunError, Store
+from runlog.events import datetime_to_micros, now_micros
 from runlog.recorder import Run
 
-__all__ = ["Recorder", "llm_result_outputs"]
+__all__ = ["Recorder", "llm_result_outputs", "tracer_clock"]
 
 log = logging.getLogger("runlog_langchain")
 T = TypeVar("T")
@@ -49,6 +52,9 @@ _ENTRY_METHODS = frozenset({"invoke", "ainvoke", "stream", "astream"})
 _MISSING: Any = object()
 _ROOT_CANDIDATES: contextvars.ContextVar[list[tuple[str, Any]]] = contextvars.ContextVar(
     "runlog_langchain_root_candidates", default=[])  # noqa: B039 - never mutated
+# The real clock functions, in a tuple: freezegun replaces every *module attribute* that
+# is the real ``datetime`` or ``time_ns``, which would make the fast path's test pass.
+_REAL_CLOCK = (datetime, _time.time_ns)
 _HANDLER_FRAMES = frozenset({"handle_event", "ahandle_event", "on_llm_start",
                              "on_chat_model_start"})
 
@@ -60,6 +66,25 @@ _LLM_START_CODES = (_ASYNC_LLM_START, *(
 # looked up by id: hashing a code object hashes its constants (0.7 µs), and LangChain
 # reads run_inline three times per callback (the code objects live as long as the class)
 _LLM_START_IDS = frozenset(map(id, _LLM_START_CODES))
+
+
+def tracer_clock() -> int:
+    """Epoch microseconds, read the way LangChain's tracer reads its clock:
+    ``datetime.now(timezone.utc)`` looked up in ``langchain_core.tracers.core`` (the
+    tracer's ``start_time``/``end_time``), converted exactly (integer arithmetic).
+
+    So whatever replaces that clock (freezegun, time-machine, a ``mock.patch`` of the
+    module's ``datetime``) gives the recorder the same instant, to the microsecond: a
+    float ``time_ns`` under freezegun would turn ``.123000`` into ``.122999``. While
+    neither ``datetime`` there nor ``time.time_ns`` is replaced, it is
+    ``time.time_ns() // 1000``, the same reading (both floor the system clock to the
+    microsecond), a fifth of the cost per token.
+    """
+    now = _tracer_core.datetime  # type: ignore[attr-defined]
+    real_datetime, real_time_ns = _REAL_CLOCK
+    if now is real_datetime and _time.time_ns is real_time_ns:
+        return real_time_ns() // 1000
+    return datetime_to_micros(now.now(UTC))
 
 
 def llm_result_outputs(response: LLMResult) -> dict[str, Any]:
@@ -184,7 +209,8 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
 
     Args:
         store: the runlog store to write to.
-        clock: epoch microseconds for event times (tests freeze it).
+        clock: epoch microseconds for event times; by default
+            :func:`tracer_clock`, the clock LangChain's tracer reads.
     """
 
     raise_error = False
@@ -217,10 +243,10 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
             pass
         return False
 
-    def __init__(self, store: Store, *, clock: Callable[[], int] = now_micros) -> None:
+    def __init__(self, store: Store, *, clock: Callable[[], int] | None = None) -> None:
         super().__init__()
         self.store = store
-        self.clock = clock
+        self.clock: Callable[[], int] = clock if clock is not None else tracer_clock
         self.failures = 0
         self.last_error: BaseException | None = None
         self.root_ids: list[str] = []
@@ -228,6 +254,8 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         self._tool_call_ids: dict[UUID, Any] = {}
         self._tool_inputs: dict[UUID, Any] = {}  # root tools started with the call value
         self._tapped: set[UUID] = set()  # runs whose output stream passes through our tap
+        # runs whose start was refused (a reused run id) and the runs started under them
+        self._refused: set[UUID] = set()
         self._lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------------
@@ -238,10 +266,15 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         log.warning("runlog_langchain: could not record %s: %s", what, exc)
 
     def _start(self, run_id: UUID, parent_run_id: UUID | None, name: str, run_type: str,
-               inputs: Any, tags: list[str] | None, metadata: dict[str, Any] | None) -> None:
+               inputs: Any, tags: list[str] | None, metadata: dict[str, Any] | None,
+               time: int) -> None:
         handlers = _handlers_on_stack(sys._getframe(1))
         if handlers:
             self._adopt(handlers)
+        if parent_run_id is not None and parent_run_id in self._refused:
+            self._refused.add(run_id)
+            raise DuplicateRunError(f"run {run_id} starts under run {parent_run_id}, whose "
+                                    "run id was reused: not recorded")
         parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
         if parent is None:
             found = _call_input(name)
@@ -251,9 +284,14 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
                     # what LangChain's on_tool_error reports, so they go on the end
                     self._tool_inputs[run_id] = inputs
                 inputs = found
-        run = self.store.start_run(
-            name, run_type, inputs=inputs, tags=list(tags or ()), metadata=dict(metadata or {}),
-            run_id=str(run_id), parent=parent, time=self.clock(), inherit=False, lossy=True)
+        try:
+            run = self.store.start_run(
+                name, run_type, inputs=inputs, tags=list(tags or ()),
+                metadata=dict(metadata or {}), run_id=str(run_id), parent=parent,
+                time=time, inherit=False, lossy=True)
+        except DuplicateRunError:
+            self._refuse(run_id)
+            raise
         self._runs[run_id] = run
         if parent is None:
             self.root_ids.append(run.id)
@@ -262,16 +300,44 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
                 if consumer is not None:
                     self._watch_root(run_id, *consumer)
 
-    def _end(self, run_id: UUID, outputs: Any, *, error: BaseException | None = None,
-             inputs: Any = _MISSING) -> None:
+    def _refuse(self, run_id: UUID) -> None:
+        """Stop recording a run id the application reused (``config["run_id"]`` of a run
+        that exists: LangChain's ``test_bad_parent_ids``).
+
+        The store refuses the second start, and from then on every callback for that id
+        is ambiguous (is an end the first run's or the second's?), so none is recorded,
+        nor anything started under it. LangChain's own ``astream_events``/
+        ``astream_log`` handlers fail the same way (their run maps are keyed by the id)
+        and stream nothing more of that run: the replay shows what they showed, the
+        first run's start and what came before the reuse, plus, for a root, the chunks
+        ``astream_events``/``astream_log`` read from its own stream (those are
+        unambiguous); that run stays open in the store (shown as abandoned once this
+        process's lease lapses).
+        """
+        self._refused.add(run_id)
+        self._tapped.discard(run_id)
+
+    def _end(self, run_id: UUID, time: int, outputs: Any, *,
+             error: BaseException | None = None, inputs: Any = _MISSING) -> None:
+        if run_id in self._refused:
+            return
         run = self._runs.pop(run_id, None)
         self._tapped.discard(run_id)
         if run is None or run.ended:
             return
         if inputs is _MISSING:
-            run.end(outputs, error=error, time=self.clock(), lossy=True)
+            run.end(outputs, error=error, time=time, lossy=True)
         else:
-            run.end(outputs, error=error, inputs=inputs, time=self.clock(), lossy=True)
+            run.end(outputs, error=error, inputs=inputs, time=time, lossy=True)
+
+    def _now(self) -> int:
+        """The event time, read first thing in each callback; a clock that fails is
+        counted and replaced by the system's (recording never raises)."""
+        try:
+            return self.clock()
+        except Exception as e:
+            self._failed("the clock", e)
+            return now_micros()
 
     def _guard(self, what: str, fn: Callable[[], None]) -> None:
         try:
@@ -283,79 +349,89 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
     def on_chain_start(self, serialized: dict[str, Any], inputs: Any, *, run_id: UUID,
                        parent_run_id: UUID | None = None, tags: list[str] | None = None,
                        metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        t = self._now()  # first, as LangChain's tracer reads its clock
         name = _assign_name(kwargs.get("name"), serialized)
         run_type = kwargs.get("run_type") or "chain"
         self._guard("a chain start", lambda: self._start(
-            run_id, parent_run_id, name, run_type, inputs, tags, metadata))
+            run_id, parent_run_id, name, run_type, inputs, tags, metadata, t))
 
     def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[Any]], *,
                             run_id: UUID, parent_run_id: UUID | None = None,
                             tags: list[str] | None = None,
                             metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        t = self._now()  # first, as LangChain's tracer reads its clock
         name = _assign_name(kwargs.get("name"), serialized)
         self._guard("a chat model start", lambda: self._start(
-            run_id, parent_run_id, name, "chat_model", {"messages": messages}, tags, metadata))
+            run_id, parent_run_id, name, "chat_model", {"messages": messages}, tags, metadata, t))
 
     def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID,
                      parent_run_id: UUID | None = None, tags: list[str] | None = None,
                      metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        t = self._now()  # first, as LangChain's tracer reads its clock
         name = _assign_name(kwargs.get("name"), serialized)
         self._guard("an LLM start", lambda: self._start(
-            run_id, parent_run_id, name, "llm", {"prompts": prompts}, tags, metadata))
+            run_id, parent_run_id, name, "llm", {"prompts": prompts}, tags, metadata, t))
 
     def on_tool_start(self, serialized: dict[str, Any], input_str: str, *, run_id: UUID,
                       parent_run_id: UUID | None = None, tags: list[str] | None = None,
                       metadata: dict[str, Any] | None = None,
                       inputs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        t = self._now()  # first, as LangChain's tracer reads its clock
         name = _assign_name(kwargs.get("name"), serialized)
         if "tool_call_id" in kwargs:
             self._tool_call_ids[run_id] = kwargs["tool_call_id"]
         self._guard("a tool start", lambda: self._start(
-            run_id, parent_run_id, name, "tool", inputs, tags, metadata))
+            run_id, parent_run_id, name, "tool", inputs, tags, metadata, t))
 
     def on_retriever_start(self, serialized: dict[str, Any], query: str, *, run_id: UUID,
                            parent_run_id: UUID | None = None, tags: list[str] | None = None,
                            metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        t = self._now()  # first, as LangChain's tracer reads its clock
         name = _assign_name(kwargs.get("name"), serialized)
         self._guard("a retriever start", lambda: self._start(
-            run_id, parent_run_id, name, "retriever", {"query": query}, tags, metadata))
+            run_id, parent_run_id, name, "retriever", {"query": query}, tags, metadata, t))
 
     # -- streaming -------------------------------------------------------------------
     def on_llm_new_token(self, token: str | list[str | dict[str, Any]], *,
                          chunk: Any = None, run_id: UUID, parent_run_id: UUID | None = None,
                          tags: list[str] | None = None, **kwargs: Any) -> None:
+        t = self._now()  # first, as LangChain's tracer reads its clock
         # the hottest callback (once per token): no closure, no guard call
         run = self._runs.get(run_id)
-        if run is None or run.ended:
+        if run is None or run.ended or run_id in self._refused:
             return
         try:
             run.token(token, chunk.message if isinstance(chunk, ChatGenerationChunk)
-                      else chunk, time=self.clock())
+                      else chunk, time=t)
         except Exception as e:
             self._failed("a token", e)
 
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID,
                         tags: list[str] | None = None, metadata: dict[str, Any] | None = None,
                         **kwargs: Any) -> None:
+        t = self._now()  # first, as LangChain's tracer reads its clock
+
         def go() -> None:
             run = self._runs.get(run_id)
-            if run is None or run.ended:
+            if run is None or run.ended or run_id in self._refused:
                 return
-            run.event(name, data, time=self.clock())
+            run.event(name, data, time=t)
         self._guard("a custom event", go)
 
-    def _record_chunk(self, run_id: UUID, chunk: Any) -> None:
+    def _record_chunk(self, run_id: UUID, chunk: Any, *, root: bool = False) -> None:
         run = self._runs.get(run_id)
-        if run is None or run.ended:
+        if run is None or run.ended or (run_id in self._refused and not root):
             return
         try:
-            run.stream(chunk, time=self.clock(), lossy=True)
+            run.stream(chunk, time=self._now(), lossy=True)
         except Exception as e:
             self._failed("an output chunk", e)
 
     def _root_chunk(self, run_id: UUID, chunk: Any) -> None:
         if run_id not in self._tapped:  # else our tap has recorded it already
-            self._record_chunk(run_id, chunk)
+            # a root's chunk, as LangChain's consumer read it: its own even if a child
+            # reused the root's run id (see _refuse)
+            self._record_chunk(run_id, chunk, root=True)
 
     def _watch_root(self, run_id: UUID, kind: str, handler: Any) -> None:
         """Record the chunks LangChain's ``astream_events``/``astream_log`` read from a
@@ -443,7 +519,7 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         return it
 
     async def _atap(self, run_id: UUID, output: AsyncIterator[T]) -> AsyncIterator[T]:
-        if run_id in self._runs:
+        if run_id in self._runs and run_id not in self._refused:
             self._tapped.add(run_id)
         async for chunk in output:
             self._record_chunk(run_id, chunk)
@@ -457,7 +533,7 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         return it
 
     def _tap(self, run_id: UUID, output: Iterator[T]) -> Iterator[T]:
-        if run_id in self._runs:
+        if run_id in self._runs and run_id not in self._refused:
             self._tapped.add(run_id)
         for chunk in output:
             self._record_chunk(run_id, chunk)
@@ -466,48 +542,57 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
     # -- ends ------------------------------------------------------------------------
     def on_chain_end(self, outputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
                      **kwargs: Any) -> None:
+        t = self._now()  # first, as LangChain's tracer reads its clock
         inputs = kwargs.get("inputs")
         self._guard("a chain end", lambda: self._end(
-            run_id, outputs, inputs=inputs if inputs is not None else _MISSING))
+            run_id, t, outputs, inputs=inputs if inputs is not None else _MISSING))
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID,
                        parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        self._guard("a chain error", lambda: self._end(run_id, None, error=error))
+        t = self._now()  # first, as LangChain's tracer reads its clock
+        self._guard("a chain error", lambda: self._end(run_id, t, None, error=error))
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID,
                    parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        self._guard("an LLM end", lambda: self._end(run_id, llm_result_outputs(response)))
+        t = self._now()  # first, as LangChain's tracer reads its clock
+        self._guard("an LLM end", lambda: self._end(run_id, t, llm_result_outputs(response)))
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID,
                      parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        t = self._now()  # first, as LangChain's tracer reads its clock
         response = kwargs.get("response")
         self._guard("an LLM error", lambda: self._end(
-            run_id, llm_result_outputs(response) if isinstance(response, LLMResult) else None,
+            run_id, t,
+            llm_result_outputs(response) if isinstance(response, LLMResult) else None,
             error=error))
 
     def on_tool_end(self, output: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
                     **kwargs: Any) -> None:
+        t = self._now()  # first, as LangChain's tracer reads its clock
         self._tool_call_ids.pop(run_id, None)
         inputs = self._tool_inputs.pop(run_id, _MISSING)
-        self._guard("a tool end", lambda: self._end(run_id, output, inputs=inputs))
+        self._guard("a tool end", lambda: self._end(run_id, t, output, inputs=inputs))
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID,
                       parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        t = self._now()  # first, as LangChain's tracer reads its clock
         call_id = kwargs.get("tool_call_id")
         stored = self._tool_call_ids.pop(run_id, None)
         if call_id is None:
             call_id = stored
         inputs = self._tool_inputs.pop(run_id, _MISSING)
         self._guard("a tool error", lambda: self._end(
-            run_id, {"tool_call_id": call_id}, error=error, inputs=inputs))
+            run_id, t, {"tool_call_id": call_id}, error=error, inputs=inputs))
 
     def on_retriever_end(self, documents: Any, *, run_id: UUID,
                          parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        self._guard("a retriever end", lambda: self._end(run_id, list(documents)))
+        t = self._now()  # first, as LangChain's tracer reads its clock
+        self._guard("a retriever end", lambda: self._end(run_id, t, list(documents)))
 
     def on_retriever_error(self, error: BaseException, *, run_id: UUID,
                            parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        self._guard("a retriever error", lambda: self._end(run_id, None, error=error))
+        t = self._now()  # first, as LangChain's tracer reads its clock
+        self._guard("a retriever error", lambda: self._end(run_id, t, None, error=error))
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Recorder:
         return self  # LangChain copies configs; the recorder is shared, like its tracers

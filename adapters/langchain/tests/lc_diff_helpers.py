@@ -115,6 +115,11 @@ def _comparable(x: Any) -> Any:
 def assert_item_equal(got: Any, want: Any, i: int) -> None:
     if isinstance(want, dict):
         assert _comparable(got) == _comparable(want), f"item {i}:\n{got}\n!=\n{want}"
+        # and in LangChain's key order (what printing and json.dumps show)
+        assert list(got) == list(want), f"item {i} key order: {list(got)} != {list(want)}"
+        if isinstance(want.get("data"), dict):
+            assert list(got["data"]) == list(want["data"]), (
+                f"item {i} data key order: {list(got['data'])} != {list(want['data'])}")
     else:
         assert got == want, f"item {i}:\n{got!r}\n!=\n{want!r}"
 

@@ -21,6 +21,18 @@
   let frame = null;
   let source = null;
   let ticker = null;
+  // Readable inputs/outputs (view nodes from /api/runs/{id}/content), per run id; the
+  // events keep the stored form, which the "stored JSON" toggle shows instead.
+  const views = new Map();
+  let contentTimer = null;
+  const rawToggle = document.getElementById("raw");
+  const scrubEvents = [];      // {seq, time, kind, channel, runId} of every applied event
+  let loaded = false;          // the first load (events and content) is done
+  const scrub = document.getElementById("scrub");
+  const statePanel = document.getElementById("state");
+  let scrubAt = null;          // index into scrubEvents shown; null: follow the latest
+  let scrubTimer = null;
+  let scrubAsked = 0;          // answers to older requests are dropped
 
   function newRecord(id) {
     return {
@@ -72,6 +84,9 @@
     }
     stats.applied += 1;
     cursor = event.seq;
+    scrubEvents.push({seq: event.seq, time: RL.num(event.time), kind: event.kind,
+                      channel: event.channel || null, runId: event.run_id});
+    if (event.kind !== "stream") scheduleContent(event.run_id);
     const rec = record(event.run_id);
     rec.events += 1;
     if (event.seq > liveFrom && rec.abandoned && !rec.ended) rec.abandoned = false;
@@ -150,6 +165,55 @@
     if (!part.node.hidden) part.body.textContent = RL.show(value);
   }
 
+  // Inputs and outputs: readable (messages, prompts, documents) once the server has
+  // sent their view, the stored JSON until then or with the toggle on.
+  function fillValue(part, stored, view) {
+    part.node.hidden = RL.isEmpty(stored);
+    if (part.node.hidden) return;
+    const readable = view !== undefined && !rawToggle.checked;
+    const key = readable ? view : stored;
+    if (part.shown === key && part.readable === readable) return;
+    part.shown = key;
+    part.readable = readable;
+    part.body.replaceChildren(readable ? RL.content(view)
+      : RL.el("pre", {className: "value"}, RL.show(stored)));
+  }
+
+  function contentBox(key, title) {
+    const body = RL.el("div", {className: "content"});
+    const node = RL.el("div", {className: `section section-${key}`, hidden: true},
+                       RL.el("h4", {}, title), body);
+    return {node, body, title: node.firstChild};
+  }
+
+  // The first load asks for the whole subtree; later, only for the runs that started
+  // or ended since (each read by its two events on the server, whatever it streamed).
+  const contentWanted = new Set();
+
+  async function loadContent() {
+    contentTimer = null;
+    const only = new URLSearchParams([...contentWanted].map((id) => ["run", id]));
+    contentWanted.clear();
+    try {
+      const data = await RL.getJSON(
+        `/api/runs/${encodeURIComponent(runId)}/content${loaded ? `?${only}` : ""}`);
+      for (const [id, view] of Object.entries(data.runs)) {
+        views.set(id, view);
+        dirty.add(id);
+      }
+      schedule();
+    } catch (err) {
+      RL.showError(err.message);
+    }
+  }
+
+  // Starts and ends change what is readable; ask once for a burst of them.
+  function scheduleContent(id) {
+    if (!loaded) return;
+    contentWanted.add(id);
+    if (contentTimer === null) contentTimer = setTimeout(loadContent, 250);
+  }
+
   function buildNode(rec) {
     const name = RL.el("span", {className: "run-name"});
     const type = RL.el("span", {className: "run-type"});
@@ -160,8 +224,8 @@
       stream: box("stream", "Streamed output", "stream"),
       chunks: box("chunks", "Output chunks"),
       error: box("error", "Error", "error-box"),
-      inputs: box("inputs", "Inputs"),
-      outputs: box("outputs", "Outputs"),
+      inputs: contentBox("inputs", "Inputs"),
+      outputs: contentBox("outputs", "Outputs"),
       custom: box("custom", "Custom events"),
     };
     const metaBody = RL.el("pre", {className: "value"});
@@ -214,6 +278,8 @@
     if (ms !== null) bits.push(RL.fmtDuration(ms) + (st === "running" ? "…" : ""));
     if (rec.tokens) bits.push(`${rec.tokens} tokens`);
     if (ttft !== null) bits.push(`TTFT ${ttft}`);
+    const used = (views.get(rec.id) || {}).usage;
+    if (used && !RL.isEmpty(used)) bits.push(`usage ${RL.usageText(used)}`);
     if (rec.error && !n.details.open) bits.push(`${rec.error.type}: ${rec.error.message}`);
     n.meta.textContent = bits.join(" · ");
 
@@ -230,8 +296,9 @@
     fill(n.parts.error, rec.error ? (rec.error.traceback
       ? `${rec.error.type}: ${rec.error.message}\n\n${rec.error.traceback}`
       : `${rec.error.type}: ${rec.error.message}`) : null);
-    fill(n.parts.inputs, rec.inputs);
-    fill(n.parts.outputs, rec.ended ? rec.outputs : null);
+    const view = views.get(rec.id) || {};
+    fillValue(n.parts.inputs, rec.inputs, view.inputs);
+    fillValue(n.parts.outputs, rec.ended ? rec.outputs : null, view.outputs);
     fill(n.parts.custom, rec.custom.length ? rec.custom : null);
 
     n.tags.replaceChildren(...rec.tags.map((t) => RL.el("span", {className: "tag"}, t)));
@@ -311,6 +378,9 @@
     }
     timeline.axis.replaceChildren(RL.el("span", {className: "tl-label"}, ""),
                                   RL.el("span", {className: "tl-track"}, ...ticks));
+    timeline.t0 = t0;
+    timeline.span = span;
+    drawCursor();
 
     shown.forEach((rec, index) => {
       if (!rec.row) {
@@ -339,13 +409,22 @@
       r.bar.style.width = `max(2px, ${(((end - rec.startUs) / span) * 100).toFixed(3)}%)`;
       r.bar.className = `tl-bar tl-${st} tl-type-${rec.type}`;
       const ms = durationMs(rec, nowUs);
-      r.text.textContent = ms === null ? st : RL.fmtDuration(ms);
-      const endFraction = (end - t0) / span;
-      // Near the right edge the label goes inside the bar's end instead of after it.
-      r.text.classList.toggle("inside", endFraction > 0.85);
-      r.text.style.left = endFraction > 0.85 ? "" : `calc(${pct(end)} + 4px)`;
-      r.text.style.right = endFraction > 0.85 ? `calc(${(100 - endFraction * 100).toFixed(3)}% + 4px)` : "";
       const first = firstOutputUs(rec);
+      const ttftText = first !== null ? `TTFT ${RL.fmtDuration((first - rec.startUs) / 1000)}` : "";
+      r.text.textContent = (ms === null ? st : RL.fmtDuration(ms)) +
+        (ttftText ? ` · ${ttftText}` : "");
+      const startFraction = (rec.startUs - t0) / span;
+      const endFraction = (end - t0) / span;
+      // The label goes after the bar; near the right edge, inside a bar wide enough to
+      // hold it (light text on the bar's colour), else before the bar's start (dark
+      // text on the page): never light text on the white track.
+      const place = endFraction <= 0.8 ? "after"
+        : (endFraction - startFraction >= 0.35 ? "inside" : "before");
+      r.text.className = `tl-text tl-text-${place}`;
+      r.text.style.left = place === "after" ? `calc(${pct(end)} + 4px)` : "";
+      r.text.style.right = place === "inside"
+        ? `calc(${(100 - endFraction * 100).toFixed(3)}% + 4px)`
+        : (place === "before" ? `calc(${(100 - startFraction * 100).toFixed(3)}% + 4px)` : "");
       if (first !== null) {
         r.ttft.hidden = false;
         r.ttft.style.left = pct(first);
@@ -367,6 +446,108 @@
     rec.node.details.scrollIntoView({behavior: "smooth", block: "start"});
   }
 
+  // ------------------------------------------------------------------ time travel
+  //
+  // The slider walks the run's events; at each position the server answers the run's
+  // RunState as of that seq (store.state_at, which keeps checkpoints so a move reads
+  // only the events in between), and the timeline shows where that event happened.
+
+  function drawCursor() {
+    let line = timeline.cursorLine;
+    if (!line) {
+      line = timeline.cursorLine = RL.el("div", {className: "tl-cursor", hidden: true});
+      timeline.append(line);
+    }
+    const ev = scrubAt === null ? null : scrubEvents[scrubAt];
+    const track = timeline.axis && timeline.axis.lastChild;
+    if (!ev || !track || !timeline.span) {
+      line.hidden = true;
+      return;
+    }
+    line.hidden = false;
+    const x = track.offsetLeft + ((ev.time - timeline.t0) / timeline.span) * track.offsetWidth;
+    line.style.left = `${Math.max(track.offsetLeft, x)}px`;
+  }
+
+  function updateScrubber() {
+    scrub.max = String(Math.max(scrubEvents.length - 1, 0));
+    if (scrubAt === null) scrub.value = scrub.max;
+    const i = scrubAt === null ? scrubEvents.length - 1 : scrubAt;
+    const ev = scrubEvents[i];
+    const label = document.getElementById("scrub-label");
+    if (!ev) {
+      label.textContent = "";
+      return;
+    }
+    const rec = runs.get(ev.runId);
+    const root = runs.get(runId);
+    const offset = root && root.startUs !== null ? RL.fmtDuration((ev.time - root.startUs) / 1000) : "";
+    label.textContent = `event ${i + 1} of ${scrubEvents.length} · seq ${ev.seq} · ` +
+      `${ev.kind}${ev.channel ? ` ${ev.channel}` : ""} of ${rec ? rec.name : ev.runId}` +
+      (offset ? ` · +${offset}` : "") + (scrubAt === null ? " (latest)" : "");
+  }
+
+  function stateRow(name, entry) {
+    const e = entry && typeof entry === "object" ? entry : {};
+    const st = e.end_time ? "ok" : "running";
+    const streamed = Array.isArray(e.streamed_output_str) ? e.streamed_output_str.join("") : "";
+    return RL.el("div", {className: "state-run", "data-name": name},
+      RL.el("div", {className: "msg-head"}, RL.el("span", {className: "run-name"}, name),
+            RL.el("span", {className: "run-type"}, RL.inline(e.type)),
+            RL.statusBadge(st)),
+      streamed ? RL.el("pre", {className: "value stream"}, streamed) : "",
+      e.final_output !== null && e.final_output !== undefined
+        ? RL.content(e.final_output) : "");
+  }
+
+  function showState(data) {
+    const state = data.state;
+    if (!state) {
+      statePanel.replaceChildren(RL.el("p", {className: "muted"}, "Nothing yet at this point."));
+      return;
+    }
+    const out = state.final_output;
+    const logs = state.logs && typeof state.logs === "object" ? Object.entries(state.logs) : [];
+    statePanel.replaceChildren(
+      RL.el("h4", {}, "Output so far"),
+      out === null || out === undefined ? RL.el("p", {className: "muted"}, "(none yet)")
+        : RL.content(out),
+      RL.el("h4", {}, `Runs so far (${logs.length})`),
+      RL.el("div", {className: "state-runs"}, ...logs.map(([k, v]) => stateRow(k, v))));
+    statePanel.dataset.seq = String(data.seq);
+  }
+
+  async function askState() {
+    scrubTimer = null;
+    const ev = scrubEvents[scrubAt === null ? scrubEvents.length - 1 : scrubAt];
+    if (!ev) return;
+    const ask = ++scrubAsked;
+    try {
+      const data = await RL.getJSON(
+        `/api/runs/${encodeURIComponent(runId)}/state?seq=${ev.seq}`);
+      if (ask === scrubAsked) showState(data);
+    } catch (err) {
+      RL.showError(err.message);
+    }
+  }
+
+  function moveScrubber(index) {
+    const last = scrubEvents.length - 1;
+    scrubAt = index >= last ? null : Math.max(0, index);
+    updateScrubber();
+    drawCursor();
+    if (scrubTimer !== null) clearTimeout(scrubTimer);
+    scrubTimer = setTimeout(askState, 120);
+  }
+
+  scrub.addEventListener("input", () => moveScrubber(Number(scrub.value)));
+  document.getElementById("scrub-prev").addEventListener("click", () =>
+    moveScrubber((scrubAt === null ? scrubEvents.length - 1 : scrubAt) - 1));
+  document.getElementById("scrub-next").addEventListener("click", () =>
+    moveScrubber((scrubAt === null ? scrubEvents.length - 1 : scrubAt) + 1));
+  document.getElementById("scrub-end").addEventListener("click", () =>
+    moveScrubber(scrubEvents.length - 1));
+
   // ------------------------------------------------------------------ header
 
   function renderHead(nowUs) {
@@ -376,7 +557,14 @@
     document.getElementById("title").textContent = root.name;
     const st = status(root);
     const ms = durationMs(root, nowUs);
-    const tokens = order.reduce((sum, id) => sum + runs.get(id).tokens, 0);
+    // Like the runs list: the models' reported usage when any reported it, else the
+    // streamed token events (a model that does not stream reports usage only).
+    const streamed = order.reduce((sum, id) => sum + runs.get(id).tokens, 0);
+    const reported = order.reduce((sum, id) => {
+      const used = (views.get(id) || {}).usage;
+      return sum + (used && used.total_tokens !== undefined ? used.total_tokens : 0);
+    }, 0);
+    const tokens = reported ? `${reported} tokens` : `${streamed} tokens`;
     const summary = document.getElementById("summary");
     summary.replaceChildren(
       RL.statusBadge(st),
@@ -384,7 +572,7 @@
       RL.el("span", {}, `started ${RL.fmtTime(root.startUs)}`),
       ms === null ? "" : RL.el("span", {}, `${RL.fmtDuration(ms)}${st === "running" ? "…" : ""}`),
       RL.el("span", {}, `${order.length} runs`),
-      RL.el("span", {}, `${tokens} tokens`),
+      RL.el("span", {title: reported ? `usage reported by the models; ${streamed} streamed token events` : "streamed token events"}, tokens),
       RL.el("code", {className: "muted", title: "run id"}, runId));
   }
 
@@ -397,6 +585,7 @@
     dirty.clear();
     renderTimeline(nowUs);
     renderHead(nowUs);
+    updateScrubber();
     const anyRunning = order.some((id) => status(runs.get(id)) === "running");
     // While something runs, redraw durations and bars twice a second (local only;
     // the data itself arrives pushed by the server).
@@ -500,6 +689,8 @@
       after = page.next;
       if (!page.more) break;
     }
+    await loadContent();
+    loaded = true;
     render();
     const root = runs.get(runId);
     if (root && root.ended) {
@@ -508,6 +699,22 @@
       follow();
     }
   }
+
+  rawToggle.addEventListener("click", () => {
+    for (const id of order) dirty.add(id);
+    schedule();
+  });
+  const compareId = document.getElementById("compare-id");
+  document.getElementById("compare").addEventListener("click", () => {
+    const other = compareId.value.trim();
+    if (other) {
+      window.location.href = `/compare?a=${encodeURIComponent(runId)}&b=${encodeURIComponent(other)}`;
+    }
+  });
+  compareId.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") document.getElementById("compare").click();
+  });
+  window.addEventListener("resize", drawCursor);
 
   document.getElementById("expand").addEventListener("click", () => {
     for (const node of treeRoot.querySelectorAll("details.run")) node.open = true;
