@@ -22,6 +22,8 @@ __all__ = [
     "COMPACT_SQLITE_DDL",
     "ONE_START_DDL",
     "ONE_START_INDEX",
+    "PRUNES_DDL",
+    "PRUNE_SETTING",
     "events",
     "meta",
     "metadata",
@@ -105,8 +107,14 @@ APPEND_ONLY_TRIGGERS: dict[str, list[str]] = {
            BEGIN SELECT RAISE(ABORT, 'runlog: events are append-only'); END""",
     ],
     "postgresql": [
+        # a DELETE passes only in a prune's own transaction (runlog/store/prune.py)
         """CREATE OR REPLACE FUNCTION runlog_append_only() RETURNS trigger AS $$
-           BEGIN RAISE EXCEPTION 'runlog: events are append-only'; END $$ LANGUAGE plpgsql""",
+           BEGIN
+             IF TG_OP = 'DELETE' AND current_setting('runlog.prune', true) = 'on' THEN
+               RETURN OLD;
+             END IF;
+             RAISE EXCEPTION 'runlog: events are append-only';
+           END $$ LANGUAGE plpgsql""",
         """DROP TRIGGER IF EXISTS events_append_only ON events""",
         """CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
            FOR EACH ROW EXECUTE FUNCTION runlog_append_only()""",
@@ -166,3 +174,33 @@ are those of schema 1. ``run_key`` is what event rows refer to; ``trace_key`` (t
 of the trace's first run) is kept in ``events`` too because reading a trace in seq
 order, what replays, trace tails and exports do, needs the index ``events_trace_seq``
 on it: without it SQLite gathers and sorts the trace's rows for every page."""
+
+
+# -- lifecycle (runlog/store/prune.py, docs/storage.md "Lifecycle") ------------------
+
+PRUNE_SETTING = "runlog.prune"
+"""The PostgreSQL setting a prune's transaction sets (``SET LOCAL``) so the append-only
+trigger function lets its DELETE through; no other session sees it."""
+
+_PRUNES_COLUMNS = """
+        operation TEXT NOT NULL,  -- one id for the batches of one prune
+        at BIGINT NOT NULL,       -- epoch microseconds
+        by_user TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        rule TEXT NOT NULL,       -- JSON: before (epoch us), trace, tag
+        traces BIGINT NOT NULL,
+        runs BIGINT NOT NULL,
+        events BIGINT NOT NULL,
+        seqs TEXT NOT NULL,       -- JSON [[first, last], ...]: every seq removed
+        trace_ids TEXT NOT NULL,  -- JSON list
+        archive TEXT)"""
+
+PRUNES_DDL: dict[str, list[str]] = {
+    "sqlite": ["CREATE TABLE IF NOT EXISTS prunes (prune_id INTEGER PRIMARY KEY,"
+               + _PRUNES_COLUMNS],
+    "postgresql": ["CREATE TABLE IF NOT EXISTS prunes (prune_id bigserial PRIMARY KEY,"
+                   + _PRUNES_COLUMNS],
+}
+"""``prunes``: one row per batch of a prune, what it removed, by whom and when. Made by
+the first prune (stores never pruned have none, and runlog before it ignores it)."""
