@@ -47,7 +47,7 @@ class PruneReport:
     archived_events: int = 0
     batches: int = 0
     reclaimed: int = 0
-    """What the backend gave back to the file system: SQLite pages, PostgreSQL bytes."""
+    """Bytes the backend gave back to the file system (0 where it keeps them for reuse)."""
     operation: str = ""
     """The id of this prune in the store's ``prunes`` table."""
     dry_run: bool = False

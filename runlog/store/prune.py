@@ -368,7 +368,7 @@ def sqlite_prunes(b: SQLiteBackend) -> list[PruneRecord]:
 
 
 def sqlite_reclaim(b: SQLiteBackend, step_pages: int = 256, *, vacuum: bool = False) -> int:
-    """Give the pages prunes freed back to the file system; returns the pages freed.
+    """Give the pages prunes freed back to the file system; returns their bytes.
 
     With ``auto_vacuum = INCREMENTAL`` (new stores), ``PRAGMA incremental_vacuum`` runs in
     steps of ``step_pages``, each its own short write transaction, so writers wait for
@@ -379,6 +379,7 @@ def sqlite_reclaim(b: SQLiteBackend, step_pages: int = 256, *, vacuum: bool = Fa
     """
     conn = b._wconn
     mode = int(conn.execute("PRAGMA auto_vacuum").fetchone()[0])
+    page = int(conn.execute("PRAGMA page_size").fetchone()[0])
     before = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
     if mode != 2:
         if not vacuum:
@@ -395,7 +396,7 @@ def sqlite_reclaim(b: SQLiteBackend, step_pages: int = 256, *, vacuum: bool = Fa
                 break
     with b._wlock:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-    return before - int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+    return (before - int(conn.execute("PRAGMA freelist_count").fetchone()[0])) * page
 
 
 # ---------------------------------------------------------------------- PostgreSQL
