@@ -953,7 +953,7 @@ def _write_pass(store: StoreLike, fp: IO[bytes], name: str, runs: dict[str, _Run
                                     continue
                             batch.append(record(Pending, (
                                 h_run, h_trace, "stream", h_name, h_type, time_us, raw,
-                                digests[16 * k:16 * k + 16], None)))
+                                digests[16 * k:16 * k + 16], None, None)))
                             size = len(batch)
                             if size & 0x1F == 0:
                                 time.sleep(0)  # hand the GIL over (see below)
@@ -980,7 +980,7 @@ def _write_pass(store: StoreLike, fp: IO[bytes], name: str, runs: dict[str, _Run
                     if kind == "stream" and time_us.__class__ is int:
                         pending = record(Pending, (
                             run_id, env["trace_id"], "stream", env["name"], env["run_type"],
-                            time_us, raw, digests[16 * k:16 * k + 16], None))
+                            time_us, raw, digests[16 * k:16 * k + 16], None, None))
                         if state is not head_state:  # another run streams now
                             if not state.head:
                                 found = _stream_head(raw, run_id)
