@@ -512,7 +512,8 @@ class Store:
         in batches of about ``batch_events`` events, each one short transaction, and
         records who removed what in the store (``runlog verify`` then accepts the gaps).
         Freed space is given back where the backend can (SQLite: incremental vacuum in
-        short steps; ``vacuum=True`` switches an older store to it with one VACUUM).
+        short steps; a store made before that keeps it for new events, unless
+        ``vacuum=True`` runs one VACUUM; PostgreSQL: a plain VACUUM).
         ``dry_run`` only reports what would go.
         """
         from runlog.lifecycle import prune

@@ -84,9 +84,11 @@ def prune(store: Store, before: dt.datetime | dt.timedelta | int, *,
             break
         after = page[-1].trace_id
     if dry_run or not chosen:
+        reclaimed = backend.reclaim(vacuum=True) if vacuum and not dry_run else 0
         return PruneReport(when, len(chosen), sum(c.runs for c in chosen),
                            sum(c.events for c in chosen),
-                           tuple(c.trace_id for c in chosen), dry_run=dry_run)
+                           tuple(c.trace_id for c in chosen), reclaimed=reclaimed,
+                           dry_run=dry_run)
     expect: dict[str, int | None] = {c.trace_id: None for c in chosen}
     archived = 0
     path: str | None = None
@@ -116,7 +118,7 @@ def prune(store: Store, before: dt.datetime | dt.timedelta | int, *,
         events += done.events
         if progress is not None:
             progress(len(removed) + len(kept), len(chosen))
-    reclaimed = backend.reclaim(vacuum=vacuum) if removed else 0
+    reclaimed = backend.reclaim(vacuum=vacuum) if removed or vacuum else 0
     return PruneReport(when, len(removed), runs, events, tuple(removed), tuple(kept), path,
                        archived, batches, reclaimed, by.operation)
 

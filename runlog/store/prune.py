@@ -373,9 +373,10 @@ def sqlite_reclaim(b: SQLiteBackend, step_pages: int = 256, *, vacuum: bool = Fa
     With ``auto_vacuum = INCREMENTAL`` (new stores), ``PRAGMA incremental_vacuum`` runs in
     steps of ``step_pages``, each its own short write transaction, so writers wait for
     one step at most. A store made without it keeps its free pages for new events
-    (the file does not grow until they are used); ``vacuum=True`` then runs one
-    ``VACUUM`` that switches it to incremental, which rewrites the whole file and holds
-    the write lock meanwhile (and needs as much free disk as the store's size).
+    (the file does not grow until they are used); ``vacuum=True`` then runs a
+    ``VACUUM``, which rewrites the whole file and holds the write lock meanwhile (and
+    needs as much free disk as the store's size). It cannot switch a WAL store to
+    incremental vacuum, so each such prune that should shrink the file needs it.
     """
     conn = b._wconn
     mode = int(conn.execute("PRAGMA auto_vacuum").fetchone()[0])
@@ -384,8 +385,7 @@ def sqlite_reclaim(b: SQLiteBackend, step_pages: int = 256, *, vacuum: bool = Fa
     if mode != 2:
         if not vacuum:
             return 0
-        with b._wlock:
-            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        with b._wlock:  # (a WAL store cannot switch to incremental by VACUUM)
             conn.execute("VACUUM")
     else:
         while True:
