@@ -13,22 +13,26 @@ events archived. Nothing is removed when the archive cannot be written or checke
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
+import time
 from binascii import a2b_hex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from runlog.errors import StoreError
 from runlog.ids import new_run_id
-from runlog.store.base import EventQuery
+from runlog.store.base import Backend, EventQuery
 from runlog.store.prune import Pruner, PruneRule, TraceCandidate, check_rule
 
 if TYPE_CHECKING:
     from runlog.api import Store
 
 __all__ = ["PruneReport", "prune"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ def prune(store: Store, before: dt.datetime | dt.timedelta | int, *,
             c = todo.pop(0)
             batch[c.trace_id] = expect[c.trace_id]
             size += c.events
-        done = backend.prune_traces(batch, rule, by)
+        done = _retrying(functools.partial(backend.prune_traces, batch, rule, by), backend)
         batches += 1
         removed.extend(done.trace_ids)
         kept.extend(done.kept)
@@ -121,6 +125,19 @@ def prune(store: Store, before: dt.datetime | dt.timedelta | int, *,
     reclaimed = backend.reclaim(vacuum=vacuum) if removed or vacuum else 0
     return PruneReport(when, len(removed), runs, events, tuple(removed), tuple(kept), path,
                        archived, batches, reclaimed, by.operation)
+
+
+def _retrying(step: Callable[[], T], backend: Backend) -> T:
+    """Run one write step, retrying while another writer holds the lock (SQLite's
+    busy timeout ran out under a long transaction elsewhere), as the writer does."""
+    for attempt in range(30):
+        try:
+            return step()
+        except Exception as e:
+            if attempt == 29 or not backend.is_transient(e):
+                raise
+            time.sleep(min(0.05 * 2 ** attempt, 1.0))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def write_archive(store: Store, trace_ids: list[str], path: str) -> dict[str, int]:

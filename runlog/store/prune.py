@@ -379,9 +379,12 @@ def sqlite_reclaim(b: SQLiteBackend, step_pages: int = 256, *, vacuum: bool = Fa
     incremental vacuum, so each such prune that should shrink the file needs it.
     """
     conn = b._wconn
-    mode = int(conn.execute("PRAGMA auto_vacuum").fetchone()[0])
-    page = int(conn.execute("PRAGMA page_size").fetchone()[0])
-    before = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+
+    def pragma(name: str) -> int:
+        with b._wlock:  # the writer thread's connection: never beside its transaction
+            return int(conn.execute(f"PRAGMA {name}").fetchone()[0])
+
+    mode, page, before = pragma("auto_vacuum"), pragma("page_size"), pragma("freelist_count")
     if mode != 2:
         if not vacuum:
             return 0
@@ -396,7 +399,7 @@ def sqlite_reclaim(b: SQLiteBackend, step_pages: int = 256, *, vacuum: bool = Fa
                 break
     with b._wlock:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-    return (before - int(conn.execute("PRAGMA freelist_count").fetchone()[0])) * page
+    return (before - pragma("freelist_count")) * page
 
 
 # ---------------------------------------------------------------------- PostgreSQL
