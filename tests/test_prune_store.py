@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -452,4 +453,56 @@ def test_a_prune_racing_a_writer_and_a_tail(kind: str, tmp_path: Path) -> None:
     finally:
         if writer is not store:
             writer.close()
+        store.close()
+
+
+WRITER = """
+import sys, runlog
+store = runlog.open(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    with store.run("proc", inputs={"i": i}) as run:
+        for k in range(5):
+            run.stream(k)
+store.close()
+print("done")
+"""
+
+
+@pytest.mark.parametrize("layout", ["compact", "wide"])
+def test_a_prune_racing_another_process(layout: str, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite: another process appends while this one prunes in small batches (each
+    drops and re-creates the delete trigger): the writer loses nothing, and it never
+    deletes anything either (its connection only ever sees the trigger)."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("RUNLOG_SQLITE_LAYOUT", layout)
+    path = tmp_path / "runs.db"
+    store = runlog.open(path)
+    try:
+        old = [record(store, f"old{i}", OLD, tokens=3) for i in range(60)]
+        record(store, "newest", NOW)
+        start = store.last_seq()
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), "400"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while store.last_seq() == start and proc.poll() is None:  # it is writing now
+            time.sleep(0.005)
+        report = store.prune(CUTOFF, batch_events=10)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert out.strip() == "done"
+        assert sorted(report.trace_ids) == sorted(old)
+        assert report.batches == 60
+        assert len(store.runs(name="proc")) == 400
+        assert all(r.event_count == 7 for r in store.runs(name="proc"))
+        v = store.verify()
+        assert v.ok, v.first_error
+        assert v.pruned_events == 60 * 10
+        conn = sqlite3.connect(path)
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master "
+                                            "WHERE type = 'trigger'")}
+        conn.close()
+        assert {"events_no_update", "events_no_delete"} <= names
+    finally:
         store.close()
