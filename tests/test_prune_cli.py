@@ -77,7 +77,7 @@ def test_prune_archive_verify_import_stats(db: str, tmp_path: Path) -> None:
     assert "removed 2 traces (2 runs, 6 events) over before" in r.out
     v = cli("verify", "--db", db)
     assert v.code == 0
-    assert v.out.strip() == "ok: 3 events in 1 run verified"
+    assert v.out.strip() == "ok: 3 events in 1 run verified (9 events removed by recorded prunes)"
     fresh = tmp_path / "fresh.db"
     imp = cli("import", "--db", str(fresh), str(archive))
     assert imp.code == 0, imp
