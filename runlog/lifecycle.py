@@ -79,6 +79,9 @@ def prune(store: Store, before: dt.datetime | dt.timedelta | int, *,
     rule = PruneRule(before_us, trace_id=trace_id, tag=tag)
     check_rule(rule)
     backend = store.backend
+    if getattr(backend, "read_only", False) and not dry_run:
+        raise StoreError(f"{backend.location} is read-only here: pruning needs write "
+                         "access to the store (--dry-run works)")
     chosen: list[TraceCandidate] = []
     after = ""
     while True:
