@@ -394,7 +394,26 @@ def test_prune_removes_exactly_the_eligible_traces(
         plan: list[tuple[int, int, bool]], cut: int) -> None:
     """Any mix of traces (age in days, tokens, ended or not): a prune removes exactly the
     traces over before the cutoff (not the newest), whole, and everything else stays."""
-    store = runlog.open(":memory:")
+    check_plan(runlog.open(":memory:"), plan, cut)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plan=st.lists(st.tuples(st.integers(0, 20), st.integers(0, 3), st.booleans()),
+                     min_size=1, max_size=6),
+       cut=st.integers(0, 20), wide=st.booleans())
+def test_sqlite_prunes_exactly_the_eligible_traces(
+        plan: list[tuple[int, int, bool]], cut: int, wide: bool) -> None:
+    import tempfile
+
+    from runlog.store.sqlite import SQLiteBackend
+
+    with tempfile.TemporaryDirectory() as tmp:
+        check_plan(runlog.Store(SQLiteBackend(Path(tmp) / "runs.db",
+                                              layout="wide" if wide else "compact")),
+                   plan, cut)
+
+
+def check_plan(store: runlog.Store, plan: list[tuple[int, int, bool]], cut: int) -> None:
     try:
         traces: list[tuple[str, bool]] = []
         for age, tokens, ended in plan:
