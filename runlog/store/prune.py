@@ -391,11 +391,17 @@ def sqlite_reclaim(b: SQLiteBackend, step_pages: int = 256, *, vacuum: bool = Fa
         with b._wlock:  # (a WAL store cannot switch to incremental by VACUUM)
             conn.execute("VACUUM")
     else:
-        while True:
+        while True:  # steps of ``step_pages``, each its own write transaction
             with b._wlock, b._write_txn() as c:
-                c.execute(f"PRAGMA incremental_vacuum({int(step_pages)})").fetchall()
-                left = int(c.execute("PRAGMA freelist_count").fetchone()[0])
-            if left == 0:
+                start = left = int(c.execute("PRAGMA freelist_count").fetchone()[0])
+                while left > 0 and start - left < step_pages:
+                    # Python's sqlite3 steps the pragma once, which frees one page
+                    c.execute(f"PRAGMA incremental_vacuum({step_pages})").fetchall()
+                    now = int(c.execute("PRAGMA freelist_count").fetchone()[0])
+                    if now >= left:  # nothing more to free
+                        break
+                    left = now
+            if left == 0 or left >= start:
                 break
     with b._wlock:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
