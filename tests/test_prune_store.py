@@ -4,6 +4,7 @@ verify after a prune, and a prune racing a writer and a tail."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sqlite3
 import threading
@@ -323,9 +324,24 @@ def test_sqlite_gives_the_space_back(tmp_path: Path) -> None:
         record(store, "newest", NOW)
         store.backend.checkpoint()  # type: ignore[attr-defined]
         size = path.stat().st_size
-        report = store.prune(CUTOFF)
+        backend = store.backend
+        txns: list[int] = []
+        plain = backend._write_txn  # type: ignore[attr-defined]
+
+        @contextlib.contextmanager
+        def counted() -> Iterator[sqlite3.Connection]:
+            with plain() as c:
+                yield c
+            txns.append(c.execute("PRAGMA freelist_count").fetchone()[0])
+
+        backend._write_txn = counted  # type: ignore[attr-defined]
+        report = store.prune(CUTOFF, batch_events=100_000)
         assert report.traces == 20
         assert report.reclaimed > 0
+        # one removal, then steps of at most 256 pages (1 MiB), each its own transaction
+        pages = report.reclaimed // 4096
+        assert len(txns) - report.batches <= pages // 256 + 2
+        assert txns[-1] == 0
         store.backend.checkpoint()  # type: ignore[attr-defined]
         assert path.stat().st_size < size / 2
     finally:
