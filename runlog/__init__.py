@@ -45,8 +45,10 @@ from runlog.errors import (
 from runlog.events import ErrorInfo, Event, RunInfo
 from runlog.exporters import export, import_jsonl
 from runlog.filters import ANY, Filter
+from runlog.lifecycle import PruneReport
 from runlog.recorder import Run, RunScope, current_run, trace
 from runlog.reducers import LogEntry, RunLog, RunLogPatch, RunState, fold
+from runlog.store.stats import StoreStats
 from runlog.tail import ATail, Tail, TailNotice
 
 __version__ = "0.1.0"
@@ -69,6 +71,7 @@ __all__ = [
     "NotARunlogStoreError",
     "NotCommittedError",
     "Opaque",
+    "PruneReport",
     "Run",
     "RunInfo",
     "RunLog",
@@ -81,6 +84,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreNotFoundError",
+    "StoreStats",
     "StoreUnavailableError",
     "Tail",
     "TailNotice",

@@ -8,11 +8,12 @@ only module that knows every layer; each method is a few lines over them.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio.to_thread
 import orjson
@@ -25,6 +26,11 @@ from runlog.store import open_backend
 from runlog.store.base import Backend, EventQuery, RunQuery
 from runlog.store.writer import Writer
 from runlog.tail import ATail, Tail
+
+if TYPE_CHECKING:
+    from runlog.lifecycle import PruneReport
+    from runlog.store.prune import PruneRecord
+    from runlog.store.stats import StoreStats
 
 __all__ = ["DEFAULT_DB", "Store", "VerifyReport", "default_location", "open"]
 
@@ -77,6 +83,8 @@ class VerifyReport:
     ok: bool
     first_error: str | None = None
     first_bad_seq: int | None = None
+    pruned_events: int = 0
+    """Events recorded prunes removed (their seqs are not gaps)."""
 
 
 class Store:
@@ -406,8 +414,21 @@ class Store:
         """Recompute every run's hash chain (and check seq has no gaps).
 
         Returns the first broken link: an event whose bytes no longer hash to the stored
-        digest chained to its run's previous event.
+        digest chained to its run's previous event. Seqs a recorded prune removed
+        (``store.prune``) are not gaps; a seq stored inside such a range is an error.
+        A prune that ran meanwhile makes the check start again (twice at most).
         """
+        for _ in range(3):
+            before = len(self.backend.prunes())
+            report = self._verify(trace_id)
+            if report.ok or len(self.backend.prunes()) == before:
+                return report
+        return report
+
+    def _verify(self, trace_id: str | None) -> VerifyReport:
+        from runlog.store.prune import PrunedSeqs
+
+        pruned = PrunedSeqs(self.backend.prunes())
         last: dict[str, bytes | None] = {}
         count = 0
         expected_seq = None
@@ -421,9 +442,16 @@ class Store:
             for seq, raw, digest_hex in rows:
                 count += 1
                 if trace_id is None:
-                    if expected_seq is not None and seq != expected_seq:
+                    expected = 1 if expected_seq is None else expected_seq
+                    if seq != expected and not pruned.covers(expected, seq - 1):
                         return VerifyReport(count, len(last), False,
-                                            f"seq jumps from {expected_seq - 1} to {seq}", seq)
+                                            f"seq jumps from {expected - 1} to {seq}"
+                                            + (" (not a range a prune removed)"
+                                               if len(pruned) else ""), seq)
+                    if seq in pruned:
+                        return VerifyReport(count, len(last), False,
+                                            f"seq {seq} is stored, but a recorded prune "
+                                            "removed it", seq)
                     expected_seq = seq + 1
                 try:
                     env = orjson.loads(raw)
@@ -465,7 +493,7 @@ class Store:
         runs_row = self._check_runs_table(projection, top, trace_id)
         if runs_row is not None:
             return VerifyReport(count, len(last), False, runs_row[0], runs_row[1])
-        return VerifyReport(count, len(last), True)
+        return VerifyReport(count, len(last), True, pruned_events=pruned.events)
 
     def _check_runs_table(self, projection: dict[str, list[Any]], top: int,
                           trace_id: str | None) -> tuple[str, int] | None:
@@ -496,6 +524,40 @@ class Store:
                 return (f"run {run_id} is in the runs table but has no events",
                         info.start_seq)
         return None
+
+    # -- keeping a store for months (runlog/lifecycle.py, docs/storage.md) ------------
+    def prune(self, before: dt.datetime | dt.timedelta | int, *, trace_id: str | None = None,
+              tag: str | None = None, archive: str | os.PathLike[str] | None = None,
+              dry_run: bool = False, vacuum: bool = False, batch_events: int = 5000,
+              progress: Callable[[int, int], None] | None = None) -> PruneReport:
+        """Remove whole traces that were over before ``before``, oldest history first.
+
+        ``before`` is a datetime (naive means UTC), an age (``timedelta``: that long
+        ago) or epoch microseconds. A trace goes only when every run of it ended, or
+        was abandoned, before then; ``trace_id`` narrows to one trace, ``tag`` to traces
+        whose root run carries it. The store's newest trace always stays. With
+        ``archive``, the traces are first written to that new JSONL file (what
+        ``runlog import`` reads) and checked; nothing is removed otherwise. Removal runs
+        in batches of about ``batch_events`` events, each one short transaction, and
+        records who removed what in the store (``runlog verify`` then accepts the gaps).
+        Freed space is given back where the backend can (SQLite: incremental vacuum in
+        short steps; a store made before that keeps it for new events, unless
+        ``vacuum=True`` runs one VACUUM; PostgreSQL: a plain VACUUM).
+        ``dry_run`` only reports what would go.
+        """
+        from runlog.lifecycle import prune
+
+        return prune(self, before, trace_id=trace_id, tag=tag, archive=archive,
+                     dry_run=dry_run, vacuum=vacuum, batch_events=batch_events,
+                     progress=progress)
+
+    def prunes(self) -> list[PruneRecord]:
+        """Every recorded prune batch (who, when, what), oldest first."""
+        return self.backend.prunes()
+
+    def stats(self, top: int = 10) -> StoreStats:
+        """Events, runs, traces, bytes on disk (by run type, largest traces, per day)."""
+        return self.backend.stats(top)
 
     # -- lifecycle -------------------------------------------------------------------
     def close(self) -> None:

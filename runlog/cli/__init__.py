@@ -85,5 +85,6 @@ from runlog.cli import admin as _admin  # noqa: E402, F401
 from runlog.cli import core as _core  # noqa: E402, F401
 from runlog.cli import diff as _diff  # noqa: E402, F401
 from runlog.cli import export as _export  # noqa: E402, F401
+from runlog.cli import lifecycle as _lifecycle  # noqa: E402, F401
 from runlog.cli import tail as _tail  # noqa: E402, F401
 from runlog.cli import web as _web  # noqa: E402, F401

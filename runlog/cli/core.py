@@ -530,8 +530,10 @@ def verify(db: str, trace_id: str | None, file: str | None) -> None:
                 trace_id = resolve_trace_id(store, trace_id)
             report = store.verify(trace_id=trace_id)
     if report.ok:
+        pruned = getattr(report, "pruned_events", 0)  # (a file report has none)
         say(f"[green]ok[/]: {plural(report.events, 'event')} in {plural(report.runs, 'run')} "
-            "verified", err=False)
+            "verified" + (f" ({plural(pruned, 'event')} removed by recorded prunes)"
+                          if pruned else ""), err=False)
         return
     say(f"[red]broken[/]: {escape(report.first_error or '')}", err=True)
     raise SystemExit(1)

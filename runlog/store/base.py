@@ -29,11 +29,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 
 from runlog import codec
-from runlog.errors import EncodingError
+from runlog.errors import EncodingError, StoreError
 from runlog.events import ErrorInfo, Event, RunInfo, chain_digest
 
 if TYPE_CHECKING:
     from runlog.filters import Filter
+    from runlog.store.prune import PrunedBatch, Pruner, PruneRecord, PruneRule, TraceCandidate
+    from runlog.store.stats import StoreStats
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -254,6 +256,33 @@ class Backend(ABC):
     def change_waiter(self) -> ChangeWaiter:
         """A new waiter for one tailer (each tailer owns and closes its own)."""
         return PollingWaiter()
+
+    # -- lifecycle: prune and stats (runlog/store/prune.py, runlog/store/stats.py) ------
+    def prune_candidates(self, rule: PruneRule, *, after: str = "",
+                         limit: int = 500) -> list[TraceCandidate]:
+        """Up to ``limit`` traces ``rule`` selects now, ids above ``after``, in id order."""
+        raise StoreError(f"{self.location}: this backend cannot prune")
+
+    def prune_traces(self, expect: Mapping[str, int | None], rule: PruneRule,
+                     by: Pruner) -> PrunedBatch:
+        """Remove, in one transaction, the traces of ``expect`` that ``rule`` still selects
+        and that still hold the event count given (None: any), and record it in
+        ``prunes``. Never part of a trace; never the newest trace (runlog/store/prune.py).
+        """
+        raise StoreError(f"{self.location}: this backend cannot prune")
+
+    def prunes(self) -> list[PruneRecord]:
+        """Every recorded prune batch, oldest first (none for a store never pruned)."""
+        return []
+
+    def reclaim(self, *, vacuum: bool = False) -> int:
+        """Return space prunes freed to the file system where the backend can, in short
+        steps beside writers; the bytes (or pages, SQLite) it freed."""
+        return 0
+
+    def stats(self, top: int = 10) -> StoreStats:
+        """Counts, bytes on disk and growth of the store (``runlog stats``)."""
+        raise StoreError(f"{self.location}: this backend has no stats")
 
 
 def pending_from_raw(raw: bytes, previous: bytes | None, event_count: int = 0) -> Pending:

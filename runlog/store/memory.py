@@ -12,6 +12,7 @@ import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from runlog.errors import AppendOnlyError
 from runlog.events import Event, RunInfo
@@ -25,6 +26,12 @@ from runlog.store.base import (
     run_info_from_row,
 )
 from runlog.store.waiters import VersionWaiter
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from runlog.store.prune import PrunedBatch, Pruner, PruneRecord, PruneRule, TraceCandidate
+    from runlog.store.stats import StoreStats
 
 __all__ = ["MemoryBackend"]
 
@@ -63,7 +70,9 @@ class MemoryBackend(Backend):
     def __init__(self) -> None:
         self.url = self.location = ":memory:"
         self._lock = threading.Lock()
-        self._rows: list[_Row] = []
+        self._rows: list[_Row | None] = []
+        """By seq - 1; a pruned event leaves None (runlog/store/prune.py)."""
+        self._prunes: list[PruneRecord] = []
         self._runs: dict[str, _RunRow] = {}
         self._counts: dict[str, int] = {}
         self._started: set[str] = set()
@@ -115,6 +124,8 @@ class MemoryBackend(Backend):
         out: list[Event] = []
         for i in range(max(q.after, 0), until):
             r = rows[i]
+            if r is None:  # pruned
+                continue
             if q.trace_id is not None and r.trace_id != q.trace_id:
                 continue
             if q.run_ids is not None and r.run_id not in q.run_ids:
@@ -186,6 +197,29 @@ class MemoryBackend(Backend):
         w = VersionWaiter(on_close=self._waiters.discard)
         self._waiters.add(w)
         return w
+
+    # -- lifecycle: runlog/store/prune.py and runlog/store/stats.py hold the code -------
+    def prune_candidates(self, rule: PruneRule, *, after: str = "",
+                         limit: int = 500) -> list[TraceCandidate]:
+        from runlog.store import prune
+
+        return prune.memory_candidates(self, rule, after, limit)
+
+    def prune_traces(self, expect: Mapping[str, int | None], rule: PruneRule,
+                     by: Pruner) -> PrunedBatch:
+        from runlog.store import prune
+
+        return prune.memory_prune(self, expect, rule, by)
+
+    def prunes(self) -> list[PruneRecord]:
+        from runlog.store import prune
+
+        return prune.memory_prunes(self)
+
+    def stats(self, top: int = 10) -> StoreStats:
+        from runlog.store import stats
+
+        return stats.memory_stats(self, top)
 
     def close(self) -> None:
         pass

@@ -51,7 +51,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
@@ -85,6 +85,12 @@ from runlog.store.base import (
     column_mismatch,
     run_info_from_row,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from runlog.store.prune import PrunedBatch, Pruner, PruneRecord, PruneRule, TraceCandidate
+    from runlog.store.stats import StoreStats
 
 __all__ = ["LAYOUTS", "NEW_STORE_LAYOUT", "PgNotifyWaiter", "PostgresBackend", "notify_channel",
            "parse_url", "pg_extras_ddl", "read_sql", "search_path_option", "trace_key"]
@@ -1223,6 +1229,34 @@ class PostgresBackend(Backend):
         }
         return psycopg.connect(autocommit=True,
                                **{k: v for k, v in kwargs.items() if v is not None})
+
+    # -- lifecycle: runlog/store/prune.py and runlog/store/stats.py hold the code -------
+    def prune_candidates(self, rule: PruneRule, *, after: str = "",
+                         limit: int = 500) -> list[TraceCandidate]:
+        from runlog.store import prune
+
+        return prune.pg_candidates(self, rule, after, limit)
+
+    def prune_traces(self, expect: Mapping[str, int | None], rule: PruneRule,
+                     by: Pruner) -> PrunedBatch:
+        from runlog.store import prune
+
+        return prune.pg_prune(self, expect, rule, by)
+
+    def prunes(self) -> list[PruneRecord]:
+        from runlog.store import prune
+
+        return prune.pg_prunes(self)
+
+    def reclaim(self, *, vacuum: bool = False) -> int:
+        from runlog.store import prune
+
+        return prune.pg_reclaim(self)
+
+    def stats(self, top: int = 10) -> StoreStats:
+        from runlog.store import stats
+
+        return stats.pg_stats(self, top)
 
     def close(self) -> None:
         if self._closed:

@@ -23,6 +23,8 @@ __all__ = [
     "COMPACT_SQLITE_DDL",
     "ONE_START_DDL",
     "ONE_START_INDEX",
+    "PRUNES_DDL",
+    "PRUNE_SETTING",
     "events",
     "meta",
     "metadata",
@@ -106,8 +108,14 @@ APPEND_ONLY_TRIGGERS: dict[str, list[str]] = {
            BEGIN SELECT RAISE(ABORT, 'runlog: events are append-only'); END""",
     ],
     "postgresql": [
+        # a DELETE passes only in a prune's own transaction (runlog/store/prune.py)
         """CREATE OR REPLACE FUNCTION runlog_append_only() RETURNS trigger AS $$
-           BEGIN RAISE EXCEPTION 'runlog: events are append-only'; END $$ LANGUAGE plpgsql""",
+           BEGIN
+             IF TG_OP = 'DELETE' AND current_setting('runlog.prune', true) = 'on' THEN
+               RETURN OLD;
+             END IF;
+             RAISE EXCEPTION 'runlog: events are append-only';
+           END $$ LANGUAGE plpgsql""",
         """DROP TRIGGER IF EXISTS events_append_only ON events""",
         """CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
            FOR EACH ROW EXECUTE FUNCTION runlog_append_only()""",
@@ -225,3 +233,32 @@ ids with one key never mix). The
 JSONB filter columns, the counter row and the append-only triggers are added by
 ``runlog.store.postgres.pg_extras_ddl``. ``start_time`` is in the trigger too: event
 times are stored relative to it."""
+
+# -- lifecycle (runlog/store/prune.py, docs/storage.md "Lifecycle") ------------------
+
+PRUNE_SETTING = "runlog.prune"
+"""The PostgreSQL setting a prune's transaction sets (``SET LOCAL``) so the append-only
+trigger function lets its DELETE through; no other session sees it."""
+
+_PRUNES_COLUMNS = """
+        operation TEXT NOT NULL,  -- one id for the batches of one prune
+        at BIGINT NOT NULL,       -- epoch microseconds
+        by_user TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        rule TEXT NOT NULL,       -- JSON: before (epoch us), trace, tag
+        traces BIGINT NOT NULL,
+        runs BIGINT NOT NULL,
+        events BIGINT NOT NULL,
+        seqs TEXT NOT NULL,       -- JSON [[first, last], ...]: every seq removed
+        trace_ids TEXT NOT NULL,  -- JSON list
+        archive TEXT)"""
+
+PRUNES_DDL: dict[str, list[str]] = {
+    "sqlite": ["CREATE TABLE IF NOT EXISTS prunes (prune_id INTEGER PRIMARY KEY,"
+               + _PRUNES_COLUMNS],
+    "postgresql": ["CREATE TABLE IF NOT EXISTS prunes (prune_id bigserial PRIMARY KEY,"
+                   + _PRUNES_COLUMNS],
+}
+"""``prunes``: one row per batch of a prune, what it removed, by whom and when. Made by
+the first prune (stores never pruned have none, and runlog before it ignores it)."""

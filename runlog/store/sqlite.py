@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -57,6 +57,12 @@ from runlog.store.base import (
     column_mismatch,
     run_info_from_row,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from runlog.store.prune import PrunedBatch, Pruner, PruneRecord, PruneRule, TraceCandidate
+    from runlog.store.stats import StoreStats
 
 __all__ = ["Busy", "SQLiteBackend"]
 
@@ -376,6 +382,9 @@ class SQLiteBackend(Backend):
             )
         if not create:
             raise StoreNotFoundError(f"{self.path} is empty: no runlog store there")
+        # before the first table: space a prune frees can be given back in short steps
+        # (PRAGMA incremental_vacuum, runlog/store/prune.py) instead of one long VACUUM
+        self._wconn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         self._set_wal()
         compact = self._new_layout == "compact"
         with self._write_txn() as c:
@@ -1062,6 +1071,34 @@ class SQLiteBackend(Backend):
         self._wlock = threading.Lock()
         self._wconn = self._connect()
         self._wconn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
+
+    # -- lifecycle: runlog/store/prune.py and runlog/store/stats.py hold the code -------
+    def prune_candidates(self, rule: PruneRule, *, after: str = "",
+                         limit: int = 500) -> list[TraceCandidate]:
+        from runlog.store import prune
+
+        return prune.sqlite_candidates(self, rule, after, limit)
+
+    def prune_traces(self, expect: Mapping[str, int | None], rule: PruneRule,
+                     by: Pruner) -> PrunedBatch:
+        from runlog.store import prune
+
+        return prune.sqlite_prune(self, expect, rule, by)
+
+    def prunes(self) -> list[PruneRecord]:
+        from runlog.store import prune
+
+        return prune.sqlite_prunes(self)
+
+    def reclaim(self, *, vacuum: bool = False) -> int:
+        from runlog.store import prune
+
+        return prune.sqlite_reclaim(self, vacuum=vacuum)
+
+    def stats(self, top: int = 10) -> StoreStats:
+        from runlog.store import stats
+
+        return stats.sqlite_stats(self, top)
 
     def close(self) -> None:
         self._closed = True
