@@ -136,3 +136,20 @@ def test_stats_and_prune_on_a_missing_store(tmp_path: Path) -> None:
         assert r.code == 1
         assert "no runlog store" in r.err
         assert not (tmp_path / "none.db").exists()
+
+
+def test_copying_a_pruned_store_says_to_export_and_import(tmp_path: Path) -> None:
+    """A copy keeps every seq, so it cannot reproduce a prune's gap: one line naming
+    the way that works (export, then import), not a report of a damaged log."""
+    db = str(tmp_path / "runs.db")
+    fill(db)
+    assert cli("prune", "--db", db, "--before", "30d").code == 0
+    r = cli("copy", "--from", db, "--to", str(tmp_path / "copy.db"))
+    assert r.code == 1
+    assert len(r.err.splitlines()) == 1
+    assert "was pruned" in r.err
+    assert "`runlog export` then `runlog import`" in r.err
+    dump = tmp_path / "all.jsonl"
+    assert cli("export", "--db", db, "-o", str(dump)).code == 0
+    assert cli("import", str(dump), "--db", str(tmp_path / "moved.db")).code == 0
+    assert cli("verify", "--db", str(tmp_path / "moved.db")).code == 0

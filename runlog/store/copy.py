@@ -135,6 +135,11 @@ def _copy_from(src: Backend, dst: Backend, batch_size: int,
             batch: list[Pending] = []
             for e in page:
                 if e.seq != copied + 1:
+                    if src.prunes():  # a recorded prune's gap: seqs cannot be kept
+                        raise StoreError(
+                            f"{src.location} was pruned (seq {copied + 1} to {e.seq - 1} "
+                            "removed), and a copy keeps every seq: use `runlog export` "
+                            "then `runlog import` to move a pruned store")
                     raise CorruptStoreError(
                         f"{src.location} has a gap before seq {e.seq} (expected "
                         f"{copied + 1}); not copying a store whose log is not contiguous")
