@@ -97,6 +97,20 @@ class EventQuery:
     until: int | None = None
     digests: bool = False
 
+    def cursor(self, high: int, count: int, last: int | None) -> int:
+        """The cursor a page of ``count`` rows (the last at seq ``last``) returns, given
+        the store's high-water mark ``high`` read with it: a full page ends at its last
+        row (more may follow); a shorter one read everything up to ``high`` (or further,
+        when a commit landed between the two reads). Never past ``until``, never before
+        ``after``."""
+        if count >= self.limit and last is not None:
+            high = last
+        elif last is not None:
+            high = max(high, last)
+        if self.until is not None:
+            high = min(high, self.until)
+        return max(high, self.after)
+
 
 @dataclass(frozen=True, slots=True)
 class RunQuery:

@@ -992,11 +992,7 @@ class PostgresBackend(Backend):
             events = [Event(r[1], r[2].encode(), bytes.fromhex(r[3])) for r in rows]
         else:
             events = [Event(r[1], r[2].encode()) for r in rows]
-        if len(rows) >= q.limit:
-            high = rows[-1][1]
-        if q.until is not None:
-            high = min(high, q.until)
-        return events, max(high, q.after)
+        return events, q.cursor(high, len(rows), rows[-1][1] if rows else None)
 
     def _read_compact(self, q: EventQuery) -> tuple[list[Event], int]:
         """``read`` in the compact layout: one statement for the page and the high-water
@@ -1017,11 +1013,7 @@ class PostgresBackend(Backend):
             events = [Event(r[0], raw, digests[r[0]]) for r, raw in zip(page, raws, strict=True)]
         else:
             events = [Event(r[0], raw) for r, raw in zip(page, raws, strict=True)]
-        if len(rows) >= q.limit:
-            high = rows[-1][1]
-        if q.until is not None:
-            high = min(high, q.until)
-        return events, max(high, q.after)
+        return events, q.cursor(high, len(rows), rows[-1][1] if rows else None)
 
     def _run_headers(self, run_keys: set[int]) -> dict[int, tuple[bytes | None, int, str]]:
         """The header cache, holding every run of ``run_keys`` the store has."""

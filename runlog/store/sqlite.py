@@ -773,13 +773,7 @@ class SQLiteBackend(Backend):
             out = self._join_templated(rows, q.digests)
             if make is not None:
                 out = [make(seq, raw, digest) for seq, raw, digest in out]
-        if len(rows) >= q.limit:
-            high = rows[-1][0]
-        elif rows:
-            high = max(high, rows[-1][0])
-        if q.until is not None:
-            high = min(high, q.until)
-        return out, max(high, q.after)
+        return out, q.cursor(high, len(rows), rows[-1][0] if rows else None)
 
     def _join_rows(self, rows: list[Any], digests: bool,
                    make: Callable[[int, bytes, Any], Any] | None) -> list[Any] | None:
@@ -901,13 +895,7 @@ class SQLiteBackend(Backend):
             raise  # busy, locked, I/O: not a damaged file
         except sqlite3.DatabaseError as e:  # as _read_txn reports it
             raise self._corrupt(e) from e
-        if len(rows) >= q.limit:
-            high = rows[-1][0]
-        elif rows:
-            high = max(high, rows[-1][0])
-        if q.until is not None:
-            high = min(high, q.until)
-        return rows, max(high, q.after)
+        return rows, q.cursor(high, len(rows), rows[-1][0] if rows else None)
 
     def check_columns(self, trace_id: str | None = None) -> tuple[int, str] | None:
         if self.compact:
