@@ -38,6 +38,7 @@ from runlog_langchain import current_recorder
 
 from runlog.ids import uuid7
 from runlog_langgraph.recorder import GraphRecorder, GraphStream
+from runlog_langgraph.replay import shape_part
 
 __all__ = ["ALL_MODES", "install"]
 
@@ -89,17 +90,6 @@ def _prepare(self: Graph, config: Any, stream_mode: Any, subgraphs: bool,
     return rec, cfg, GraphStream(rec, run_id, call), stream_mode
 
 
-def _shape(part: tuple[Any, str, Any], stream_mode: Any, subgraphs: bool) -> Any:
-    ns, mode, payload = part
-    if subgraphs and isinstance(stream_mode, list):
-        return part
-    if isinstance(stream_mode, list):
-        return (mode, payload)
-    if subgraphs:
-        return (ns, payload)
-    return payload
-
-
 def _stream(self: Graph, input: Any, config: Any = None, *, stream_mode: Any = None,
             subgraphs: bool = False, version: str = "v1", **kwargs: Any) -> Iterator[Any]:
     prep = _prepare(self, config, stream_mode, subgraphs) if version == "v1" else None
@@ -114,7 +104,7 @@ def _stream(self: Graph, input: Any, config: Any = None, *, stream_mode: Any = N
         for part in gen:
             rs.part(*part)
             if part[1] in mode and (subgraphs or not part[0]):
-                yield _shape(part, mode, subgraphs)
+                yield shape_part(part, mode, subgraphs)
     finally:
         rs.flush()
         gen.close()
@@ -140,7 +130,7 @@ async def _astream(self: Graph, input: Any, config: Any = None, *, stream_mode: 
         async for part in agen:
             rs.part(*part)
             if part[1] in mode and (subgraphs or not part[0]):
-                yield _shape(part, mode, subgraphs)
+                yield shape_part(part, mode, subgraphs)
     finally:
         rs.flush()
         await agen.aclose()

@@ -206,7 +206,9 @@ def parts(store: Store, run_id: str) -> Iterator[Any]:
             yield from folder.parts(kind, data)
 
 
-def _shape(part: tuple[Any, str, Any], stream_mode: Any, subgraphs: bool) -> Any:
+def shape_part(part: tuple[Any, str, Any], stream_mode: Any, subgraphs: bool) -> Any:
+    """A ``(namespace, mode, payload)`` part as LangGraph's ``stream`` yields it for
+    these arguments: the recorder (live) and the replay give the app the same shape."""
     ns, mode, payload = part
     if subgraphs and isinstance(stream_mode, list):
         return part
@@ -261,7 +263,7 @@ def stream(store: Store, run_id: str, *, stream_mode: str | Sequence[str] | None
         if p[0] == "v3":
             continue
         if p[1] in mode and (sub or not p[0]):
-            yield _shape(p, mode, sub)
+            yield shape_part(p, mode, sub)
 
 
 def _first_call(it: Iterator[Any], run_id: str) -> dict[str, Any]:
