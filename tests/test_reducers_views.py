@@ -344,3 +344,23 @@ def test_store_state_at_continues_and_uses_checkpoints() -> None:
         assert index.events_read - read < 12
     finally:
         store.close()
+
+
+def test_fold_keeps_the_root_string_when_a_none_chunk_leaves_string_mode() -> None:
+    """Found by hypothesis (test_fold_matches_the_live_view): strings, then a chunk that
+    cannot be added and changes nothing; the fold kept an older string ("")."""
+    import jsonpatch
+
+    from runlog.reducers import log_view
+
+    store = runlog.open(":memory:")
+    with store.run("rag", run_type="llm") as r:
+        r.token("")
+        r.token("0")
+        r.stream(None)
+    evs = list(store.replay(r.id))
+    state: Any = None
+    for n, patch in enumerate(log_view(iter(evs[:4])), 1):
+        state = jsonpatch.apply_patch(state, list(patch.ops), in_place=True)
+        assert runlog.fold(evs[:n]) == state
+    assert state["final_output"] == "0"

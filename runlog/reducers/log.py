@@ -106,6 +106,10 @@ class LogReducer:
     """Fold mode: grow a string root output as a list of parts, without ``replace``
     ops (each would copy the whole string: quadratic); :meth:`finish` joins them."""
     text_buf: _Text | None = None
+    # The root string as of leaving string mode, while no later op has set
+    # /final_output: fold-mode consumers applied only the text patches' eager ops, so
+    # their state still holds an older string (finish writes this one).
+    unwritten: str | None = None
     escape_keys: bool = False
     """Escape ``/`` and ``~`` in ``/logs/<key>`` pointers. LangChain does not (a run named
     ``a/b`` yields ``/logs/a/b``, which no JSON Patch applier can apply), so the log view
@@ -191,6 +195,8 @@ class LogReducer:
         """Write the lazily grown root string into ``state`` (fold mode)."""
         if self.text_buf is not None and isinstance(state, dict):
             state["final_output"] = self.text_buf.text()
+        elif self.unwritten is not None and isinstance(state, dict):
+            state["final_output"] = self.unwritten
         return state
 
     def _root_chunk(self, chunk: Any, run: _Run) -> RunLogPatch:
@@ -205,10 +211,11 @@ class LogReducer:
                     return RunLogPatch(*ops)
                 if buf is None:
                     buf = self.text_buf = _Text([self.acc])
+                    self.unwritten = None  # the new buffer starts with it
                 buf.parts.append(chunk)
                 return _TextPatch(ops, buf, len(buf.parts))
             if buf is not None:  # leaving string mode: materialise, then go on as usual
-                self.acc = buf.text()
+                self.acc = self.unwritten = buf.text()
                 self.text_buf = None
         prev = self.acc
         if prev is None:
@@ -223,7 +230,10 @@ class LogReducer:
         ops = []
         if self.with_streamed_output_list:
             ops.append({"op": "add", "path": "/streamed_output/-", "value": fresh(chunk)})
-        ops.extend(self._diff(prev, acc))
+        output_ops = self._diff(prev, acc)
+        if output_ops:
+            self.unwritten = None
+        ops.extend(output_ops)
         return RunLogPatch(*ops)
 
     def _diff(self, prev: Any, acc: Any) -> list[Op]:
