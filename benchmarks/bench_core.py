@@ -20,6 +20,11 @@ the store the recorder just wrote, so both sides store the very same events.
            the payload (what the limit is for a format that stores them).
 * durable: the same with ``durable=True`` vs the raw insert with ``synchronous=FULL``.
            Goal >= 0.8x.
+* parts:   the append's halves apart (``bench_append_parts``): the writer's
+           ``Backend.append`` of the very batches it committed, without the recorder,
+           vs the raw insert; the recorder's ``token()`` into a store that stores
+           nothing. Both run Python under one GIL, so raw / (writer + recorder) bounds
+           the append ratio from above: what says which half to work on.
 * bytes:   bytes on disk per plain ``token()`` event (100k events in 10 runs, after a
            checkpoint, the store's size with only the runs' start events subtracted),
            ours vs the minimal table. Goal <= 60 B.
@@ -179,6 +184,96 @@ def bench_append(tmp: Path, n: int, repeat: int, durable: bool) -> dict[str, flo
     o, r, re_ = statistics.median(ours), statistics.median(raw), statistics.median(raw_env)
     return {"ours_eps": n / o, "raw_eps": n / r, "ratio": r / o,
             "raw_envelope_eps": n / re_, "ratio_envelope": re_ / o}
+
+
+class _Capturing(SQLiteBackend):
+    """A store that also keeps every batch its writer appends (``bench_append_parts``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches: list[list[Any]] = []
+
+    def append(self, batch: Any, writer: Any, heartbeat_us: int | None) -> int:
+        self.batches.append(list(batch))
+        return super().append(batch, writer, heartbeat_us)
+
+
+class _Discarding(SQLiteBackend):
+    """A store whose appends store nothing: what recording costs without the writing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._count = 0
+
+    def append(self, batch: Any, writer: Any, heartbeat_us: int | None) -> int:
+        if any(p.kind != "stream" for p in batch):
+            return super().append(batch, writer, heartbeat_us)
+        self._count += len(batch)
+        return self._count
+
+
+def bench_append_parts(tmp: Path, n: int, repeat: int) -> dict[str, float]:
+    """The append's two halves apart, each vs the same raw insert (same run).
+
+    *writer*: ``Backend.append`` of the batches the recorder's writer committed, replayed
+    into a fresh store by the benchmark (no recorder, no queue, no second thread).
+    *recorder*: the same ``token()`` calls into a store whose appends of stream events
+    store nothing (queue, writer thread's dequeuing, envelope, digest, checks). Both hold
+    the GIL for their Python steps, so the end-to-end ratio is at best raw / (both).
+    """
+    from runlog.store.base import WriterInfo
+
+    source = _Capturing(tmp / "parts-source.db", layout=LAYOUT)
+    store = runlog.Store(source)
+    handles = [store.start_run(f"model-{i}", "chat_model", tags=["bench"],
+                               metadata={"ls_model_name": "fake"}) for i in range(10)]
+    store.flush()
+    for i in range(n):
+        handles[i % 10].token(TOKEN_CHUNKS[i % 10])
+    store.flush()
+    batches = source.batches
+    store.close()
+    starts = [p for b in batches for p in b if p.kind == "start"]
+    streams = [p for b in batches for p in b if p.kind == "stream"]
+    compact, _ = stream_rows(tmp / "parts-source.db")
+
+    def writer_alone(i: int) -> float:
+        backend = SQLiteBackend(tmp / f"parts-writer-{i}.db", layout=LAYOUT)
+        info = WriterInfo(writer_id="bench")
+        backend.append(starts, info, None)
+        gc.disable()
+        t0 = time.perf_counter()
+        for at in range(0, len(streams), 1000):
+            backend.append(streams[at:at + 1000], info, None)
+        elapsed = time.perf_counter() - t0
+        gc.enable()
+        backend.close()
+        return elapsed
+
+    def recorder_alone(i: int) -> float:
+        discard = runlog.Store(_Discarding(tmp / f"parts-discard-{i}.db", layout=LAYOUT))
+        runs = [discard.start_run(f"model-{k}", "chat_model", tags=["bench"],
+                                  metadata={"ls_model_name": "fake"}) for k in range(10)]
+        discard.flush()
+        record = [h.token for h in runs]
+        gc.disable()
+        t0 = time.perf_counter()
+        for k in range(n):
+            record[k % 10](TOKEN_CHUNKS[k % 10])
+        discard.flush()
+        elapsed = time.perf_counter() - t0
+        gc.enable()
+        discard.close()
+        return elapsed
+
+    w, r, raw = [], [], []
+    for i in range(repeat):
+        w.append(writer_alone(i))
+        r.append(recorder_alone(i))
+        raw.append(minimal_insert(tmp / f"parts-raw-{i}.db", compact))
+    wm, rm, rawm = statistics.median(w), statistics.median(r), statistics.median(raw)
+    return {"writer_us": wm / n * 1e6, "recorder_us": rm / n * 1e6, "raw_us": rawm / n * 1e6,
+            "writer_ratio": rawm / wm, "bound_ratio": rawm / (wm + rm)}
 
 
 def bench_bytes(tmp: Path, n: int) -> dict[str, float]:
@@ -383,6 +478,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"raw FULL with our envelopes {b['raw_envelope_eps']:,.0f} ev/s "
               f"({b['ratio_envelope']:.2f}x)", flush=True)
         results["durable"] = b
+        c = bench_append_parts(tmp, n, repeat)
+        print(f"parts    raw {c['raw_us']:.2f} us/event; writer alone (Backend.append of the "
+              f"same batches) {c['writer_us']:.2f} us/event = {c['writer_ratio']:.2f}x raw; "
+              f"recorder alone (nothing stored) {c['recorder_us']:.2f} us/event; both under "
+              f"one GIL: at best {c['bound_ratio']:.2f}x", flush=True)
+        results["append_parts"] = c
         s = bench_bytes(tmp, 100_000)
         print(f"bytes    {s['events']:,} token() events: ours {s['ours_bytes']:.0f} B/event "
               f"on disk, minimal table {s['raw_bytes']:.0f} B/event, ratio "
