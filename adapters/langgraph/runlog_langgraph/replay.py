@@ -219,6 +219,51 @@ def shape_part(part: tuple[Any, str, Any], stream_mode: Any, subgraphs: bool) ->
     return payload
 
 
+_INTERRUPT = "__interrupt__"  # langgraph._internal._constants.INTERRUPT
+_START = "__start__"
+
+
+def shape_v2(part: tuple[Any, str, Any], output_mapper: Any = None,
+             state_mapper: Any = None) -> dict[str, Any]:
+    """A ``(namespace, mode, payload)`` part as ``stream(..., version="v2")`` yields it:
+    a ``StreamPart`` dict ``{"type", "ns", "data"}``, a ``values`` one with the state's
+    ``__interrupt__`` moved to ``"interrupts"``, as LangGraph's ``_output`` does.
+
+    ``output_mapper``/``state_mapper`` are the graph's coercions of a Pydantic or
+    dataclass state (``Pregel._output_mapper``/``_state_mapper``), given live only: the
+    replay runs no class of the application, so it yields such states as the dicts the
+    v1 parts hold. Unlike LangGraph, the payload is copied, not changed in place: it
+    is also the part the recorder holds."""
+    ns, mode, payload = part
+    if mode == "values":
+        ints: Any = ()
+        if isinstance(payload, dict):
+            if _INTERRUPT in payload:
+                payload = dict(payload)
+                ints = payload.pop(_INTERRUPT)
+            if output_mapper is not None:
+                payload = output_mapper(payload)
+        return {"type": mode, "ns": ns, "data": payload, "interrupts": ints}
+    if mode in ("checkpoints", "debug") and state_mapper is not None:
+        payload = _coerce_checkpoint(payload, state_mapper)
+    return {"type": mode, "ns": ns, "data": payload}
+
+
+def _coerce_checkpoint(payload: Any, mapper: Any) -> Any:
+    """LangGraph's ``_coerce_checkpoint_values`` on a copy: a checkpoint's ``values``
+    (also inside a ``debug`` checkpoint) through the state mapper, except the first
+    checkpoint (``__start__`` in ``next``: not every channel is set yet)."""
+    if not isinstance(payload, dict):
+        return payload
+    inner = payload.get("payload")
+    if payload.get("type") == "checkpoint" and isinstance(inner, dict) \
+            and isinstance(inner.get("values"), dict) and _START not in inner.get("next", ()):
+        return {**payload, "payload": {**inner, "values": mapper(inner["values"])}}
+    if isinstance(payload.get("values"), dict) and _START not in payload.get("next", ()):
+        return {**payload, "values": mapper(payload["values"])}
+    return payload
+
+
 def _check_modes(call: dict[str, Any], stream_mode: Any) -> None:
     modes = set(call.get("modes") or ())
     asked = stream_mode if isinstance(stream_mode, list | tuple) else [stream_mode]
@@ -229,20 +274,27 @@ def _check_modes(call: dict[str, Any], stream_mode: Any) -> None:
 
 
 def stream(store: Store, run_id: str, *, stream_mode: str | Sequence[str] | None = None,
-           subgraphs: bool | None = None) -> Iterator[Any]:
-    """Yield what ``graph.stream(..., stream_mode=..., subgraphs=...)`` yielded live.
+           subgraphs: bool | None = None, version: str | None = None) -> Iterator[Any]:
+    """Yield what ``graph.stream(..., stream_mode=..., subgraphs=..., version=...)``
+    yielded live.
 
-    ``stream_mode``/``subgraphs`` default to what the application asked for when it was
-    recorded; any mode or list of modes and either ``subgraphs`` may be asked instead
-    (every mode was recorded, subgraphs included). A list gives ``(mode, chunk)``, and
-    ``subgraphs=True`` puts the namespace tuple in front, as in LangGraph.
+    ``stream_mode``/``subgraphs``/``version`` default to what the application asked for
+    when it was recorded; any mode or list of modes, either ``subgraphs`` and either
+    output format may be asked instead (every mode was recorded, subgraphs included,
+    and a v1 and a v2 call store the same parts). With ``version="v1"`` a list gives
+    ``(mode, chunk)`` and ``subgraphs=True`` puts the namespace tuple in front, as in
+    LangGraph; ``version="v2"`` gives ``StreamPart`` dicts (:func:`shape_v2`).
 
     Raises:
         NotAGraphRunError: ``run_id`` is no recorded graph run (or only its v3 events
             were recorded).
-        ValueError: a mode that was not recorded.
+        ValueError: a mode that was not recorded, or a ``version`` other than
+            ``"v1"``/``"v2"``.
         BaseException: the graph's own error, rebuilt, after the last item.
     """
+    if version not in (None, "v1", "v2"):
+        raise ValueError(f"version must be 'v1' or 'v2' (got {version!r}); the v3 "
+                         "protocol events replay through runlog_langgraph.stream_events")
     it = parts(store, run_id)
     call = _first_call(it, run_id)
     if call.get("v3"):
@@ -254,6 +306,7 @@ def stream(store: Store, run_id: str, *, stream_mode: str | Sequence[str] | None
             and isinstance(mode, list):
         mode = tuple(mode)
     sub = bool(call["subgraphs"]) if subgraphs is None else subgraphs
+    v2 = (call.get("version") == "v2") if version is None else version == "v2"
     _check_modes(call, mode)
     for p in it:
         if isinstance(p, ErrorInfo):
@@ -263,7 +316,7 @@ def stream(store: Store, run_id: str, *, stream_mode: str | Sequence[str] | None
         if p[0] == "v3":
             continue
         if p[1] in mode and (sub or not p[0]):
-            yield shape_part(p, mode, sub)
+            yield shape_v2(p) if v2 else shape_part(p, mode, sub)
 
 
 def _first_call(it: Iterator[Any], run_id: str) -> dict[str, Any]:
@@ -276,12 +329,14 @@ def _first_call(it: Iterator[Any], run_id: str) -> dict[str, Any]:
 
 async def astream(store: Store, run_id: str, *,
                   stream_mode: str | Sequence[str] | None = None,
-                  subgraphs: bool | None = None) -> AsyncIterator[Any]:
+                  subgraphs: bool | None = None, version: str | None = None
+                  ) -> AsyncIterator[Any]:
     """``stream`` for async code: yields what ``graph.astream(...)`` yielded live.
 
     The log is read in a worker thread, a page of items at a time, so the event loop
     is never blocked on disk or on a live run's next event."""
-    it = stream(store, run_id, stream_mode=stream_mode, subgraphs=subgraphs)
+    it = stream(store, run_id, stream_mode=stream_mode, subgraphs=subgraphs,
+                version=version)
     done = object()
     while True:
         item = await anyio.to_thread.run_sync(next, it, done)
