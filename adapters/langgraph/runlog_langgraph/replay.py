@@ -38,6 +38,13 @@ class NotAGraphRunError(LookupError):
 def _records(store: Store, run_id: str) -> Iterator[tuple[str, Any] | ErrorInfo | None]:
     """``(kind, data)`` for each recorded part of the graph run, then its end's error
     (or ``None``): read from disk, following the run live until it ends."""
+    for _t, r in _timed_records(store, run_id):
+        yield r
+
+
+def _timed_records(store: Store, run_id: str
+                   ) -> Iterator[tuple[int, tuple[str, Any] | ErrorInfo | None]]:
+    """:func:`_records`, each with its event's time (microseconds)."""
     try:
         rid = store.resolve_run_id(run_id)
     except UnknownRunError:
@@ -49,7 +56,8 @@ def _records(store: Store, run_id: str) -> Iterator[tuple[str, Any] | ErrorInfo 
         for e in t:
             if isinstance(e, TailNotice):
                 return  # the writer died: what it committed has been yielded
-            yield from _decode(e, rid)
+            for r in _decode(e, rid):
+                yield e.time_us, r
 
 
 def _decode(e: Event, rid: str) -> Iterator[tuple[str, Any] | ErrorInfo | None]:
@@ -70,6 +78,8 @@ class _Folder:
         self.last: dict[tuple[Any, ...], Any] = {}  # the last tasks/checkpoints chunks
         # model run id -> (its token events' chunks read so far, seq of the last read)
         self.tokens: dict[str, tuple[list[Any], int]] = {}
+        # the model run whose token event the part just yielded is (None: not one)
+        self.token_run: str | None = None
 
     def token(self, run_id: str, index: int) -> Any:
         """The message of the ``index``-th token event of model run ``run_id``.
@@ -111,7 +121,9 @@ class _Folder:
                 ns = tuple(ns_l)
                 meta = self.state[("messages", ns)]
                 for i in range(first, first + count):
+                    self.token_run = run_id
                     yield ns, "messages", (self.token(run_id, i), meta)
+            self.token_run = None
         if mode == "messages" and not ("data" in d or "message" in d):
             return  # it only placed token parts
         p = self.part(mode, d)
@@ -379,10 +391,33 @@ def state(store: Store, run_id: str, step: int | None = None) -> Any:
     return found[step]
 
 
+def _derive_records(it: Iterator[tuple[int, Any]], store: Store
+                    ) -> Iterator[tuple[int, Any, str | None]]:
+    """``(time_us, part, model run id of a token part)`` for every recorded part, then
+    the graph's rebuilt error (if it raised), for :mod:`runlog_langgraph.v3derive`."""
+    folder = _Folder(store)
+    for t, r in it:
+        if r is None:
+            return
+        if isinstance(r, ErrorInfo):
+            if r.type not in _NOT_RAISED:
+                yield t, error_object(r), None
+            return
+        kind, data = r
+        if kind == "call" or kind == "v3":
+            continue
+        for p in folder.parts(kind, data):
+            yield t, p, folder.token_run
+
+
 def stream_events(store: Store, run_id: str, *, version: str = "v3",
                   since: int | None = None, channels: Sequence[str] | None = None,
                   namespace: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
-    """The v3 protocol events a ``stream_events(version="v3")`` run emitted, as emitted.
+    """The v3 protocol events of a graph run: as emitted, for a
+    ``stream_events(version="v3")`` call; as LangGraph's ``stream_events(version="v3")``
+    would have emitted them, for a run recorded through a plain call (``stream``,
+    ``invoke``, ``astream``, ...: derived from its stored parts by LangGraph's own
+    transformers, see :mod:`runlog_langgraph.v3derive`).
 
     Each event keeps LangGraph's ``seq``, ``method`` and ``params``. ``since`` resumes
     after that seq; ``channels`` keeps the events of those protocol channels
@@ -392,18 +427,27 @@ def stream_events(store: Store, run_id: str, *, version: str = "v3",
 
     Raises:
         ValueError: a ``version`` other than ``"v3"``.
-        NotAGraphRunError: the run has no recorded v3 events.
+        NotAGraphRunError: the run holds no recorded LangGraph stream.
     """
     if version != "v3":
         raise ValueError("only version='v3' protocol events are recorded; use "
                          "runlog_langchain.astream_events for LangChain's v1/v2 events")
     chans = frozenset(channels) if channels is not None else None
     ns = list(namespace) if namespace is not None else None
-    it = _records(store, run_id)
-    first = next(it, None)
+    timed = _timed_records(store, run_id)
+    first = next(timed, (0, None))[1]
     if not (isinstance(first, tuple) and first[0] == "call"
-            and isinstance(first[1], dict) and first[1].get("v3")):
-        raise NotAGraphRunError(f"run {run_id} holds no recorded v3 protocol events")
+            and isinstance(first[1], dict)):
+        raise NotAGraphRunError(f"run {run_id} holds no recorded LangGraph stream")
+    if not first[1].get("v3"):
+        from runlog_langgraph.v3derive import derive
+        for derived in derive(_derive_records(timed, store)):
+            if since is not None and derived["seq"] <= since:
+                continue
+            if v3_matches(derived, chans, ns):
+                yield derived
+        return
+    it = (r for _t, r in timed)
     fold: dict[tuple[Any, ...], Any] = {}
     for r in it:
         if not isinstance(r, tuple):
