@@ -206,3 +206,34 @@ def test_incremental_bridge_equals_langchain_cores() -> None:
     got = [ev for c in chunks() for ev in model.feed(c)] + model.finish()
     assert got == want
     assert model.message() is not None
+
+
+def test_derived_v3_follows_a_run_recorded_by_another_process(tmp_path: Any) -> None:
+    """Derived v3 events of a plain ``stream`` call still being recorded by another
+    process come as it runs, and are those of the finished run, none skipped or
+    repeated (the timestamps are the stored parts' times, so they are equal too)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from runlog.ids import uuid7
+
+    here = Path(__file__).parent
+    db, out, rid = str(tmp_path / "live.db"), tmp_path / "live.out", str(uuid7())
+    runlog.open(db).close()
+    proc = subprocess.Popen([sys.executable, str(here / "lg_live_writer.py"), db, rid,
+                             str(out), "stream"], cwd=str(here))
+    try:
+        with runlog.open(db) as store:
+            it = rlg.stream_events(store, rid)
+            got = [next(it)]
+            assert store.run_info(rid).status == "running"
+            Path(str(out) + ".go").touch()
+            got.extend(it)
+            assert proc.wait(timeout=120) == 0
+            assert got == list(rlg.stream_events(store, rid))
+            assert [e["method"] for e in got] == ["values"] * 3
+            assert [e["seq"] for e in got] == [1, 2, 3]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
