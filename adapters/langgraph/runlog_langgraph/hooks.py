@@ -9,7 +9,8 @@ Every compiled graph (``StateGraph.compile()``, ``create_react_agent``,
 the graph is an *outermost* one (not running as a node of another graph: those parts
 reach the outer graph's stream with their namespace).
 
-For an outermost graph the wrapper asks LangGraph for **every** stream mode with
+For an outermost graph the wrapper asks LangGraph for **every** stream mode (and
+``tools``, see :data:`RECORDED_MODES`) with
 ``subgraphs=True``, stores each ``(namespace, mode, chunk)`` part on the graph's run,
 and hands the application only what it asked for, shaped as LangGraph's own ``_output``
 shapes it: a part is passed on when its mode is in the requested ``stream_mode`` and,
@@ -28,6 +29,7 @@ emits, with their ``seq``.
 
 from __future__ import annotations
 
+import importlib.util
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Iterator
@@ -43,16 +45,33 @@ from runlog.ids import uuid7
 from runlog_langgraph.recorder import GraphRecorder, GraphStream
 from runlog_langgraph.replay import shape_part, shape_v2
 
-__all__ = ["ALL_MODES", "install"]
+__all__ = ["ALL_MODES", "RECORDED_MODES", "install"]
 
 ALL_MODES: list[str] = list(get_args(StreamMode))
-"""Every stream mode the installed LangGraph has: what is recorded."""
+"""Every stream mode of the installed LangGraph's ``StreamMode``."""
+
+RECORDED_MODES: list[str] = ALL_MODES + [m for m in ("tools",) if m not in ALL_MODES
+                                         and importlib.util.find_spec(
+                                             "langgraph.pregel._tools") is not None]
+"""What is recorded: every mode, and ``tools`` (tool-call lifecycle parts, which
+LangGraph streams to v3 transformers such as ``create_agent``'s ``ToolCallTransformer``
+though ``StreamMode`` does not list it)."""
 
 _TASK_ID = "__pregel_task_id"  # langgraph._internal._constants.CONFIG_KEY_TASK_ID
 _V3_INNER = "__pregel_stream_messages_v2"  # ..._constants.CONFIG_KEY_STREAM_MESSAGES_V2
 _ORIG: dict[str, Any] = {}
 Graph = Pregel[Any, Any, Any, Any]
 _RECORDED_VERSIONS = ("v1", "v2")  # stream()/astream() output formats recorded
+
+
+def _transformer_names(graph: Graph) -> list[str]:
+    """The v3 stream transformers compiled into the graph (``compile(transformers=...)``,
+    ``create_agent``'s), as ``module:qualname`` (``"?"`` for one that is no class): the
+    replay derives v3 events with them only if it knows them (runlog_langgraph.v3derive)."""
+    out: list[str] = []
+    for f in getattr(graph, "stream_transformers", ()) or ():
+        out.append(f"{f.__module__}:{f.__qualname__}" if isinstance(f, type) else "?")
+    return out
 
 
 def _v2_mappers(graph: Graph) -> tuple[Any, Any]:
@@ -100,7 +119,8 @@ def _prepare(self: Graph, config: Any, stream_mode: Any, subgraphs: bool,
         stream_mode = self.stream_mode
     asked = list(stream_mode) if isinstance(stream_mode, list | tuple) else stream_mode
     call = {"stream_mode": asked, "stream_mode_is_list": isinstance(stream_mode, list),
-            "subgraphs": bool(subgraphs), "modes": ALL_MODES, "graph": self.get_name()}
+            "subgraphs": bool(subgraphs), "modes": RECORDED_MODES, "graph": self.get_name(),
+            "transformers": _transformer_names(self)}
     if version == "v2":
         call["version"] = "v2"
     return rec, cfg, GraphStream(rec, run_id, call), stream_mode
@@ -115,7 +135,7 @@ def _stream(self: Graph, input: Any, config: Any = None, *, stream_mode: Any = N
                                    subgraphs=subgraphs, version=version, **kwargs)
         return
     _rec, cfg, rs, mode = prep
-    gen = _ORIG["stream"](self, input, cfg, stream_mode=list(ALL_MODES), subgraphs=True,
+    gen = _ORIG["stream"](self, input, cfg, stream_mode=list(RECORDED_MODES), subgraphs=True,
                           **kwargs)
     v2 = _v2_mappers(self) if version == "v2" else None
     try:
@@ -144,7 +164,7 @@ async def _astream(self: Graph, input: Any, config: Any = None, *, stream_mode: 
             await agen.aclose()
         return
     _rec, cfg, rs, mode = prep
-    agen = _ORIG["astream"](self, input, cfg, stream_mode=list(ALL_MODES), subgraphs=True,
+    agen = _ORIG["astream"](self, input, cfg, stream_mode=list(RECORDED_MODES), subgraphs=True,
                             **kwargs)
     v2 = _v2_mappers(self) if version == "v2" else None
     try:

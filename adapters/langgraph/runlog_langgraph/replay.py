@@ -441,7 +441,9 @@ def stream_events(store: Store, run_id: str, *, version: str = "v3",
         raise NotAGraphRunError(f"run {run_id} holds no recorded LangGraph stream")
     if not first[1].get("v3"):
         from runlog_langgraph.v3derive import derive
-        for derived in derive(_derive_records(timed, store)):
+        names = first[1].get("transformers")
+        for derived in derive(_derive_records(timed, store),
+                              names if isinstance(names, list) else None):
             if since is not None and derived["seq"] <= since:
                 continue
             if v3_matches(derived, chans, ns):

@@ -38,6 +38,7 @@ behaviour depends on the shape of the model's message (it ran on the v1 message)
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -66,7 +67,35 @@ _FACTORIES: list[Any] = [ValuesTransformer, MessagesTransformer, LifecycleTransf
 
 V3_MODES: frozenset[str] = frozenset(
     m for f in _FACTORIES for m in getattr(f, "required_stream_modes", ()))
-"""The stream modes v3 asks the graph for (the union of the transformers' needs)."""
+"""The stream modes v3 asks a graph without transformers of its own for (the union
+of the built-in transformers' needs)."""
+
+_KNOWN: frozenset[str] = frozenset({
+    "langgraph.prebuilt._tool_call_transformer:ToolCallTransformer",
+    "langchain.agents._subagent_transformer:SubagentTransformer",
+})
+"""Transformers a graph may compile in (``create_agent`` compiles these two) that the
+replay runs: library classes of LangGraph and LangChain, named in the recording and
+imported from the installed packages, never from the log. Any other (the
+application's own) makes the run's v3 events underivable."""
+
+
+def _factories(names: list[str]) -> list[Any]:
+    """The built-in transformers, then the graph's compiled ones, as LangGraph's v3 call
+    orders them; ``NotAGraphRunError`` for one the replay does not know."""
+    from runlog_langgraph.replay import NotAGraphRunError
+
+    out = list(_FACTORIES)
+    unknown = [n for n in names if n not in _KNOWN]
+    if unknown:
+        raise NotAGraphRunError(
+            f"the graph compiles v3 stream transformers {unknown} (the application's "
+            "code, which a replay does not run): its v3 events cannot be derived from "
+            "a plain call's recording; record a stream_events(version='v3') call")
+    for name in names:
+        module, _, qual = name.partition(":")
+        out.append(getattr(importlib.import_module(module), qual))
+    return out
 
 _LC_PREFIX = "lc_run-"  # langchain_core.outputs.LC_ID_PREFIX
 
@@ -161,8 +190,9 @@ class _Parts:
     """The v2 parts LangGraph's v3 call would have streamed, from the recorded parts;
     the time of the part being converted is kept for the events it produces."""
 
-    def __init__(self, records: Iterator[Any]) -> None:
+    def __init__(self, records: Iterator[Any], modes: frozenset[str]) -> None:
         self.records = records
+        self.modes = modes
         self.time_ms = 0
         self.models: dict[str, _ModelEvents] = {}
         self.swap: dict[str, Any] = {}
@@ -173,7 +203,7 @@ class _Parts:
             if isinstance(p, BaseException):
                 raise p
             ns, mode, payload = p
-            if mode not in V3_MODES:
+            if mode not in self.modes:
                 continue
             if mode == "messages":
                 yield from self._messages(ns, payload, token_run)
@@ -211,11 +241,18 @@ class _Parts:
             yield {"type": "messages", "ns": ns, "data": (msg, meta)}
 
 
-def derive(records: Iterator[Any]) -> Iterator[dict[str, Any]]:
+def derive(records: Iterator[Any], transformers: list[str] | None = None
+           ) -> Iterator[dict[str, Any]]:
     """The protocol events, from ``(time_us, part or error, token's model run id)``
-    records in recorded order (the graph's error, rebuilt, as the last record)."""
-    parts = _Parts(records)
-    mux = StreamMux(factories=list(_FACTORIES), scope=(), is_async=False)
+    records in recorded order (the graph's error, rebuilt, as the last record), with
+    the built-in transformers and the graph's own ``transformers`` (recorded names).
+
+    Raises:
+        NotAGraphRunError: a compiled transformer the replay does not run."""
+    factories = _factories(list(transformers or ()))
+    modes = frozenset(m for f in factories for m in getattr(f, "required_stream_modes", ()))
+    parts = _Parts(records, modes)
+    mux = StreamMux(factories=factories, scope=(), is_async=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # LangChainBetaWarning: v3 is beta
         run = GraphRunStream(iter(parts), mux)

@@ -237,3 +237,64 @@ def test_derived_v3_follows_a_run_recorded_by_another_process(tmp_path: Any) -> 
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _tool_graph(transformers: list[Any]) -> Any:
+    """A ReAct loop compiled with v3 stream transformers of its own (as ``create_agent``
+    compiles ``ToolCallTransformer``): its v3 stream has a ``tools`` channel."""
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode, tools_condition
+    from lg_scenarios import add, agent_model, mul
+
+    model = agent_model()
+
+    def agent(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    return (StateGraph(MessagesState).add_node("agent", agent)
+            .add_node("tools", ToolNode([add, mul])).add_edge(START, "agent")
+            .add_conditional_edges("agent", tools_condition).add_edge("tools", "agent")
+            .compile(transformers=transformers))
+
+
+def test_derived_v3_with_the_graphs_tool_call_transformer(lg_store: runlog.Store) -> None:
+    """The graph's compiled ``ToolCallTransformer`` runs in the replay too (its
+    ``tools`` events, from the recorded ``tools`` parts), as in LangGraph's v3 call;
+    the ``tools`` mode itself replays as a live ``stream_mode="tools"`` gives it."""
+    import copy
+
+    from langgraph.prebuilt import ToolCallTransformer
+
+    x = {"messages": [("user", "1+2, 3*4?")]}
+    with rlg.record(lg_store) as rec:
+        # what the consumer saw when it got the part (add_messages later gives the
+        # ToolMessage of a tool-finished part an id, in place)
+        live_tools = [copy.deepcopy(p) for p in _tool_graph([ToolCallTransformer]).stream(
+            x, stream_mode="tools")]
+    assert rec.failures == 0, rec.last_error
+    (rid,) = rec.graph_ids
+    assert {p["event"] for p in live_tools} == {"tool-started", "tool-finished"}
+    assert list(rlg.stream(lg_store, rid)) == live_tools
+    live = list(_tool_graph([ToolCallTransformer]).stream_events(x, version="v3"))
+    assert any(e["method"] == "tools" for e in live)
+    sc = Scenario("tools", lambda: None, [x], parallel=True)  # the two tools: threads
+    _compare(sc, list(rlg.stream_events(lg_store, rid)), live)
+
+
+def test_derived_v3_refuses_an_unknown_transformer(lg_store: runlog.Store) -> None:
+    """A transformer of the application's own is not run by a replay: the derived
+    events would lack its events, so the replay says so instead."""
+    from langgraph.stream import StreamTransformer
+
+    class Mine(StreamTransformer):
+        def init(self) -> dict[str, Any]:
+            return {}
+
+        def process(self, event: Any) -> bool:
+            return True
+
+    with rlg.record(lg_store) as rec:
+        _tool_graph([Mine]).invoke({"messages": [("user", "1+2, 3*4?")]})
+    with pytest.raises(rlg.NotAGraphRunError, match="Mine"):
+        list(rlg.stream_events(lg_store, rec.graph_ids[0]))
+    assert list(rlg.stream(lg_store, rec.graph_ids[0], stream_mode="values"))
