@@ -3,7 +3,8 @@
 stored parts with LangGraph's own run stream and transformers, and they must be what
 LangGraph's own ``stream_events(version="v3")`` yields for the same graph and input.
 
-Differential against LangGraph: the scenario is recorded by a plain call, then run
+Differential against LangGraph: the scenario is recorded by a plain call (``stream``,
+``invoke``, a v2 ``stream`` of ``messages`` only), then run
 again live with ``stream_events(version="v3")`` (a second run), and the two event lists
 are compared with ``==`` after blanking what differs between any two live runs
 (``lg_helpers.norm`` plus ``trigger_call_id``): ``params.timestamp`` (compared here as
@@ -74,6 +75,9 @@ def _record_plain(store: runlog.Store, sc: Scenario, how: str
             try:
                 if how == "invoke":
                     graph.invoke(inp, config_for(sc))
+                elif how == "stream-v2":
+                    list(graph.stream(inp, config_for(sc), stream_mode="messages",
+                                      version="v2"))
                 else:
                     list(graph.stream(inp, config_for(sc)))
             except Exception:
@@ -97,7 +101,7 @@ def _compare(sc: Scenario, got: list[dict[str, Any]], live: list[dict[str, Any]]
         assert _norm(got) == _norm(live)
 
 
-@pytest.mark.parametrize("how", ["stream", "invoke"])
+@pytest.mark.parametrize("how", ["stream", "invoke", "stream-v2"])
 @pytest.mark.parametrize("sc", SCENARIOS, ids=[s.name for s in SCENARIOS])
 def test_derived_v3_equals_langgraph_v3(lg_store: runlog.Store, sc: Scenario,
                                         how: str) -> None:
