@@ -4,7 +4,9 @@
 (``invoke``/``ainvoke``/``stream``/``astream``/``batch``, ``stream_events(version="v3")``)
 with every stream mode and subgraph namespace, whatever the application asked for, and
 without changing what it receives. ``stream``/``astream`` replay what LangGraph's own
-methods yielded, ``stream_events`` the v3 protocol events, ``state`` a step's state.
+methods yielded (v1 tuples or v2 ``StreamPart`` dicts), ``stream_events`` the v3
+protocol events (recorded from a v3 call, or derived from a plain call's parts),
+``state`` a step's state.
 See docs/langgraph.md.
 """
 

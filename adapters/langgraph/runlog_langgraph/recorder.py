@@ -5,10 +5,12 @@ recorded as the nested run it is today) that :mod:`runlog_langgraph.hooks` hands
 parts of each outermost graph's stream to. What is stored, on the graph's own run, as
 custom-channel stream events (``run.event(name, data)``):
 
-* ``langgraph:call``: once, before the first part: the ``stream_mode`` and
-  ``subgraphs`` the application asked for and the modes recorded;
+* ``langgraph:call``: once, before the first part: the ``stream_mode``,
+  ``subgraphs`` and ``version`` the application asked for, the modes recorded and the
+  graph's compiled v3 transformers (by name);
 * ``langgraph:<mode>`` for every part of every mode LangGraph has (``values``,
-  ``updates``, ``messages``, ``custom``, ``checkpoints``, ``tasks``, ``debug``), from
+  ``updates``, ``messages``, ``custom``, ``checkpoints``, ``tasks``, ``debug``,
+  ``tools``), from
   every namespace: ``{"ns": [...], "data": chunk}``; for ``values`` the first state of
   a namespace is stored whole and every later one as ``{"ns": [...], "patch": ops}``,
   the JSON Patch from the previous state of that namespace (:mod:`.diff`); a model

@@ -38,6 +38,13 @@ class NotAGraphRunError(LookupError):
 def _records(store: Store, run_id: str) -> Iterator[tuple[str, Any] | ErrorInfo | None]:
     """``(kind, data)`` for each recorded part of the graph run, then its end's error
     (or ``None``): read from disk, following the run live until it ends."""
+    for _t, r in _timed_records(store, run_id):
+        yield r
+
+
+def _timed_records(store: Store, run_id: str
+                   ) -> Iterator[tuple[int, tuple[str, Any] | ErrorInfo | None]]:
+    """:func:`_records`, each with its event's time (microseconds)."""
     try:
         rid = store.resolve_run_id(run_id)
     except UnknownRunError:
@@ -49,7 +56,8 @@ def _records(store: Store, run_id: str) -> Iterator[tuple[str, Any] | ErrorInfo 
         for e in t:
             if isinstance(e, TailNotice):
                 return  # the writer died: what it committed has been yielded
-            yield from _decode(e, rid)
+            for r in _decode(e, rid):
+                yield e.time_us, r
 
 
 def _decode(e: Event, rid: str) -> Iterator[tuple[str, Any] | ErrorInfo | None]:
@@ -70,6 +78,8 @@ class _Folder:
         self.last: dict[tuple[Any, ...], Any] = {}  # the last tasks/checkpoints chunks
         # model run id -> (its token events' chunks read so far, seq of the last read)
         self.tokens: dict[str, tuple[list[Any], int]] = {}
+        # the model run whose token event the part just yielded is (None: not one)
+        self.token_run: str | None = None
 
     def token(self, run_id: str, index: int) -> Any:
         """The message of the ``index``-th token event of model run ``run_id``.
@@ -111,7 +121,9 @@ class _Folder:
                 ns = tuple(ns_l)
                 meta = self.state[("messages", ns)]
                 for i in range(first, first + count):
+                    self.token_run = run_id
                     yield ns, "messages", (self.token(run_id, i), meta)
+            self.token_run = None
         if mode == "messages" and not ("data" in d or "message" in d):
             return  # it only placed token parts
         p = self.part(mode, d)
@@ -219,6 +231,51 @@ def shape_part(part: tuple[Any, str, Any], stream_mode: Any, subgraphs: bool) ->
     return payload
 
 
+_INTERRUPT = "__interrupt__"  # langgraph._internal._constants.INTERRUPT
+_START = "__start__"
+
+
+def shape_v2(part: tuple[Any, str, Any], output_mapper: Any = None,
+             state_mapper: Any = None) -> dict[str, Any]:
+    """A ``(namespace, mode, payload)`` part as ``stream(..., version="v2")`` yields it:
+    a ``StreamPart`` dict ``{"type", "ns", "data"}``, a ``values`` one with the state's
+    ``__interrupt__`` moved to ``"interrupts"``, as LangGraph's ``_output`` does.
+
+    ``output_mapper``/``state_mapper`` are the graph's coercions of a Pydantic or
+    dataclass state (``Pregel._output_mapper``/``_state_mapper``), given live only: the
+    replay runs no class of the application, so it yields such states as the dicts the
+    v1 parts hold. Unlike LangGraph, the payload is copied, not changed in place: it
+    is also the part the recorder holds."""
+    ns, mode, payload = part
+    if mode == "values":
+        ints: Any = ()
+        if isinstance(payload, dict):
+            if _INTERRUPT in payload:
+                payload = dict(payload)
+                ints = payload.pop(_INTERRUPT)
+            if output_mapper is not None:
+                payload = output_mapper(payload)
+        return {"type": mode, "ns": ns, "data": payload, "interrupts": ints}
+    if mode in ("checkpoints", "debug") and state_mapper is not None:
+        payload = _coerce_checkpoint(payload, state_mapper)
+    return {"type": mode, "ns": ns, "data": payload}
+
+
+def _coerce_checkpoint(payload: Any, mapper: Any) -> Any:
+    """LangGraph's ``_coerce_checkpoint_values`` on a copy: a checkpoint's ``values``
+    (also inside a ``debug`` checkpoint) through the state mapper, except the first
+    checkpoint (``__start__`` in ``next``: not every channel is set yet)."""
+    if not isinstance(payload, dict):
+        return payload
+    inner = payload.get("payload")
+    if payload.get("type") == "checkpoint" and isinstance(inner, dict) \
+            and isinstance(inner.get("values"), dict) and _START not in inner.get("next", ()):
+        return {**payload, "payload": {**inner, "values": mapper(inner["values"])}}
+    if isinstance(payload.get("values"), dict) and _START not in payload.get("next", ()):
+        return {**payload, "values": mapper(payload["values"])}
+    return payload
+
+
 def _check_modes(call: dict[str, Any], stream_mode: Any) -> None:
     modes = set(call.get("modes") or ())
     asked = stream_mode if isinstance(stream_mode, list | tuple) else [stream_mode]
@@ -229,20 +286,27 @@ def _check_modes(call: dict[str, Any], stream_mode: Any) -> None:
 
 
 def stream(store: Store, run_id: str, *, stream_mode: str | Sequence[str] | None = None,
-           subgraphs: bool | None = None) -> Iterator[Any]:
-    """Yield what ``graph.stream(..., stream_mode=..., subgraphs=...)`` yielded live.
+           subgraphs: bool | None = None, version: str | None = None) -> Iterator[Any]:
+    """Yield what ``graph.stream(..., stream_mode=..., subgraphs=..., version=...)``
+    yielded live.
 
-    ``stream_mode``/``subgraphs`` default to what the application asked for when it was
-    recorded; any mode or list of modes and either ``subgraphs`` may be asked instead
-    (every mode was recorded, subgraphs included). A list gives ``(mode, chunk)``, and
-    ``subgraphs=True`` puts the namespace tuple in front, as in LangGraph.
+    ``stream_mode``/``subgraphs``/``version`` default to what the application asked for
+    when it was recorded; any mode or list of modes, either ``subgraphs`` and either
+    output format may be asked instead (every mode was recorded, subgraphs included,
+    and a v1 and a v2 call store the same parts). With ``version="v1"`` a list gives
+    ``(mode, chunk)`` and ``subgraphs=True`` puts the namespace tuple in front, as in
+    LangGraph; ``version="v2"`` gives ``StreamPart`` dicts (:func:`shape_v2`).
 
     Raises:
         NotAGraphRunError: ``run_id`` is no recorded graph run (or only its v3 events
             were recorded).
-        ValueError: a mode that was not recorded.
+        ValueError: a mode that was not recorded, or a ``version`` other than
+            ``"v1"``/``"v2"``.
         BaseException: the graph's own error, rebuilt, after the last item.
     """
+    if version not in (None, "v1", "v2"):
+        raise ValueError(f"version must be 'v1' or 'v2' (got {version!r}); the v3 "
+                         "protocol events replay through runlog_langgraph.stream_events")
     it = parts(store, run_id)
     call = _first_call(it, run_id)
     if call.get("v3"):
@@ -254,6 +318,7 @@ def stream(store: Store, run_id: str, *, stream_mode: str | Sequence[str] | None
             and isinstance(mode, list):
         mode = tuple(mode)
     sub = bool(call["subgraphs"]) if subgraphs is None else subgraphs
+    v2 = (call.get("version") == "v2") if version is None else version == "v2"
     _check_modes(call, mode)
     for p in it:
         if isinstance(p, ErrorInfo):
@@ -263,7 +328,7 @@ def stream(store: Store, run_id: str, *, stream_mode: str | Sequence[str] | None
         if p[0] == "v3":
             continue
         if p[1] in mode and (sub or not p[0]):
-            yield shape_part(p, mode, sub)
+            yield shape_v2(p) if v2 else shape_part(p, mode, sub)
 
 
 def _first_call(it: Iterator[Any], run_id: str) -> dict[str, Any]:
@@ -276,12 +341,14 @@ def _first_call(it: Iterator[Any], run_id: str) -> dict[str, Any]:
 
 async def astream(store: Store, run_id: str, *,
                   stream_mode: str | Sequence[str] | None = None,
-                  subgraphs: bool | None = None) -> AsyncIterator[Any]:
+                  subgraphs: bool | None = None, version: str | None = None
+                  ) -> AsyncIterator[Any]:
     """``stream`` for async code: yields what ``graph.astream(...)`` yielded live.
 
     The log is read in a worker thread, a page of items at a time, so the event loop
     is never blocked on disk or on a live run's next event."""
-    it = stream(store, run_id, stream_mode=stream_mode, subgraphs=subgraphs)
+    it = stream(store, run_id, stream_mode=stream_mode, subgraphs=subgraphs,
+                version=version)
     done = object()
     while True:
         item = await anyio.to_thread.run_sync(next, it, done)
@@ -324,10 +391,33 @@ def state(store: Store, run_id: str, step: int | None = None) -> Any:
     return found[step]
 
 
+def _derive_records(it: Iterator[tuple[int, Any]], store: Store
+                    ) -> Iterator[tuple[int, Any, str | None]]:
+    """``(time_us, part, model run id of a token part)`` for every recorded part, then
+    the graph's rebuilt error (if it raised), for :mod:`runlog_langgraph.v3derive`."""
+    folder = _Folder(store)
+    for t, r in it:
+        if r is None:
+            return
+        if isinstance(r, ErrorInfo):
+            if r.type not in _NOT_RAISED:
+                yield t, error_object(r), None
+            return
+        kind, data = r
+        if kind == "call" or kind == "v3":
+            continue
+        for p in folder.parts(kind, data):
+            yield t, p, folder.token_run
+
+
 def stream_events(store: Store, run_id: str, *, version: str = "v3",
                   since: int | None = None, channels: Sequence[str] | None = None,
                   namespace: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
-    """The v3 protocol events a ``stream_events(version="v3")`` run emitted, as emitted.
+    """The v3 protocol events of a graph run: as emitted, for a
+    ``stream_events(version="v3")`` call; as LangGraph's ``stream_events(version="v3")``
+    would have emitted them, for a run recorded through a plain call (``stream``,
+    ``invoke``, ``astream``, ...: derived from its stored parts by LangGraph's own
+    transformers, see :mod:`runlog_langgraph.v3derive`).
 
     Each event keeps LangGraph's ``seq``, ``method`` and ``params``. ``since`` resumes
     after that seq; ``channels`` keeps the events of those protocol channels
@@ -337,18 +427,29 @@ def stream_events(store: Store, run_id: str, *, version: str = "v3",
 
     Raises:
         ValueError: a ``version`` other than ``"v3"``.
-        NotAGraphRunError: the run has no recorded v3 events.
+        NotAGraphRunError: the run holds no recorded LangGraph stream.
     """
     if version != "v3":
         raise ValueError("only version='v3' protocol events are recorded; use "
                          "runlog_langchain.astream_events for LangChain's v1/v2 events")
     chans = frozenset(channels) if channels is not None else None
     ns = list(namespace) if namespace is not None else None
-    it = _records(store, run_id)
-    first = next(it, None)
+    timed = _timed_records(store, run_id)
+    first = next(timed, (0, None))[1]
     if not (isinstance(first, tuple) and first[0] == "call"
-            and isinstance(first[1], dict) and first[1].get("v3")):
-        raise NotAGraphRunError(f"run {run_id} holds no recorded v3 protocol events")
+            and isinstance(first[1], dict)):
+        raise NotAGraphRunError(f"run {run_id} holds no recorded LangGraph stream")
+    if not first[1].get("v3"):
+        from runlog_langgraph.v3derive import derive
+        names = first[1].get("transformers")
+        for derived in derive(_derive_records(timed, store),
+                              names if isinstance(names, list) else None):
+            if since is not None and derived["seq"] <= since:
+                continue
+            if v3_matches(derived, chans, ns):
+                yield derived
+        return
+    it = (r for _t, r in timed)
     fold: dict[tuple[Any, ...], Any] = {}
     for r in it:
         if not isinstance(r, tuple):

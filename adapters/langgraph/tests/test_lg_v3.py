@@ -101,10 +101,15 @@ def test_v3_bad_arguments(lg_store: runlog.Store) -> None:
         list(rlg.stream_events(lg_store, rec.graph_ids[0], version="v2"))
     with pytest.raises(rlg.NotAGraphRunError):
         list(rlg.stream(lg_store, rec.graph_ids[0]))
-    with rlg.record(lg_store) as rec2:
-        list(sc.build().stream({"log": []}))
+    # a run that is no graph's (a LangChain chain's) holds no LangGraph stream; a plain
+    # call's run does, and replays as v3 (test_lg_v3_derived_lgv3.py)
+    from langchain_core.runnables import RunnableLambda
+    with rlg.record(lg_store):
+        RunnableLambda(lambda x: x).invoke(1)
+    (chain,) = [r.run_id for r in lg_store.runs(roots_only=True)
+                if r.run_id not in rec.graph_ids]
     with pytest.raises(rlg.NotAGraphRunError):
-        list(rlg.stream_events(lg_store, rec2.graph_ids[0]))
+        list(rlg.stream_events(lg_store, chain))
 
 
 def test_v3_stream_dropped_half_read_still_ends_the_run(lg_store: runlog.Store) -> None:
