@@ -16,14 +16,25 @@ Query: ``since`` (the same as ``Last-Event-ID``, for a first connection), ``chan
 ``GET /api/runs/{run_id}/graph`` gives the graph's steps (step, nodes and their
 updates, state diff, interrupts) as JSON for the run page.
 
-Everything is read generically (:mod:`runlog.reducers.graph`): runlog imports no
-adapter and no LangGraph code.
+Recorded v3 events are read generically (:mod:`runlog.reducers.graph`): runlog imports
+no adapter and no LangGraph code. A run recorded through a plain call (``stream``,
+``invoke``, ...) holds no v3 events; ``runlog_langgraph`` derives them from its stored
+parts with LangGraph's own transformers, which only an installed LangGraph can run. So
+the endpoint asks the *protocol sources* installed packages declare under the entry
+point group ``runlog.protocol_sources`` (runlog-langgraph declares one) first: a source
+is called as ``source(store, run_id, since=, channels=, namespace=)`` and gives an
+iterator of protocol events that follows a live run itself, or raises ``LookupError``
+for a run it does not serve. Without a source that serves the run, the recorded events
+are served as above. A source is code of an installed package, chosen by whoever
+installed it, never named by the store: reading still runs no code a store brings.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from importlib.metadata import entry_points
 from typing import Any
 
 import anyio.to_thread
@@ -37,9 +48,32 @@ from runlog.events import Event
 from runlog.reducers.graph import graph_records, graph_steps, v3_event, v3_matches
 from runlog.tail import TailNotice
 
-__all__ = ["protocol_routes", "v3_sse"]
+__all__ = ["PROTOCOL_SOURCES", "protocol_routes", "protocol_sources", "v3_sse"]
 
+log = logging.getLogger("runlog")
 _DIGITS = re.compile(r"[0-9]{1,19}")
+
+PROTOCOL_SOURCES = "runlog.protocol_sources"
+"""The entry point group of protocol sources (module docstring)."""
+
+Source = Callable[..., Iterator[dict[str, Any]]]
+_sources: list[Source] | None = None
+
+
+def protocol_sources() -> list[Source]:
+    """The installed protocol sources, by entry point name, loaded once per process (one
+    that fails to load is logged and left out: the recorded events are still served)."""
+    global _sources
+    if _sources is None:
+        found: list[Source] = []
+        for ep in sorted(entry_points(group=PROTOCOL_SOURCES), key=lambda e: e.name):
+            try:
+                found.append(ep.load())
+            except Exception as e:  # a broken plugin must not break the server
+                log.warning("runlog: protocol source %s (%s) could not be loaded: %s",
+                            ep.name, ep.value, e)
+        _sources = found
+    return _sources
 
 
 def v3_sse(event: dict[str, Any]) -> bytes:
@@ -55,9 +89,35 @@ def _int(text: str, what: str) -> int:
     return int(text)
 
 
+async def _serve(store: Store, run_id: str, since: int, channels: frozenset[str] | None,
+                 namespace: list[str] | None) -> AsyncIterator[bytes]:
+    """The SSE body: from the first protocol source that serves the run, else the
+    run's recorded events (:func:`_follow`)."""
+    yield b"retry: 1000\n\n"
+    end: Any = object()
+    for source in protocol_sources():
+        events = source(store, run_id, since=since or None,
+                        channels=sorted(channels) if channels is not None else None,
+                        namespace=namespace)
+        try:  # a blocking iterator (it may wait for a live run): one step per thread call
+            ev = await anyio.to_thread.run_sync(next, events, end)
+        except LookupError:
+            continue  # not a run this source serves
+        try:
+            while ev is not end:
+                yield v3_sse(ev)
+                ev = await anyio.to_thread.run_sync(next, events, end)
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                await anyio.to_thread.run_sync(close)
+        return
+    async for chunk in _follow(store, run_id, since, channels, namespace):
+        yield chunk
+
+
 async def _follow(store: Store, run_id: str, since: int, channels: frozenset[str] | None,
                   namespace: list[str] | None) -> AsyncIterator[bytes]:
-    yield b"retry: 1000\n\n"
     fold: dict[tuple[Any, ...], Any] = {}
     async with store.atail(run_id=run_id, until_end=True) as tail:
         async for item in tail:
@@ -103,7 +163,7 @@ def protocol_routes(store: Store, on_error: Callable[[Exception], Response | Non
             namespace = [p for p in ns_q.split("/") if p] if ns_q is not None else None
         except Exception as e:
             return answer(e)
-        return StreamingResponse(_follow(store, rid, since, channels, namespace),
+        return StreamingResponse(_serve(store, rid, since, channels, namespace),
                                  media_type="text/event-stream; charset=utf-8",
                                  headers={"cache-control": "no-cache",
                                           "x-accel-buffering": "no"})

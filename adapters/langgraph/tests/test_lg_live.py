@@ -96,6 +96,43 @@ def test_serve_protocol_sse(tmp_path: Path) -> None:
         assert r.status_code == 404
 
 
+def test_the_adapter_is_an_installed_protocol_source() -> None:
+    """runlog-langgraph's entry point is what lets `runlog serve` derive v3 events."""
+    from runlog.web.protocol import protocol_sources
+
+    assert rlg.stream_events in protocol_sources()
+
+
+@pytest.mark.parametrize("call", ["stream", "invoke"])
+def test_serve_protocol_sse_of_a_plain_call(tmp_path: Path, call: str) -> None:
+    """A run recorded by stream()/invoke() holds no v3 events; the endpoint serves the
+    ones runlog_langgraph derives, resumable after Last-Event-ID like recorded ones."""
+    db = str(tmp_path / "sse-plain.db")
+    sc = next(s for s in SCENARIOS if s.name == "subgraph")
+    with runlog.open(db) as store:
+        with rlg.record(store) as rec:
+            if call == "stream":
+                list(sc.build().stream(sc.calls[0], stream_mode="updates"))
+            else:
+                sc.build().invoke(sc.calls[0])
+        (rid,) = rec.graph_ids
+        events = list(rlg.stream_events(store, rid))
+        assert len(events) >= 3
+        client = TestClient(create_app(store), base_url="http://127.0.0.1")
+        r = client.get(f"/api/runs/{rid}/protocol")
+        assert r.status_code == 200
+        got = _sse(r.text)
+        assert [(s, m) for s, m, _ in got] == [(e["seq"], e["method"]) for e in events]
+        assert [d for _, _, d in got] == events
+        cut = events[len(events) // 2]["seq"]
+        r = client.get(f"/api/runs/{rid}/protocol", headers={"Last-Event-ID": str(cut)})
+        assert [d for _, _, d in _sse(r.text)] == [e for e in events if e["seq"] > cut]
+        r = client.get(f"/api/runs/{rid}/protocol?channels=values")
+        assert [d for _, _, d in _sse(r.text)] == list(
+            rlg.stream_events(store, rid, channels=["values"]))
+        assert all(d["method"] == "values" for _, _, d in _sse(r.text))
+
+
 def test_serve_graph_steps(tmp_path: Path) -> None:
     db = str(tmp_path / "steps.db")
     sc = next(s for s in SCENARIOS if s.name == "two_node")
