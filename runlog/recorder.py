@@ -82,6 +82,8 @@ _new_pending = tuple.__new__
 # recorder has those rows' bodies at hand (the data it encoded), so the writer need not
 # search the envelope for them
 _OUTPUT_CODE, _TOKEN_CODE = layout.OUTPUT, layout.TOKEN
+# and of a token with a chunk that fits its run's chunk template (the body: the token)
+_TEMPLATED_CODE = layout.TEMPLATED
 _NO_INPUTS: Any = object()
 _MIN_US = TIME_MIN
 _MAX_US = TIME_MAX
@@ -370,11 +372,15 @@ class Run:
         raw = b'%b%d,"data":%b}' % (self._stream_head, t, data)
         self._put("stream", raw, t, None, False, (_OUTPUT_CODE, data))
 
-    def token(self, token: str | list[Any], chunk: Any = None, *, time: Any = None) -> None:
+    def token(self, token: str | list[Any], chunk: Any = None, *, time: Any = None,
+              chunk_json: bytes | None = None) -> None:
         """Record a model token (``channel="token"``), with the model's chunk object if any.
 
         The token is its text, or a list of content blocks for models that stream them
-        (LangChain allows both)."""
+        (LangChain allows both). ``chunk_json``, from an adapter that has it at hand
+        (the LangChain adapter's encoding templates), is ``codec.encode(chunk)``'s very
+        bytes, stored as they are: making them exactly that is the caller's duty, as it
+        is a registered encoder's for an ``orjson.Fragment``."""
         t: int = time if type(time) is int else _time_us(time)
         # the envelope of make_envelope(..., channel="token") around the encoding of
         # {"token": token, "chunk": chunk}, assembled in one join: this runs per token
@@ -383,8 +389,12 @@ class Run:
             self._put("stream", b'%b%d,"channel":"token","data":{"token":%b,"chunk":null}}'
                       % (self._stream_head, t, text), t, None, False, (_TOKEN_CODE, text))
             return
+        # with its token, so the compact layout's writer checks the run's chunk template
+        # (code 6) by one join instead of searching the envelope for the token
         self._put("stream", b'%b%d,"channel":"token","data":{"token":%b,"chunk":%b}}'
-                  % (self._stream_head, t, text, codec.encode(chunk)), t, None)
+                  % (self._stream_head, t, text,
+                     codec.encode(chunk) if chunk_json is None else chunk_json), t, None, False,
+                  (_TEMPLATED_CODE, text))
 
     def event(self, name: str, data: Any = None, *, time: Any = None) -> None:
         """Record a custom event dispatched by this run (``channel="custom"``)."""

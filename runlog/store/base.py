@@ -72,7 +72,9 @@ class Pending(NamedTuple):
     run_row: tuple[Any, ...] | None = None
     parts: tuple[int, bytes] | None = None
     """``(code, body)`` of the compact layout (:mod:`runlog.store.layout`) when the
-    recorder knows them, so the writer need not split ``raw`` (it still checks them)."""
+    recorder knows them, so the writer need not split ``raw`` (it still checks them);
+    for a token event with a chunk, ``(TEMPLATED, token)``: its token, the JSON string,
+    with which the writer checks it against the run's chunk template (code 6)."""
 
 
 @dataclass(frozen=True, slots=True)

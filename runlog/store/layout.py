@@ -42,9 +42,9 @@ from __future__ import annotations
 from runlog import codec
 from runlog.events import envelope_header
 
-__all__ = ["KIND_OF_CODE", "OUTPUT", "STREAM_FIXED", "TEMPLATED", "TOKEN", "WHOLE",
-           "fit_template", "head", "join", "joiner", "run_header", "split", "split_known",
-           "template_of", "template_seq"]
+__all__ = ["HOLE", "KIND_OF_CODE", "OUTPUT", "STREAM_FIXED", "TEMPLATED", "TOKEN", "WHOLE",
+           "fit_template", "fits_known", "head", "join", "joiner", "run_header", "split",
+           "split_known", "template_of", "template_seq"]
 
 WHOLE, START, STREAM, END, OUTPUT, TOKEN, TEMPLATED = range(7)
 KIND_OF_CODE: dict[int, str | None] = {WHOLE: None, START: "start", STREAM: "stream",
@@ -164,6 +164,8 @@ def joiner(code: int, header: bytes | None) -> tuple[bytes, bytes, bytes] | None
 
 
 _HOLE = b"\x00"
+HOLE = _HOLE
+"""What a template holds in place of its token (a NUL byte, which JSON text never holds)."""
 _TOKEN_AT = _TOKEN[0]
 
 
@@ -203,6 +205,16 @@ def fit_template(code: int, body: bytes, template: bytes) -> bytes | None:
     if token is None or body.replace(token, _HOLE) != template:
         return None
     return token
+
+
+def fits_known(raw: bytes, time_us: int, header: bytes, template: bytes,
+               token: bytes) -> bool:
+    """Whether the stream envelope ``raw`` is ``template`` (of its run, whose header is
+    ``header``) with ``token`` in its holes: the recorder's ``(TEMPLATED, token)`` of a
+    token event with a chunk, checked by the very join a reader makes (:func:`join`),
+    so a row stored as code 6 on its word always reads back as ``raw``."""
+    return token[:1] == b'"' and raw == b"%b%d%b" % (
+        _head("stream", header), time_us, template.replace(_HOLE, token))
 
 
 def template_seq(body: bytes) -> int | None:

@@ -507,7 +507,20 @@ class _CompactBatch:
                 if found is None:
                     raise AppendOnlyError(f"run {run_id} has no start event in this store")
                 key, tkey, header, start_us = found
-                code, body = split_known(kind, raw, time_us, header, parts)
+                if parts is not None and parts[0] == layout.TEMPLATED:
+                    # a token with a chunk, its token given by the recorder: code 6 if
+                    # the run's current template joined with it is the envelope
+                    current = self.new_templates.get(run_id) or templates.get(run_id)
+                    if (header is not None and current is not None
+                            and layout.fits_known(raw, time_us, header, current[1], parts[1])):
+                        if current[0] > 0:
+                            code, body = layout.TEMPLATED, b"%d%b" % (current[0], parts[1])
+                        else:  # the template is in this batch: SQL prefixes its seq
+                            code, body, tref = layout.TEMPLATED, parts[1], -current[0]
+                    else:
+                        code, body = split(kind, raw, time_us, header)
+                else:
+                    code, body = split_known(kind, raw, time_us, header, parts)
                 if code == layout.STREAM:  # a token with a chunk: a template's?
                     current = self.new_templates.get(run_id) or templates.get(run_id)
                     token = (layout.fit_template(code, body, current[1])

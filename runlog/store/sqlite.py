@@ -549,6 +549,7 @@ class SQLiteBackend(Backend):
             stream_fixed = layout.STREAM_FIXED
             stream_heads = self._stream_heads
             generic_stream = layout.STREAM
+            templated, hole = layout.TEMPLATED, layout.HOLE
             row_limit = 6 * _ROWS_PER_INSERT
             for pos, (run_id, trace_id, kind, name, run_type, time_us, raw, digest,
                       run_row, parts) in enumerate(batch):
@@ -580,7 +581,22 @@ class SQLiteBackend(Backend):
                     # exactly the envelope (else the envelope is split as usual). This
                     # loop holds the GIL for every event: one check, not a dozen calls.
                     # (no typing.cast here: it builds a tuple[...] alias per call)
-                    if (parts is not None and header is not None
+                    if parts is not None and header is not None and parts[0] == templated:
+                        # a token event with a chunk, its token (a JSON string) given
+                        # by the recorder: code 6 if the run's current template with
+                        # that token in its holes is exactly the envelope, the join a
+                        # reader makes (a comparison, not fit_template's search)
+                        current = new_templates.get(run_key) or templates.get(run_key)
+                        hint = parts[1]
+                        shead = stream_heads.get(header)
+                        if shead is None:
+                            shead = stream_heads[header] = layout.head("stream", header)
+                        if (current is not None and hint[:1] == b'"' and raw == b"%b%d%b" % (
+                                shead, time_us, current[1].replace(hole, hint))):
+                            code, body = templated, b"%d%b" % (current[0], hint)
+                        else:
+                            code, body = split(kind, raw, time_us, header)
+                    elif (parts is not None and header is not None
                             and (fixed := stream_fixed.get(parts[0])) is not None):
                         shead = stream_heads.get(header)
                         if shead is None:

@@ -43,6 +43,7 @@ from langchain_core.tracers._streaming import _StreamingCallbackHandler
 from runlog import DuplicateRunError, Store
 from runlog.events import datetime_to_micros, now_micros
 from runlog.recorder import Run
+from runlog_langchain.codec import encode_chunk
 
 __all__ = ["Recorder", "llm_result_outputs", "tracer_clock"]
 
@@ -214,6 +215,10 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
     """
 
     raise_error = False
+    # BaseCallbackHandler's properties, as plain class attributes: LangChain reads one
+    # of them for every callback (``ignore_llm`` per token), a property is a Python call
+    ignore_llm = ignore_retry = ignore_chain = ignore_agent = False
+    ignore_retriever = ignore_chat_model = ignore_custom_event = False
 
     @property
     def run_inline(self) -> bool:  # type: ignore[override]
@@ -256,6 +261,9 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         self._tapped: set[UUID] = set()  # runs whose output stream passes through our tap
         # runs whose start was refused (a reused run id) and the runs started under them
         self._refused: set[UUID] = set()
+        # (run id, run) of the last token recorded (see on_llm_new_token); reset when
+        # that run ends or is refused
+        self._last_token_run: tuple[UUID | None, Run | None] = (None, None)
         self._lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------------
@@ -316,6 +324,7 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         """
         self._refused.add(run_id)
         self._tapped.discard(run_id)
+        self._last_token_run = (None, None)
 
     def _end(self, run_id: UUID, time: int, outputs: Any, *,
              error: BaseException | None = None, inputs: Any = _MISSING) -> None:
@@ -323,6 +332,8 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
             return
         run = self._runs.pop(run_id, None)
         self._tapped.discard(run_id)
+        if self._last_token_run[0] is run_id:
+            self._last_token_run = (None, None)
         if run is None or run.ended:
             return
         if inputs is _MISSING:
@@ -395,14 +406,33 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
     def on_llm_new_token(self, token: str | list[str | dict[str, Any]], *,
                          chunk: Any = None, run_id: UUID, parent_run_id: UUID | None = None,
                          tags: list[str] | None = None, **kwargs: Any) -> None:
-        t = self._now()  # first, as LangChain's tracer reads its clock
-        # the hottest callback (once per token): no closure, no guard call
-        run = self._runs.get(run_id)
-        if run is None or run.ended or run_id in self._refused:
+        # the hottest callback (once per token): no closure, no guard call, no helper
+        try:  # first, as LangChain's tracer reads its clock (what _now does, inline)
+            t = self.clock()
+        except Exception as e:
+            self._failed("the clock", e)
+            t = now_micros()
+        # the run of the previous token, by identity: LangChain passes its run manager's
+        # own UUID object with every token, and hashing a UUID is a Python-level call
+        last_id, last = self._last_token_run
+        if run_id is last_id and last is not None:
+            run = last
+        else:
+            found = self._runs.get(run_id)
+            if found is None:
+                return
+            run = found
+            self._last_token_run = (run_id, run)
+        if run.ended or (self._refused and run_id in self._refused):
             return
         try:
-            run.token(token, chunk.message if isinstance(chunk, ChatGenerationChunk)
-                      else chunk, time=t)
+            if isinstance(chunk, ChatGenerationChunk):
+                message = chunk.message
+                # the chunk's bytes straight from its encoding template when it fits
+                # (the codec's own bytes for it, without the codec's dispatch)
+                run.token(token, message, time=t, chunk_json=encode_chunk(message))
+            else:
+                run.token(token, chunk, time=t)
         except Exception as e:
             self._failed("a token", e)
 

@@ -33,6 +33,7 @@ from uuid import UUID
 
 from langchain_core.outputs import ChatGenerationChunk
 from runlog_langchain import Recorder
+from runlog_langchain.codec import encode_chunk
 
 from runlog import EncodingError, codec
 from runlog.reducers.graph import PREFIX
@@ -78,7 +79,8 @@ class GraphRecorder(Recorder):
             return
         msg = chunk.message if isinstance(chunk, ChatGenerationChunk) else chunk
         try:
-            run.token(token, msg, time=t)
+            run.token(token, msg, time=t,
+                      chunk_json=encode_chunk(msg) if msg is not None else None)
         except Exception as e:
             self._failed("a token", e)
             return
