@@ -158,6 +158,7 @@ class Recorder:
         time: Any = None,
         inherit: bool = True,
         lossy: bool = False,
+        fresh_id: bool = False,
     ) -> Run:
         """Start a run and queue its start event; returns its handle.
 
@@ -165,6 +166,14 @@ class Recorder:
         With ``inherit`` (the default) a child's tags and metadata start from its
         parent's, as LangChain's config tags and metadata are inherited; adapters that
         already know a run's full tags pass ``inherit=False``.
+
+        A ``run_id`` in use is refused here (:class:`DuplicateRunError`): open or
+        recently ended in this process, or in the store, which costs a read of the
+        store per start. ``fresh_id`` says the id was just made by a framework (a
+        LangChain child run's) and skips that read; a reused one is then refused by the
+        store's one-start-per-id index when the writer commits it: the start and
+        everything of that run and of runs started under it are dropped, and the next
+        call on it (or ``flush``, or its root's end) raises :class:`EventRejectedError`.
         """
         if parent is _AUTO:
             cur = _current.get()
@@ -185,7 +194,7 @@ class Recorder:
         if run_id is None:
             self._open_ids.add(run.id)  # a fresh id: nobody else can have it
         else:
-            self._claim(run.id)
+            self._claim(run.id, in_store=not fresh_id)
         try:
             run._emit_start(inputs_bytes, start_us)
         except BaseException:
@@ -193,10 +202,10 @@ class Recorder:
             raise
         return run
 
-    def _claim(self, run_id: str) -> None:
+    def _claim(self, run_id: str, *, in_store: bool = True) -> None:
         with self._ids_lock:
             if run_id in self._open_ids or run_id in self._recent_ids or (
-                    self.writer.backend.get_run(run_id) is not None):
+                    in_store and self.writer.backend.get_run(run_id) is not None):
                 raise DuplicateRunError(
                     f"run id {run_id} is already in use in {self.writer.backend.location}; "
                     "a run id names one run: leave run_id out to get a fresh one")

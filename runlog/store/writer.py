@@ -337,7 +337,14 @@ class Writer:
         if self._rejected or self._fatal is not None:
             if self._fatal is not None:
                 return  # the store is damaged: nothing more is written (callers are told)
-            kept = [p for p in batch if p.run_id not in self._rejected]
+            rejected = self._rejected
+            for p in batch:  # a run started under a refused one is refused with it: its
+                if (p.kind == "start" and p.run_row  # parent id names another run here
+                        and p.run_row[0] in rejected and p.run_id not in rejected):
+                    rejected[p.run_id] = (p.trace_id, (
+                        f"run {p.name!r} ({p.run_id}) started under run {p.run_row[0]}, "
+                        "whose start the store refused: its events are not stored"))
+            kept = [p for p in batch if p.run_id not in rejected]
             self._done += len(batch) - len(kept)
             batch = kept
             if not batch:

@@ -183,7 +183,7 @@ def test_the_schema_refuses_a_second_start_from_a_writer_that_does_not_check(
     try:
         with store.run("first", run_id="taken") as first:
             first.stream("original")
-        monkeypatch.setattr(two.recorder, "_claim", lambda run_id: None)  # no check
+        monkeypatch.setattr(two.recorder, "_claim", lambda run_id, **kw: None)  # no check
         monkeypatch.setattr(two.recorder, "_recent_ids", {})
         bystander = two.recorder.start("bystander")
         imp = two.recorder.start("impostor", run_id="taken")
