@@ -161,6 +161,23 @@ def _root_consumer(frame: FrameType | None) -> tuple[str, Any] | None:
     return None
 
 
+_STREAMING: dict[type, bool] = {}
+
+
+def _is_streaming(handler: Any) -> bool:
+    """``isinstance(handler, _StreamingCallbackHandler)``, remembered per class: that is
+    a runtime-checkable Protocol, which isinstance checks member by member (~15k
+    instructions; two handlers on every LangGraph node start). A handler's taps come
+    from its class (LangChain's own handlers define them there)."""
+    cls = type(handler)
+    found = _STREAMING.get(cls)
+    if found is None:
+        if len(_STREAMING) > 1000:
+            _STREAMING.clear()
+        found = _STREAMING[cls] = isinstance(handler, _StreamingCallbackHandler)
+    return found
+
+
 def _handlers_on_stack(frame: FrameType | None) -> Any:
     """The handler list LangChain is dispatching a start to, found on the stack: the
     ``handlers`` of ``handle_event``/``ahandle_event``, or of the manager whose
@@ -515,7 +532,7 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         chunk through the recorder before doing their own work.
         """
         for h in list(handlers):
-            if h is self or not isinstance(h, _StreamingCallbackHandler):
+            if h is self or not _is_streaming(h):
                 continue
             if self in (getattr(h, "_runlog_recorders", None) or ()):
                 continue
@@ -542,7 +559,7 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
         manager = frame.f_locals.get("run_manager") if frame is not None else None
         handlers = getattr(manager, "handlers", None) or ()
         return [h for h in handlers
-                if h is not self and isinstance(h, _StreamingCallbackHandler)]
+                if h is not self and _is_streaming(h)]
 
     def tap_output_aiter(self, run_id: UUID, output: AsyncIterator[T]) -> AsyncIterator[T]:
         """Record each chunk of a run's async output stream, then pass it on."""

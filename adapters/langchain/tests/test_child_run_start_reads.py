@@ -58,3 +58,20 @@ def test_a_child_id_reused_from_the_store_stays_out_of_it(tmp_path: Path) -> Non
         assert len(rec.root_ids) == 1  # the second call's root is stored, its child not
         assert len([e for e in store.events() if e.run_id == rec.root_ids[0]]) == 2
         assert store.verify().ok
+
+
+def test_the_streaming_handler_check_is_the_protocols_remembered_per_class(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.tracers._streaming import _StreamingCallbackHandler
+    from langchain_core.tracers.event_stream import _AstreamEventsCallbackHandler
+    from langchain_core.tracers.log_stream import LogStreamCallbackHandler
+    from runlog_langchain import recorder as rec_mod
+
+    monkeypatch.setattr(rec_mod, "_STREAMING", {})
+    handlers = [LogStreamCallbackHandler(), _AstreamEventsCallbackHandler(),
+                BaseCallbackHandler()]
+    assert [rec_mod._is_streaming(h) for h in handlers] == [
+        isinstance(h, _StreamingCallbackHandler) for h in handlers] == [True, True, False]
+    assert rec_mod._STREAMING == {type(h): r for h, r in zip(handlers, [True, True, False],
+                                                             strict=True)}
