@@ -73,5 +73,5 @@ def test_the_streaming_handler_check_is_the_protocols_remembered_per_class(
                 BaseCallbackHandler()]
     assert [rec_mod._is_streaming(h) for h in handlers] == [
         isinstance(h, _StreamingCallbackHandler) for h in handlers] == [True, True, False]
-    assert rec_mod._STREAMING == {type(h): r for h, r in zip(handlers, [True, True, False],
-                                                             strict=True)}
+    remembered = {type(h): r for h, r in zip(handlers, [True, True, False], strict=True)}
+    assert remembered == rec_mod._STREAMING
