@@ -42,7 +42,7 @@ from __future__ import annotations
 from runlog import codec
 from runlog.events import envelope_header
 
-__all__ = ["KIND_OF_CODE", "OUTPUT", "STREAM_FIXED", "TEMPLATED", "TOKEN", "WHOLE",
+__all__ = ["HOLE", "KIND_OF_CODE", "OUTPUT", "STREAM_FIXED", "TEMPLATED", "TOKEN", "WHOLE",
            "fit_template", "head", "join", "joiner", "run_header", "split", "split_known",
            "template_of", "template_seq"]
 
@@ -164,6 +164,8 @@ def joiner(code: int, header: bytes | None) -> tuple[bytes, bytes, bytes] | None
 
 
 _HOLE = b"\x00"
+HOLE = _HOLE
+"""What stands for the token in a template (readers that join code-6 rows themselves)."""
 _TOKEN_AT = _TOKEN[0]
 
 
