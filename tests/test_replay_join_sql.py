@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from runlog.store import layout
@@ -27,7 +27,8 @@ _ROWS = st.lists(st.tuples(
                      layout.TOKEN, layout.TEMPLATED, 9]),
     st.integers(min_value=-5, max_value=10**12),
     st.binary(max_size=12).map(lambda b: b.decode("latin-1").encode())  # valid UTF-8
-    | st.sampled_from([b'"tok"', b"{}", b"", b'2"x"', b'5"\\"q"', b'1"tok"', b'1"a\\"b"', b'1', b'x"y"', b"'; --", b"%d%s"])),
+    | st.sampled_from([b'"tok"', b"{}", b"", b'2"x"', b'5"\\"q"', b'1"tok"', b'1"a\\"b"',
+                       b"1", b'x"y"', b"'; --", b"%d%s"])),
     min_size=1, max_size=30)
 
 
@@ -53,6 +54,11 @@ def _store(path: Path, rows: list[tuple[int, int, int, bytes]]) -> None:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_ROWS, st.sampled_from([1, 3, 1000]))
+@example([(1, layout.TEMPLATED, 5, b'1"tok"'), (1, layout.TEMPLATED, 9, b'1"a\\"b"'),
+          (2, layout.TEMPLATED, 3, b'1"x"'), (99, layout.TEMPLATED, 1, b'1"y"'),
+          (1, layout.TEMPLATED, 2, b'7"z"'), (1, layout.TOKEN, 4, b'"t"'),
+          (1, layout.TEMPLATED, 6, b'1'), (1, layout.TEMPLATED, 7, b'2"q"')], 3)
+@example([(1, layout.TEMPLATED, 5, b'1"tok"')] * 5 + [(1, layout.END, 8, b"}")], 1000)
 def test_the_sql_join_gives_the_bytes_layout_join_gives(
         rows: list[tuple[int, int, int, bytes]], page: int) -> None:
     with tempfile.TemporaryDirectory() as d:
