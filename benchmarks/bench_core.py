@@ -443,7 +443,22 @@ def bench_size(path: Path, tmp: Path) -> dict[str, float]:
     zipped = len(zlib.compress(out.read_bytes(), 1))
     ours = disk_bytes(path)
     return {"store_bytes": ours, "jsonl_bytes": out.stat().st_size, "gzip1_bytes": zipped,
-            "ratio": ours / zipped}
+            "ratio": ours / zipped, "tables": table_bytes(path)}
+
+
+def table_bytes(path: Path) -> dict[str, dict[str, int]]:
+    """Where a store's bytes are: each table's and index's pages, free bytes in them and
+    record payload (SQLite's ``dbstat``), to say what a row layout costs."""
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT name, sum(pgsize), sum(unused), sum(payload) FROM dbstat "
+                            "GROUP BY name ORDER BY sum(pgsize) DESC").fetchall()
+    except sqlite3.OperationalError:  # a SQLite built without dbstat
+        rows = []
+    finally:
+        conn.close()
+    return {name: {"bytes": size, "unused": unused, "payload": payload}
+            for name, size, unused, payload in rows}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -507,6 +522,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"size     {total:,} events: store {z['store_bytes'] / 1e6:.1f} MB, JSONL "
               f"{z['jsonl_bytes'] / 1e6:.1f} MB, gzip -1 of it {z['gzip1_bytes'] / 1e6:.1f} MB, "
               f"ratio {z['ratio']:.2f}x (goal <= 1.5x)", flush=True)
+        for name, t in list(z["tables"].items())[:3]:
+            print(f"         {name:<18} {t['bytes'] / total:5.1f} B/event on disk, "
+                  f"{t['payload'] / total:5.1f} B/event payload, "
+                  f"{t['unused'] / total:4.1f} B/event unused", flush=True)
         results["size"] = z
     return results
 

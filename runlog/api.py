@@ -12,6 +12,7 @@ import datetime as dt
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import chain
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -264,13 +265,19 @@ class Store:
                           filter=filter, until=until, digests=digests)
 
     def _iter(self, q: EventQuery) -> Iterator[Event]:
-        read = self.backend.read
         f = q.filter
+        if f is None:  # the pages' events as they are: no Python step per event
+            return chain.from_iterable(self._pages(q))
+        return filter(f.matches, chain.from_iterable(self._pages(q)))
+
+    def _pages(self, q: EventQuery) -> Iterator[list[Event]]:
+        """The pages of ``q``, read one at a time as the caller gets that far (a replay
+        yields the events of a page through ``chain``, in C: a generator of its own
+        that yields each event took ~0.1 us of a ~1 us replayed row)."""
+        read = self.backend.read
         while True:
             page, high = read(q)
-            for e in page:
-                if f is None or f.matches(e):
-                    yield e
+            yield page
             if len(page) < q.limit:  # everything up to the page's snapshot was read
                 return
             q = replace(q, after=high)

@@ -227,7 +227,40 @@ def test_reading_a_trace_walks_the_trace_index(tmp_path: Path) -> None:
         "EXPLAIN QUERY PLAN SELECT e.seq, e.run_key, e.time, e.code, e.body FROM events e "
         "WHERE e.seq > ? AND e.trace_key = ? ORDER BY e.seq LIMIT ?", (0, 1, 1000)))
     conn.close()
-    assert "USING INDEX events_trace_seq (trace_key=? AND seq>?)" in plan
+    # the index is declared on (trace_key) alone: SQLite appends the rowid (seq) to
+    # each entry, so the plan searches it by (trace_key, rowid) in seq order
+    assert "USING INDEX events_trace_seq (trace_key=? AND rowid>?)" in plan
+    assert "TEMP B-TREE" not in plan
+    conn = sqlite3.connect(path)
+    columns = [r[2] for r in conn.execute("PRAGMA index_xinfo(events_trace_seq)")]
+    conn.close()
+    assert columns == ["trace_key", None]  # stored: trace_key and the rowid, once
+
+
+def test_a_store_with_the_older_trace_index_reads_and_writes(tmp_path: Path) -> None:
+    """Compact stores made before the index lost its ``seq`` keep theirs, which holds
+    the seq twice; it orders the same entries the same way, so they read (the plan
+    still walks it, no sort) and write as before."""
+    path = tmp_path / "x.db"
+    with open_compact(path) as s, s.run("r") as run:
+        run.stream(1)
+    conn = sqlite3.connect(path)
+    conn.execute("DROP INDEX events_trace_seq")
+    conn.execute("CREATE INDEX events_trace_seq ON events (trace_key, seq)")
+    conn.commit()
+    conn.close()
+    with runlog.open(path, create=False) as s:
+        with s.run("r2") as run:
+            run.stream(2)
+        root = next(r for r in s.runs() if r.name == "r")
+        assert [e.kind for e in s.replay(root.run_id)] == ["start", "stream", "end"]
+        assert s.verify().ok
+    conn = sqlite3.connect(path)
+    plan = " ".join(r[3] for r in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT e.seq FROM events e "
+        "WHERE e.seq > ? AND e.trace_key = ? ORDER BY e.seq LIMIT ?", (0, 1, 1000)))
+    conn.close()
+    assert "USING COVERING INDEX events_trace_seq (trace_key=? AND seq>?)" in plan
     assert "TEMP B-TREE" not in plan
 
 

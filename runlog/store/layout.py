@@ -165,7 +165,8 @@ def joiner(code: int, header: bytes | None) -> tuple[bytes, bytes, bytes] | None
 
 _HOLE = b"\x00"
 HOLE = _HOLE
-"""What a template holds in place of its token (a NUL byte, which JSON text never holds)."""
+"""What a template holds in place of its token (a NUL byte, which JSON text never holds):
+the writer fills it to check a hint, readers that join code-6 rows themselves too."""
 _TOKEN_AT = _TOKEN[0]
 
 

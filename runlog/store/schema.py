@@ -163,7 +163,9 @@ COMPACT_SQLITE_DDL: list[str] = [
         code INTEGER NOT NULL,
         body TEXT NOT NULL,
         digest BLOB NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS events_trace_seq ON events (trace_key, seq)",
+    # (trace_key) alone: SQLite appends the rowid, i.e. seq, to every index entry, so the
+    # entries are ordered by (trace_key, seq) all the same; naming seq too stored it twice
+    "CREATE INDEX IF NOT EXISTS events_trace_seq ON events (trace_key)",
     """CREATE TRIGGER IF NOT EXISTS runs_keep_identity
        BEFORE UPDATE OF run_key, run_id, trace_key, trace_id, header ON runs
        BEGIN SELECT RAISE(ABORT, 'runlog: a run''s identity and header never change'); END""",
