@@ -17,14 +17,16 @@ def config_for(sc: Scenario, thread: str = "t") -> dict[str, Any]:
 
 
 def run_calls(sc: Scenario, graph: Any, stream_mode: Any, subgraphs: bool,
-              thread: str = "t") -> list[tuple[list[Any], BaseException | None]]:
-    """Every call of the scenario on one thread: its items, and the error it raised."""
+              thread: str = "t", **kw: Any) -> list[tuple[list[Any], BaseException | None]]:
+    """Every call of the scenario on one thread: its items, and the error it raised
+    (``kw``: more arguments of ``stream``, e.g. ``version``)."""
     out: list[tuple[list[Any], BaseException | None]] = []
     cfg = config_for(sc, thread)
     for inp in sc.calls:
         items: list[Any] = []
         try:
-            for item in graph.stream(inp, cfg, stream_mode=stream_mode, subgraphs=subgraphs):
+            for item in graph.stream(inp, cfg, stream_mode=stream_mode, subgraphs=subgraphs,
+                                     **kw):
                 items.append(item)
         except Exception as e:
             out.append((items, e))
@@ -52,6 +54,32 @@ def replay_call(store: runlog.Store, run_id: str, **kw: Any
     except Exception as e:
         return items, e
     return items, None
+
+
+async def areplay_call(store: runlog.Store, run_id: str, **kw: Any
+                       ) -> tuple[list[Any], BaseException | None]:
+    """:func:`replay_call` through ``runlog_langgraph.astream``."""
+    items: list[Any] = []
+    try:
+        async for item in rlg.astream(store, run_id, **kw):
+            items.append(item)
+    except Exception as e:
+        return items, e
+    return items, None
+
+
+def assert_resumes(store: runlog.Store, run_id: str, expected: list[Any]) -> None:
+    """Resuming ``stream_events`` after any event gives exactly the rest: read three
+    events at a time, each time from the last one's seq, nothing skipped or repeated."""
+    seen: list[Any] = []
+    cursor = 0
+    while True:
+        batch = list(rlg.stream_events(store, run_id, since=cursor))[:3]
+        if not batch:
+            break
+        seen.extend(batch)
+        cursor = batch[-1]["seq"]
+    assert seen == expected
 
 
 def same(a: Any, b: Any) -> bool:

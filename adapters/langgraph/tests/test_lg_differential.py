@@ -18,7 +18,15 @@ from typing import Any
 
 import pytest
 import runlog_langgraph as rlg
-from lg_helpers import config_for, norm, record_calls, replay_call, run_calls, same
+from lg_helpers import (
+    areplay_call,
+    config_for,
+    norm,
+    record_calls,
+    replay_call,
+    run_calls,
+    same,
+)
 from lg_scenarios import SCENARIOS, Scenario
 
 import runlog
@@ -117,12 +125,6 @@ async def test_async_replay_equals_live(lg_store: runlog.Store, sc: Scenario,
         live = await _arun_calls(sc, graph, stream_mode, subgraphs)
     assert rec.failures == 0, rec.last_error
     for (items, err), rid in zip(live, rec.graph_ids, strict=True):
-        got: list[Any] = []
-        got_err: BaseException | None = None
-        try:
-            async for item in rlg.astream(lg_store, rid):
-                got.append(item)
-        except Exception as e:
-            got_err = e
+        got, got_err = await areplay_call(lg_store, rid)
         assert got == items or same(got, items)
         _same_error(err, got_err)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import runlog_langgraph as rlg
-from lg_helpers import config_for, norm, same
+from lg_helpers import areplay_call, config_for, norm, replay_call, run_calls, same
 from lg_scenarios import SCENARIOS, Scenario
 
 import runlog
@@ -27,18 +27,7 @@ IDS = [s if isinstance(s, str) else "+".join(s) for s in SELECTIONS]
 
 def _run(sc: Scenario, graph: Any, stream_mode: Any, subgraphs: bool, version: str
          ) -> list[tuple[list[Any], BaseException | None]]:
-    out: list[tuple[list[Any], BaseException | None]] = []
-    for inp in sc.calls:
-        items: list[Any] = []
-        try:
-            for item in graph.stream(inp, config_for(sc), stream_mode=stream_mode,
-                                     subgraphs=subgraphs, version=version):
-                items.append(item)
-        except Exception as e:
-            out.append((items, e))
-        else:
-            out.append((items, None))
-    return out
+    return run_calls(sc, graph, stream_mode, subgraphs, version=version)
 
 
 def _record(store: runlog.Store, sc: Scenario, stream_mode: Any, subgraphs: bool,
@@ -49,16 +38,6 @@ def _record(store: runlog.Store, sc: Scenario, stream_mode: Any, subgraphs: bool
     assert rec.failures == 0, rec.last_error
     assert len(rec.graph_ids) == len(sc.calls)
     return rec, out
-
-
-def _replay(store: runlog.Store, rid: str, **kw: Any) -> tuple[list[Any], Any]:
-    items: list[Any] = []
-    try:
-        for item in rlg.stream(store, rid, **kw):
-            items.append(item)
-    except Exception as e:
-        return items, e
-    return items, None
 
 
 def _compare(sc: Scenario, a: list[Any], b: list[Any]) -> None:
@@ -78,12 +57,12 @@ def test_v2_replay_equals_live(lg_store: runlog.Store, sc: Scenario, stream_mode
         if isinstance(stream_mode, list):
             assert items, "LangGraph gave no part"
         assert all(type(i) is dict and {"type", "ns", "data"} <= i.keys() for i in items)
-        got, got_err = _replay(lg_store, rid)  # defaults: what the app asked, as v2
+        got, got_err = replay_call(lg_store, rid)  # defaults: what the app asked, as v2
         assert got == items or same(got, items)  # same: only a failed task's exception
         assert type(got_err) is type(err)
         if err is not None:
             assert got_err.args == err.args
-        again, _ = _replay(lg_store, rid, stream_mode=stream_mode, subgraphs=subgraphs,
+        again, _ = replay_call(lg_store, rid, stream_mode=stream_mode, subgraphs=subgraphs,
                            version="v2")
         assert again == items or same(again, items)
 
@@ -109,7 +88,7 @@ def test_one_format_replays_as_the_other(lg_store: runlog.Store, sc: Scenario) -
             rec, _ = _record(lg_store, sc, "updates", False, rec_v)
             live = _run(sc, sc.build(), mode, sub, as_v)
             for (items, err), rid in zip(live, rec.graph_ids, strict=True):
-                got, got_err = _replay(lg_store, rid, stream_mode=mode, subgraphs=sub,
+                got, got_err = replay_call(lg_store, rid, stream_mode=mode, subgraphs=sub,
                                        version=as_v)
                 _compare(sc, got, items)
                 assert type(got_err) is type(err)
@@ -134,13 +113,7 @@ async def test_v2_async(lg_store: runlog.Store, sc: Scenario) -> None:
             live.append((items, err))
     assert rec.failures == 0, rec.last_error
     for (items, err), rid in zip(live, rec.graph_ids, strict=True):
-        got: list[Any] = []
-        got_err: BaseException | None = None
-        try:
-            async for item in rlg.astream(lg_store, rid):
-                got.append(item)
-        except Exception as e:
-            got_err = e
+        got, got_err = await areplay_call(lg_store, rid)
         assert got == items or same(got, items)
         assert type(got_err) is type(err)
 

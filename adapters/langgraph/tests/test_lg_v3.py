@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import runlog_langgraph as rlg
-from lg_helpers import config_for, same
+from lg_helpers import assert_resumes, config_for, same
 from lg_scenarios import SCENARIOS, Scenario, subgraph
 
 import runlog
@@ -72,16 +72,7 @@ def test_v3_filters_and_since(lg_store: runlog.Store) -> None:
     assert list(rlg.stream_events(lg_store, rid, namespace=child)) == [
         e for e in live if e["params"]["namespace"][:len(child)] == child]
     assert list(rlg.stream_events(lg_store, rid, namespace=[])) == live
-    # resuming after any event gives exactly the rest: nothing skipped, nothing twice
-    seen: list[Any] = []
-    cursor = 0
-    while True:
-        batch = list(rlg.stream_events(lg_store, rid, since=cursor))[:3]
-        if not batch:
-            break
-        seen.extend(batch)
-        cursor = batch[-1]["seq"]
-    assert seen == live
+    assert_resumes(lg_store, rid, live)
 
 
 @pytest.mark.anyio

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 import runlog_langgraph as rlg
-from lg_helpers import config_for, norm
+from lg_helpers import assert_resumes, config_for, norm
 from lg_scenarios import SCENARIOS, Scenario, subgraph
 
 import runlog
@@ -157,15 +157,7 @@ def test_derived_v3_filters_and_since(lg_store: runlog.Store) -> None:
     assert below
     assert below == [e for e in full if e["params"]["namespace"][:len(child)] == child]
     assert list(rlg.stream_events(lg_store, rid, namespace=[])) == full
-    seen: list[Any] = []
-    cursor = 0
-    while True:
-        batch = list(rlg.stream_events(lg_store, rid, since=cursor))[:3]
-        if not batch:
-            break
-        seen.extend(batch)
-        cursor = batch[-1]["seq"]
-    assert seen == full
+    assert_resumes(lg_store, rid, full)
 
 
 @pytest.mark.anyio
