@@ -69,8 +69,9 @@ def test_the_streaming_handler_check_is_the_protocols_remembered_per_class(
     from runlog_langchain import recorder as rec_mod
 
     monkeypatch.setattr(rec_mod, "_STREAMING", {})
-    handlers = [LogStreamCallbackHandler(), _AstreamEventsCallbackHandler(),
-                BaseCallbackHandler()]
+    # made without their __init__, which opens an event loop (it is never closed)
+    handlers = [object.__new__(cls) for cls in (
+        LogStreamCallbackHandler, _AstreamEventsCallbackHandler, BaseCallbackHandler)]
     assert [rec_mod._is_streaming(h) for h in handlers] == [
         isinstance(h, _StreamingCallbackHandler) for h in handlers] == [True, True, False]
     remembered = {type(h): r for h, r in zip(handlers, [True, True, False], strict=True)}
