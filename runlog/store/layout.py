@@ -43,8 +43,8 @@ from runlog import codec
 from runlog.events import envelope_header
 
 __all__ = ["HOLE", "KIND_OF_CODE", "OUTPUT", "STREAM_FIXED", "TEMPLATED", "TOKEN", "WHOLE",
-           "fit_template", "fits_known", "head", "join", "joiner", "run_header", "split",
-           "split_known", "template_of", "template_seq"]
+           "fill_template", "fit_template", "fits_known", "head", "join", "joiner",
+           "run_header", "split", "split_known", "template_of", "template_seq"]
 
 WHOLE, START, STREAM, END, OUTPUT, TOKEN, TEMPLATED = range(7)
 KIND_OF_CODE: dict[int, str | None] = {WHOLE: None, START: "start", STREAM: "stream",
@@ -143,10 +143,10 @@ def join(code: int, body: bytes, time_us: int, header: bytes | None,
     if kind is None or header is None:
         return body
     if code == TEMPLATED:
-        at = body.find(b'"')
-        if template is None or at < 0:
+        rest = fill_template(body, template)
+        if rest is None:
             return body  # a damaged row: verify reports the chain it breaks
-        return b"%b%d%b" % (_head(kind, header), time_us, template.replace(_HOLE, body[at:]))
+        return b"%b%d%b" % (_head(kind, header), time_us, rest)
     before, after = _FIXED[code]
     return b"%b%d%b%b%b" % (_head(kind, header), time_us, before, body, after)
 
@@ -216,6 +216,16 @@ def fits_known(raw: bytes, time_us: int, header: bytes, template: bytes,
     so a row stored as code 6 on its word always reads back as ``raw``."""
     return token[:1] == b'"' and raw == b"%b%d%b" % (
         _head("stream", header), time_us, template.replace(_HOLE, token))
+
+
+def fill_template(body: bytes, template: bytes | None) -> bytes | None:
+    """A code-6 row's envelope after its time: ``template`` with the row's token (its
+    ``body`` after the template row's seq) in its holes; None for a damaged row (no
+    template, or no token in the body)."""
+    at = body.find(b'"')
+    if template is None or at < 0:
+        return None
+    return template.replace(_HOLE, body[at:])
 
 
 def template_seq(body: bytes) -> int | None:

@@ -630,28 +630,26 @@ class SQLiteBackend(Backend):
                     # exactly the envelope (else the envelope is split as usual). This
                     # loop holds the GIL for every event: one check, not a dozen calls.
                     # (no typing.cast here: it builds a tuple[...] alias per call)
-                    if parts is not None and header is not None and parts[0] == templated:
-                        # a token event with a chunk, its token (a JSON string) given
-                        # by the recorder: code 6 if the run's current template with
-                        # that token in its holes is exactly the envelope, the join a
-                        # reader makes (a comparison, not fit_template's search)
-                        current = new_templates.get(run_key) or templates.get(run_key)
-                        hint = parts[1]
-                        shead = stream_heads.get(header)
-                        if shead is None:
-                            shead = stream_heads[header] = layout.head("stream", header)
-                        if (current is not None and hint[:1] == b'"' and raw == b"%b%d%b" % (
-                                shead, time_us, current[1].replace(hole, hint))):
-                            code, body = templated, b"%d%b" % (current[0], hint)
-                        else:
-                            code, body = split(kind, raw, time_us, header)
-                    elif (parts is not None and header is not None
-                            and (fixed := stream_fixed.get(parts[0])) is not None):
+                    if parts is not None and header is not None:
                         shead = stream_heads.get(header)
                         if shead is None:
                             shead = stream_heads[header] = layout.head("stream", header)
                         code, body = parts
-                        if raw != b"%b%d%b%b%b" % (shead, time_us, fixed[0], body, fixed[1]):
+                        if code == templated:
+                            # a token event with a chunk, its token (a JSON string) given
+                            # by the recorder: code 6 if the run's current template with
+                            # that token in its holes is exactly the envelope, the join a
+                            # reader makes (layout.fits_known, with the cached head; a
+                            # comparison, not fit_template's search)
+                            current = new_templates.get(run_key) or templates.get(run_key)
+                            if (current is not None and body[:1] == b'"'
+                                    and raw == b"%b%d%b" % (
+                                        shead, time_us, current[1].replace(hole, body))):
+                                body = b"%d%b" % (current[0], body)
+                            else:
+                                code, body = split(kind, raw, time_us, header)
+                        elif (fixed := stream_fixed.get(code)) is None or raw != (
+                                b"%b%d%b%b%b" % (shead, time_us, fixed[0], body, fixed[1])):
                             code, body = split(kind, raw, time_us, header)
                     else:
                         code, body = split(kind, raw, time_us, header)
@@ -822,17 +820,7 @@ class SQLiteBackend(Backend):
         try:  # two statements and no transaction, as in _select
             high = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
             rows = conn.execute(sql, params).fetchall()
-            headers = self._headers
-            missing = {r[1] for r in rows} - headers.keys()
-            if missing:
-                if len(headers) + len(missing) > _KEY_CACHE:
-                    headers.clear()
-                keys = sorted(missing)
-                for i in range(0, len(keys), 500):
-                    part = keys[i:i + 500]
-                    headers.update((key, (header, start)) for key, header, start in conn.execute(
-                        "SELECT run_key, CAST(header AS BLOB), start_time FROM runs WHERE "
-                        f"run_key IN ({','.join('?' * len(part))})", part).fetchall())
+            self._load_headers(conn, {r[1] for r in rows})
         except sqlite3.OperationalError:
             raise  # busy, locked, I/O: not a damaged file
         except sqlite3.DatabaseError as e:  # as _read_txn reports it
@@ -914,33 +902,39 @@ class SQLiteBackend(Backend):
         """The page with its code-6 rows joined: SQLite gave each the head and time of
         its envelope and its body (the template row's seq, then the token), which
         goes into its template as :func:`layout.join` does it."""
-        cache = self._read_templates
-        if len(cache) > _KEY_CACHE:  # before the page's are looked up, not after
-            cache.clear()
-        bodies = [r[2] for r in rows if r[2] is not None]
-        wanted = sorted({s for b in bodies if (s := layout.template_seq(b)) is not None}
-                        - cache.keys())
-        for i in range(0, len(wanted), 500):
-            part = wanted[i:i + 500]
-            for seq, code, body in conn.execute(
-                    f"SELECT seq, code, body FROM events WHERE seq IN "
-                    f"({','.join('?' * len(part))})", part).fetchall():
-                cache[seq] = layout.template_of(code, body)
-        hole = layout.HOLE
+        cache = self._cache_templates(
+            conn, {s for r in rows if r[2] is not None
+                   if (s := layout.template_seq(r[2])) is not None})
         out: list[Any] = []
         for row in rows:
             body = row[2]
             if body is not None:
                 ref = layout.template_seq(body)
-                template = cache.get(ref) if ref is not None else None
-                at = body.find(b'"')
-                if template is None or at < 0:  # a damaged row: as layout.join
-                    row = (row[0], body, None, *row[3:])
-                else:
-                    row = (row[0], row[1] + template.replace(hole, body[at:]), None,
-                           *row[3:])
-            out.append(row)
+                rest = layout.fill_template(body, cache.get(ref) if ref is not None else None)
+                row = (row[0], body if rest is None else row[1] + rest, None, *row[3:])
+            out.append(row)  # a damaged row: its body, as layout.join gives it
         return out
+
+    def _cache_templates(self, conn: sqlite3.Connection, seqs: set[int],
+                         on_page: dict[int, Any] | None = None) -> dict[int, bytes | None]:
+        """The template cache, holding the templates of the rows ``seqs`` (code-6 rows'
+        template rows): those on the page (``on_page``: five-column rows by seq) taken
+        from it, the others read by seq. A full cache is emptied first, so the page's
+        templates are all there afterwards."""
+        cache = self._read_templates
+        if len(cache) + len(seqs) > _KEY_CACHE:
+            cache.clear()
+        page = on_page or {}
+        wanted = seqs - cache.keys()
+        found = [(s, page[s][3], page[s][4]) for s in wanted if s in page]
+        fetch = sorted(s for s in wanted if s not in page)
+        for i in range(0, len(fetch), 500):
+            part = fetch[i:i + 500]
+            found += conn.execute("SELECT seq, code, body FROM events WHERE seq IN "
+                                  f"({','.join('?' * len(part))})", part).fetchall()
+        for seq, code, body in found:
+            cache[seq] = layout.template_of(code, body)
+        return cache
 
     def _load_headers(self, conn: sqlite3.Connection, keys: set[Any]) -> None:
         """Cache ``(header, start time)`` of the runs of ``keys`` not cached yet."""
@@ -949,7 +943,8 @@ class SQLiteBackend(Backend):
         if not missing:
             return
         if len(headers) + len(missing) > _KEY_CACHE:
-            headers.clear()
+            headers.clear()  # then the page's runs are all read again, not only the new
+            missing = set(keys)
         ordered = sorted(missing, key=repr)  # any values: a damaged row's too
         for i in range(0, len(ordered), 500):
             part = ordered[i:i + 500]
@@ -999,23 +994,10 @@ class SQLiteBackend(Backend):
                         ) -> list[tuple[int, bytes, Any]]:
         """Join a page holding code-6 rows: their template rows are read first (by seq,
         from this page or the table: an earlier event of the same run)."""
-        cache = self._read_templates
-        on_page = {r[0]: r for r in rows}
-        wanted = {s for r in rows if r[3] == layout.TEMPLATED
-                  if (s := layout.template_seq(r[4])) is not None} - cache.keys()
-        if len(cache) + len(wanted) > _KEY_CACHE:
-            cache.clear()
-        fetch = sorted(s for s in wanted if s not in on_page)
-        found = [on_page[s] for s in wanted if s in on_page]
-        if fetch:
-            conn = self._reader()
-            for i in range(0, len(fetch), 500):
-                part = fetch[i:i + 500]
-                found += conn.execute(
-                    "SELECT seq, run_key, time, code, body FROM events WHERE seq IN "
-                    f"({','.join('?' * len(part))})", part).fetchall()
-        for seq, _key, _time, code, body, *_ in found:
-            cache[seq] = layout.template_of(code, body)
+        cache = self._cache_templates(
+            self._reader(), {s for r in rows if r[3] == layout.TEMPLATED
+                             if (s := layout.template_seq(r[4])) is not None},
+            {r[0]: r for r in rows})
         headers = self._headers if headers is None else headers
         join = layout.join
         out: list[tuple[int, bytes, Any]] = []
