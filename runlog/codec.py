@@ -80,6 +80,7 @@ __all__ = [
     "encode",
     "loads_plain",
     "register",
+    "registration",
     "revive_exception",
     "trust",
     "untag",
@@ -251,6 +252,13 @@ def _resolve(t: type) -> tuple[str, _Encoder] | None:
         if reg is not None:
             return reg
     return None
+
+
+def registration(t: type) -> tuple[str, Callable[[Any], Any]] | None:
+    """``(tag name, encoder)`` that :func:`encode` uses for values of type ``t``, if it
+    has resolved that already (None otherwise, or when none applies): an adapter that
+    writes a value's bytes itself checks with it that they are the codec's."""
+    return _resolved.get(t)
 
 
 def dumps_plain(value: Any) -> bytes:

@@ -146,7 +146,7 @@ def encode_chunk(obj: Any) -> bytes | None:
     t = _templates.get(cls)
     if t is None:
         return None
-    reg = codec._resolved.get(cls)
+    reg = codec.registration(cls)
     if reg is None or reg[1] is not _encode_lc or reg[0] != "lc":
         return None
     raw = _fill(t, obj)
