@@ -222,11 +222,7 @@ def test_reading_a_trace_walks_the_trace_index(tmp_path: Path) -> None:
     path = tmp_path / "x.db"
     with open_compact(path) as s, s.run("r") as run:
         run.stream(1)
-    conn = sqlite3.connect(path)
-    plan = " ".join(r[3] for r in conn.execute(
-        "EXPLAIN QUERY PLAN SELECT e.seq, e.run_key, e.time, e.code, e.body FROM events e "
-        "WHERE e.seq > ? AND e.trace_key = ? ORDER BY e.seq LIMIT ?", (0, 1, 1000)))
-    conn.close()
+    plan = _trace_page_plan(path, "e.seq, e.run_key, e.time, e.code, e.body")
     # the index is declared on (trace_key) alone: SQLite appends the rowid (seq) to
     # each entry, so the plan searches it by (trace_key, rowid) in seq order
     assert "USING INDEX events_trace_seq (trace_key=? AND rowid>?)" in plan
@@ -235,6 +231,17 @@ def test_reading_a_trace_walks_the_trace_index(tmp_path: Path) -> None:
     columns = [r[2] for r in conn.execute("PRAGMA index_xinfo(events_trace_seq)")]
     conn.close()
     assert columns == ["trace_key", None]  # stored: trace_key and the rowid, once
+
+
+def _trace_page_plan(path: Path, columns: str) -> str:
+    """``EXPLAIN QUERY PLAN`` of a trace's page query selecting ``columns``."""
+    conn = sqlite3.connect(path)
+    try:
+        return " ".join(r[3] for r in conn.execute(
+            f"EXPLAIN QUERY PLAN SELECT {columns} FROM events e "
+            "WHERE e.seq > ? AND e.trace_key = ? ORDER BY e.seq LIMIT ?", (0, 1, 1000)))
+    finally:
+        conn.close()
 
 
 def test_a_store_with_the_older_trace_index_reads_and_writes(tmp_path: Path) -> None:
@@ -255,11 +262,7 @@ def test_a_store_with_the_older_trace_index_reads_and_writes(tmp_path: Path) -> 
         root = next(r for r in s.runs() if r.name == "r")
         assert [e.kind for e in s.replay(root.run_id)] == ["start", "stream", "end"]
         assert s.verify().ok
-    conn = sqlite3.connect(path)
-    plan = " ".join(r[3] for r in conn.execute(
-        "EXPLAIN QUERY PLAN SELECT e.seq FROM events e "
-        "WHERE e.seq > ? AND e.trace_key = ? ORDER BY e.seq LIMIT ?", (0, 1, 1000)))
-    conn.close()
+    plan = _trace_page_plan(path, "e.seq")
     assert "USING COVERING INDEX events_trace_seq (trace_key=? AND seq>?)" in plan
     assert "TEMP B-TREE" not in plan
 
