@@ -35,16 +35,10 @@ class NotAGraphRunError(LookupError):
     """The run holds no recorded LangGraph stream (or not the one asked for)."""
 
 
-def _records(store: Store, run_id: str) -> Iterator[tuple[str, Any] | ErrorInfo | None]:
-    """``(kind, data)`` for each recorded part of the graph run, then its end's error
-    (or ``None``): read from disk, following the run live until it ends."""
-    for _t, r in _timed_records(store, run_id):
-        yield r
-
-
 def _timed_records(store: Store, run_id: str
                    ) -> Iterator[tuple[int, tuple[str, Any] | ErrorInfo | None]]:
-    """:func:`_records`, each with its event's time (microseconds)."""
+    """``(time_us, (kind, data))`` for each recorded part of the graph run, then its
+    end's error (or ``None``): read from disk, following the run live until it ends."""
     try:
         rid = store.resolve_run_id(run_id)
     except UnknownRunError:
@@ -204,18 +198,26 @@ def parts(store: Store, run_id: str) -> Iterator[Any]:
     run's stored :class:`~runlog.ErrorInfo` if it failed (the last item, not raised).
 
     The first item is the ``call`` record (a dict: what the application asked for)."""
+    for _t, p, _token_run in _timed_parts(store, run_id):
+        yield p
+
+
+def _timed_parts(store: Store, run_id: str) -> Iterator[tuple[int, Any, str | None]]:
+    """:func:`parts`, each with its event's time (microseconds) and, for a token's
+    ``messages`` part, its model run's id (what :mod:`runlog_langgraph.v3derive` needs)."""
     folder = _Folder(store)
-    for r in _records(store, run_id):
+    for t, r in _timed_records(store, run_id):
         if r is None:
             return
         if isinstance(r, ErrorInfo):
-            yield r
+            yield t, r, None
             return
         kind, data = r
         if kind == "call" or kind == "v3":
-            yield (kind, data)
+            yield t, (kind, data), None
         else:
-            yield from folder.parts(kind, data)
+            for p in folder.parts(kind, data):
+                yield t, p, folder.token_run
 
 
 def shape_part(part: tuple[Any, str, Any], stream_mode: Any, subgraphs: bool) -> Any:
@@ -391,23 +393,18 @@ def state(store: Store, run_id: str, step: int | None = None) -> Any:
     return found[step]
 
 
-def _derive_records(it: Iterator[tuple[int, Any]], store: Store
+def _derive_records(it: Iterator[tuple[int, Any, str | None]]
                     ) -> Iterator[tuple[int, Any, str | None]]:
-    """``(time_us, part, model run id of a token part)`` for every recorded part, then
-    the graph's rebuilt error (if it raised), for :mod:`runlog_langgraph.v3derive`."""
-    folder = _Folder(store)
-    for t, r in it:
-        if r is None:
+    """The parts of :func:`_timed_parts` for :mod:`runlog_langgraph.v3derive`: the
+    ``call`` and v3 records left out, and the graph's stored error rebuilt (if it
+    raised) in place of its :class:`~runlog.ErrorInfo`."""
+    for t, p, token_run in it:
+        if isinstance(p, ErrorInfo):
+            if p.type not in _NOT_RAISED:
+                yield t, error_object(p), None
             return
-        if isinstance(r, ErrorInfo):
-            if r.type not in _NOT_RAISED:
-                yield t, error_object(r), None
-            return
-        kind, data = r
-        if kind == "call" or kind == "v3":
-            continue
-        for p in folder.parts(kind, data):
-            yield t, p, folder.token_run
+        if p[0] != "call" and p[0] != "v3":
+            yield t, p, token_run
 
 
 def stream_events(store: Store, run_id: str, *, version: str = "v3",
@@ -434,29 +431,28 @@ def stream_events(store: Store, run_id: str, *, version: str = "v3",
                          "runlog_langchain.astream_events for LangChain's v1/v2 events")
     chans = frozenset(channels) if channels is not None else None
     ns = list(namespace) if namespace is not None else None
-    timed = _timed_records(store, run_id)
-    first = next(timed, (0, None))[1]
+    timed = _timed_parts(store, run_id)
+    first = next(timed, (0, None, None))[1]
     if not (isinstance(first, tuple) and first[0] == "call"
             and isinstance(first[1], dict)):
         raise NotAGraphRunError(f"run {run_id} holds no recorded LangGraph stream")
     if not first[1].get("v3"):
         from runlog_langgraph.v3derive import derive
         names = first[1].get("transformers")
-        for derived in derive(_derive_records(timed, store),
+        for derived in derive(_derive_records(timed),
                               names if isinstance(names, list) else None):
             if since is not None and derived["seq"] <= since:
                 continue
             if v3_matches(derived, chans, ns):
                 yield derived
         return
-    it = (r for _t, r in timed)
     fold: dict[tuple[Any, ...], Any] = {}
-    for r in it:
+    for _t, r, _token_run in timed:
         if not isinstance(r, tuple):
             return
-        kind, stored = r
-        if kind != "v3" or not isinstance(stored, dict):
-            continue
+        if r[0] != "v3" or not isinstance(r[1], dict):
+            continue  # (parts of other modes, which a v3 call does not record)
+        stored = r[1]
         ev = v3_event(stored, fold)
         if ev is None:
             continue
