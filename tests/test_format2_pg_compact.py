@@ -164,13 +164,14 @@ def test_a_pg_tail_started_mid_run_decodes_template_encoded_chunks() -> None:
 
 
 def test_a_token_event_row_holds_the_token_alone() -> None:
+    """A new store is at schema 3: the token row is code 7, the token without quotes."""
     url = pg_support.store_url()
     with open_pg(url) as s, s.run("r", tags=["x"], metadata={"k": "v"}) as run:
         run.token("tok")
     with _admin(url) as admin:
         row = admin.execute("SELECT code, body, octet_length(digest) FROM events "
                             "WHERE seq = 2").fetchone()
-    assert row == (layout.TOKEN, '"tok"', 16)
+    assert row == (layout.BARE_TOKEN, "tok", 16)
 
 
 def test_reading_a_trace_walks_the_trace_index() -> None:
