@@ -32,7 +32,7 @@ from runlog.events import envelope_header
 from runlog.store import layout
 from runlog.store.base import EventQuery
 from runlog.store.migrations import migrate
-from runlog.store.sqlite import SQLiteBackend
+from runlog.store.sqlite import SQLiteBackend, _joined_sql
 
 FIXTURE = Path(__file__).parent / "fixtures" / "schema2"
 EXPECTED: list[dict[str, Any]] = json.loads((FIXTURE / "expected.json").read_text())["events"]
@@ -118,6 +118,12 @@ def test_the_sql_join_of_code7_rows_gives_the_code5_bytes(
         path = Path(d) / "s.db"
         _store_with(path, [(code, time, body) for (code, body), (_, time) in
                            zip(rows, tokens, strict=True)])
+        conn = sqlite3.connect(path)
+        conn.text_factory = bytes
+        sql, params = _joined_sql([(1, _HEADER, 1000)])  # the expression itself, not the
+        by_sql = [r[0] for r in conn.execute(  # Python fallback for rows it leaves NULL
+            f"SELECT {sql} FROM events e ORDER BY e.seq", params)]
+        conn.close()
         backend = SQLiteBackend(path, create=False)
         statements: list[str] = []
         backend._reader().set_trace_callback(statements.append)
@@ -126,6 +132,7 @@ def test_the_sql_join_of_code7_rows_gives_the_code5_bytes(
         everything, _ = backend.read(EventQuery(after=0, limit=100))  # joined in Python
         backend.close()
     expected = [_code5(tok, 1000 + time) for tok, time in tokens]
+    assert by_sql == expected
     assert [e.raw for e in in_trace] == expected
     assert [e.raw for e in everything] == expected
 
