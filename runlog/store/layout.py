@@ -161,8 +161,8 @@ def split_known(kind: str, raw: bytes, time_us: int, header: bytes | None,
     split as usual. ``bare`` as for :func:`split`: the recorder's code 5 (it knows no
     store's schema) becomes code 7 when the store is at 3 (the recorder's token is a
     JSON string when its body begins and ends with a quote: ``codec.encode`` of a str
-    gives one JSON string, of anything else a list or object); a hint of code 7 becomes
-    code 5 when it is not (a hand-made hint, never the recorder's)."""
+    gives one JSON string, of anything else a list or object); a hint of code 7 (never
+    the recorder's) becomes code 5 when the store is not at 3."""
     if parts is None or header is None:
         return split(kind, raw, time_us, header, bare)
     code, body = parts

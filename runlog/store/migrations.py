@@ -13,9 +13,10 @@ for, on two dialects whose extras differ (SQLite triggers, PostgreSQL JSONB/GIN 
 counter row). A list of per-dialect SQL steps keyed by version is all that needs, and
 it keeps the statements reviewable next to the version they produce.
 
-The compact layout (``meta.layout`` = ``compact``) numbers its own versions: it is
-schema 2 as made, and schema 3 (:data:`runlog.store.layout.BARE_SCHEMA_VERSION`) once it
-may hold code-7 rows (a token without its JSON quotes). Its 2 -> 3 step changes no table
+The compact layout (``meta.layout`` = ``compact``) numbers its own versions: schema 2
+(as runlog before layout code 7 made it) and schema 3
+(:data:`runlog.store.layout.BARE_SCHEMA_VERSION`, as new compact stores are made), whose
+stores may hold code-7 rows (a token without its JSON quotes). Its 2 -> 3 step changes no table
 and no row: a 2-store's rows are all valid at 3, only its writer starts storing code 7
 after it, so the step is the version bump alone (:func:`_upgrade_compact`), which
 runlog older than schema 3 then refuses. Older runlog that opened the store before the
