@@ -80,7 +80,9 @@ _AUTO: Any = object()
 _new_pending = tuple.__new__
 # the compact layout's codes of an output chunk and of a token without chunk: the
 # recorder has those rows' bodies at hand (the data it encoded), so the writer need not
-# search the envelope for them
+# search the envelope for them. A token's hint is code 5 (its JSON text, quotes
+# included) whatever the store: the writer of a store at schema 3 drops the quotes of
+# a JSON string itself (code 7), since only the store knows its schema
 _OUTPUT_CODE, _TOKEN_CODE = layout.OUTPUT, layout.TOKEN
 # and of a token with a chunk that fits its run's chunk template (the body: the token)
 _TEMPLATED_CODE = layout.TEMPLATED
@@ -394,7 +396,7 @@ class Run:
         # the envelope of make_envelope(..., channel="token") around the encoding of
         # {"token": token, "chunk": chunk}, assembled in one join: this runs per token
         text = codec.encode(token)
-        if chunk is None:  # the compact layout keeps just the token (layout code 5)
+        if chunk is None:  # the compact layout keeps just the token (layout code 5 or 7)
             self._put("stream", b'%b%d,"channel":"token","data":{"token":%b,"chunk":null}}'
                       % (self._stream_head, t, text), t, None, False, (_TOKEN_CODE, text))
             return

@@ -164,13 +164,14 @@ def test_a_pg_tail_started_mid_run_decodes_template_encoded_chunks() -> None:
 
 
 def test_a_token_event_row_holds_the_token_alone() -> None:
+    """A new store is at schema 3: the token row is code 7, the token without quotes."""
     url = pg_support.store_url()
     with open_pg(url) as s, s.run("r", tags=["x"], metadata={"k": "v"}) as run:
         run.token("tok")
     with _admin(url) as admin:
         row = admin.execute("SELECT code, body, octet_length(digest) FROM events "
                             "WHERE seq = 2").fetchone()
-    assert row == (layout.TOKEN, '"tok"', 16)
+    assert row == (layout.BARE_TOKEN, "tok", 16)
 
 
 def test_reading_a_trace_walks_the_trace_index() -> None:
@@ -414,3 +415,36 @@ def test_migrate_compact_in_place_refuses_a_live_pg_writer() -> None:
         assert done.returncode != 0
         assert "live lease" in done.stderr + done.stdout
         assert not live.backend.compact  # type: ignore[attr-defined]
+
+
+def test_a_schema2_store_keeps_writing_code5_until_migrated_to_3() -> None:
+    """A compact store at schema 2 (made before layout code 7) opens and is written with
+    code-5 token rows; ``migrate`` takes it to 3 by the version alone (no row changes),
+    after which its tokens are stored without quotes; a store at 4 is refused."""
+    from runlog.store.migrations import migrate
+
+    url = pg_support.store_url()
+    open_pg(url).close()
+    with _admin(url) as admin:
+        admin.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    with open_pg(url) as s, s.run("r") as run:
+        run.token('a "quoted" tok')
+    with _admin(url) as admin:
+        before = admin.execute("SELECT seq, code, body FROM events ORDER BY seq").fetchall()
+    assert before[1][1:] == (layout.TOKEN, '"a \\"quoted\\" tok"')
+    report = migrate(url)
+    assert (report.before, report.after, len(report.applied)) == (2, 3, 1)
+    with open_pg(url) as s:
+        with s.run("r2") as run:
+            run.token('a "quoted" tok')
+        assert s.verify().ok
+        tokens = [e for e in s.events() if e.channel == "token"]
+    assert [e.data["token"] for e in tokens] == ['a "quoted" tok'] * 2
+    with _admin(url) as admin:
+        after = admin.execute("SELECT seq, code, body FROM events ORDER BY seq").fetchall()
+        assert after[:len(before)] == before  # no row changed
+        assert after[len(before) + 1][1:] == (layout.BARE_TOKEN, 'a \\"quoted\\" tok')
+        admin.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    with pytest.raises(runlog.SchemaVersionError, match=r"schema 4, newer than this "
+                                                        r"runlog understands \(3\)"):
+        open_pg(url)

@@ -14,7 +14,7 @@ from runlog.store.migrations import migrate as do_migrate
 @cli.command()
 @db_option
 @click.option("--compact", is_flag=True,
-              help="Convert a store to the compact layout (schema 2), in place "
+              help="Convert a store to the compact layout (schema 3), in place "
                    "or (with --to) into a new file (PostgreSQL: a new ?schema=).")
 @click.option("--to", "to", metavar="PATH", default=None,
               help="With --compact: write the compact store here (a path, or a "
@@ -29,13 +29,19 @@ def migrate(db: str, compact: bool, to: str | None) -> None:
 
     \b
     --compact converts a SQLite store of the wide layout (schema 1: each event row
-    repeats its run's ids, name, type, tags and metadata) to the compact one (schema 2:
+    repeats its run's ids, name, type, tags and metadata) to the compact one (schema 3:
     those once per run, each event row only what the event adds; about a fifth of
     the bytes). Seqs, envelope bytes and digests stay as they are, so exports and
     their chains do not change; every event is checked on the way and the result
     verified. In place, the original file is kept as PATH.wide; an interrupted
     conversion resumes where it stopped. Runlog older than this one cannot open a
     compact store.
+
+    \b
+    A compact store at schema 2 (made before token rows without their JSON quotes,
+    layout code 7) is taken to schema 3 in place by the version alone: no row is
+    rewritten, tokens recorded after it are stored without quotes, and runlog older
+    than schema 3 refuses the store from then on (stop its tails and viewers first).
     """
     if to is not None and not compact:
         raise click.UsageError("--to goes with --compact")
@@ -80,7 +86,7 @@ def _compact(db: str, to: str | None) -> None:
         return
     click.echo(
         f"converted {report.events:,} events of {report.runs:,} runs to the compact layout "
-        f"(schema 2) in {report.destination}: {report.bytes_before:,} -> "
+        f"(schema 3) in {report.destination}: {report.bytes_before:,} -> "
         f"{report.bytes_after:,} bytes; seqs, envelope bytes and digests unchanged, "
         "every chain verified")
     if report.kept is not None:

@@ -207,7 +207,7 @@ def compact_sqlite(
     batch_size: int = 5000,
     progress: Callable[[int, int], None] | None = None,
 ) -> CompactReport:
-    """Convert a SQLite store of the wide layout (schema 1) to the compact one (schema 2).
+    """Convert a SQLite store of the wide layout (schema 1) to the compact one (schema 3).
 
     Every event keeps its seq, its envelope bytes and its digest (the envelope is the
     event's bytes in both layouts: only how rows hold them changes), so the copy is

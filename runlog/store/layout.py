@@ -1,4 +1,4 @@
-"""Rows of the compact SQLite layout (schema 2): an envelope split into what it adds.
+"""Rows of the compact layout (schemas 2 and 3): an envelope split into what it adds.
 
 Every event of a run repeats the run's header (ids, name, type, tags, metadata:
 :func:`runlog.events.envelope_header`), about 220 of a token event's 300 bytes. The
@@ -18,6 +18,15 @@ nor the fixed text the code stands for. Reading joins them back::
 | 4 | stream | ``,"data":`` *D* ``}`` | *D* |
 | 5 | stream | ``,"channel":"token","data":{"token":`` *T* ``,"chunk":null}}`` | *T* |
 | 6 | stream | the template row's, with *T* for its token (below) | its seq, then *T* |
+| 7 | stream | ``,"channel":"token","data":{"token":"`` *S* ``","chunk":null}}`` | *S* |
+
+Code 7 is code 5 without the token's quotes: *S* is a token that is a JSON string, its
+JSON text between the quotes (``tok`` for ``"tok"``, escapes as the envelope has them),
+2 bytes a row less. Runlog before it would join a code-7 row as a whole envelope (it
+knows no kind for code 7), i.e. read the bare token as the event, so only stores at
+schema 3 (:data:`BARE_SCHEMA_VERSION`) get such rows: the writer of a store at schema 2
+keeps writing code 5 (``split(..., bare=False)``), and runlog that knows only schema 2
+refuses a store at 3. Reading needs no schema: code 7 joins the same in either.
 
 Code 6 is for models that stream a chunk object with every token (a LangChain
 ``AIMessageChunk``: about 400 bytes, of which only the text changes). A token event with
@@ -42,14 +51,15 @@ from __future__ import annotations
 from runlog import codec
 from runlog.events import envelope_header
 
-__all__ = ["HOLE", "KIND_OF_CODE", "OUTPUT", "STREAM_FIXED", "TEMPLATED", "TOKEN", "WHOLE",
-           "fill_template", "fit_template", "fits_known", "head", "join", "joiner",
-           "run_header", "split", "split_known", "template_of", "template_seq"]
+__all__ = ["BARE_SCHEMA_VERSION", "BARE_TOKEN", "HOLE", "KIND_OF_CODE", "OUTPUT",
+           "STREAM_FIXED", "TEMPLATED", "TOKEN", "WHOLE", "bare_token", "fill_template",
+           "fit_template", "fits_known", "head", "join", "joiner", "run_header", "split",
+           "split_known", "template_of", "template_seq"]
 
-WHOLE, START, STREAM, END, OUTPUT, TOKEN, TEMPLATED = range(7)
+WHOLE, START, STREAM, END, OUTPUT, TOKEN, TEMPLATED, BARE_TOKEN = range(8)
 KIND_OF_CODE: dict[int, str | None] = {WHOLE: None, START: "start", STREAM: "stream",
                                        END: "end", OUTPUT: "stream", TOKEN: "stream",
-                                       TEMPLATED: "stream"}
+                                       TEMPLATED: "stream", BARE_TOKEN: "stream"}
 """The kind each code stands for (None: read it from the whole envelope)."""
 
 _PREFIX = {"start": b'{"kind":"start",', "stream": b'{"kind":"stream",',
@@ -58,12 +68,17 @@ _GENERIC = {"start": START, "stream": STREAM, "end": END}
 _TIME = b',"time":'
 _OUTPUT = (b',"data":', b"}")
 _TOKEN = (b',"channel":"token","data":{"token":', b',"chunk":null}}')
+_BARE = (_TOKEN[0] + b'"', b'"' + _TOKEN[1])
 _FIXED: dict[int, tuple[bytes, bytes]] = {START: (b"", b""), STREAM: (b"", b""),
-                                          END: (b"", b""), OUTPUT: _OUTPUT, TOKEN: _TOKEN}
+                                          END: (b"", b""), OUTPUT: _OUTPUT, TOKEN: _TOKEN,
+                                          BARE_TOKEN: _BARE}
 STREAM_FIXED: dict[int, tuple[bytes, bytes]] = {STREAM: (b"", b""), OUTPUT: _OUTPUT,
-                                                TOKEN: _TOKEN}
+                                                TOKEN: _TOKEN, BARE_TOKEN: _BARE}
 """The fixed text before and after the body of each code that stands for a stream event:
 the writer checks the recorder's ``(code, body)`` of a stream event against it."""
+BARE_SCHEMA_VERSION = 3
+"""The first schema whose stores may hold code-7 rows (and the only one whose writer
+makes them): see the module docstring."""
 
 
 def run_header(run_id: str, parent_id: str | None, trace_id: str, name: str, run_type: str,
@@ -96,10 +111,30 @@ def head(kind: str, header: bytes) -> bytes:
     return _head(kind, header)
 
 
-def split(kind: str, raw: bytes, time_us: int, header: bytes | None) -> tuple[int, bytes]:
+def bare_token(body: bytes) -> bytes | None:
+    """A code-5 body's code-7 body (its JSON string's text between the quotes), or None
+    when the token is not one JSON string (a list of content blocks, or text that only
+    looks like a token: ``"a","x":"b"``, which a hand-made envelope may hold)."""
+    if len(body) < 2 or body[:1] != b'"' or body[-1:] != b'"':
+        return None
+    at = 1
+    while True:  # the closing quote: one not escaped by an odd run of backslashes
+        at = body.find(b'"', at)
+        slashes = 0
+        while body[at - 1 - slashes] == 0x5C:
+            slashes += 1
+        if slashes % 2 == 0:
+            return body[1:-1] if at == len(body) - 1 else None
+        at += 1
+
+
+def split(kind: str, raw: bytes, time_us: int, header: bytes | None,
+          bare: bool = False) -> tuple[int, bytes]:
     """``(code, body)`` of one envelope of a run whose header is ``header`` (module doc).
 
     ``header`` None (a run whose start was kept whole) keeps the envelope whole too.
+    ``bare`` (a store at :data:`BARE_SCHEMA_VERSION`) stores a token that is a JSON
+    string as code 7, without its quotes; else as code 5.
     """
     if header is None or kind not in _PREFIX:
         return WHOLE, raw
@@ -112,18 +147,27 @@ def split(kind: str, raw: bytes, time_us: int, header: bytes | None) -> tuple[in
         for code, (before, after) in ((TOKEN, _TOKEN), (OUTPUT, _OUTPUT)):
             if (raw.startswith(before, at) and raw.endswith(after)
                     and len(raw) >= at + len(before) + len(after)):
-                return code, raw[at + len(before):len(raw) - len(after)]
+                body = raw[at + len(before):len(raw) - len(after)]
+                if bare and code == TOKEN and (text := bare_token(body)) is not None:
+                    return BARE_TOKEN, text
+                return code, body
     return _GENERIC[kind], raw[at:]
 
 
 def split_known(kind: str, raw: bytes, time_us: int, header: bytes | None,
-                parts: tuple[int, bytes] | None) -> tuple[int, bytes]:
+                parts: tuple[int, bytes] | None, bare: bool = False) -> tuple[int, bytes]:
     """:func:`split` given the ``(code, body)`` the recorder says ``raw`` is made of:
     checked (the joined parts must be exactly ``raw``: a comparison, no search), else
-    split as usual."""
+    split as usual. ``bare`` as for :func:`split`: the recorder's code 5 (it knows no
+    store's schema) becomes code 7 when the store is at 3 (the recorder's token is a
+    JSON string when its body begins and ends with a quote: ``codec.encode`` of a str
+    gives one JSON string, of anything else a list or object); a hint of code 7 (never
+    the recorder's) becomes code 5 when the store is not at 3."""
     if parts is None or header is None:
-        return split(kind, raw, time_us, header)
+        return split(kind, raw, time_us, header, bare)
     code, body = parts
+    if code == BARE_TOKEN and not bare:
+        code, body = TOKEN, b'"%b"' % body
     before, after = _FIXED[code]
     head = _head(kind, header)
     digits = b"%d" % time_us
@@ -131,8 +175,10 @@ def split_known(kind: str, raw: bytes, time_us: int, header: bytes | None,
     if (len(raw) == at + len(before) + len(body) + len(after) and raw.startswith(head)
             and raw.startswith(digits, len(head)) and raw.startswith(before, at)
             and raw.endswith(after) and raw.startswith(body, at + len(before))):
+        if bare and code == TOKEN and len(body) >= 2 and body[:1] == body[-1:] == b'"':
+            return BARE_TOKEN, body[1:-1]
         return code, body
-    return split(kind, raw, time_us, header)
+    return split(kind, raw, time_us, header, bare)
 
 
 def join(code: int, body: bytes, time_us: int, header: bytes | None,

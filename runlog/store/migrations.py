@@ -13,6 +13,15 @@ for, on two dialects whose extras differ (SQLite triggers, PostgreSQL JSONB/GIN 
 counter row). A list of per-dialect SQL steps keyed by version is all that needs, and
 it keeps the statements reviewable next to the version they produce.
 
+The compact layout (``meta.layout`` = ``compact``) numbers its own versions: schema 2
+(as runlog before layout code 7 made it) and schema 3
+(:data:`runlog.store.layout.BARE_SCHEMA_VERSION`, as new compact stores are made), whose
+stores may hold code-7 rows (a token without its JSON quotes). Its 2 -> 3 step changes no table
+and no row: a 2-store's rows are all valid at 3, only its writer starts storing code 7
+after it, so the step is the version bump alone (:func:`_upgrade_compact`), which
+runlog older than schema 3 then refuses. Older runlog that opened the store before the
+bump checked the version then: stop its readers (tails, viewers) before migrating.
+
 Adding a migration: bump :data:`runlog.store.base.SCHEMA_VERSION`, append a
 ``Migration(version=N, ...)`` with SQL for ``"sqlite"`` and ``"postgresql"``, and make
 the creation DDL produce the same end state (creation never replays migrations).
@@ -23,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Dialect
@@ -32,6 +41,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from runlog.errors import SchemaVersionError, StoreError
 from runlog.store import schema
 from runlog.store.base import SCHEMA_VERSION
+from runlog.store.layout import BARE_SCHEMA_VERSION
 
 __all__ = [
     "MIGRATIONS",
@@ -122,6 +132,7 @@ def migrate(
 
     steps_all = sorted(MIGRATIONS if registry is None else registry, key=lambda m: m.version)
     newest = max([SCHEMA_VERSION, *(m.version for m in steps_all)])
+    compact_target = target  # the compact layout's versions are its own (module doc)
     target = newest if target is None else target
     url, dialect_name, display = _sqlalchemy_url(location)
     engine = create_engine(url, connect_args=_connect_args(location))
@@ -136,13 +147,15 @@ def migrate(
                     "SELECT 1 FROM meta WHERE key = 'layout' AND value = :v"),
                     {"v": schema.COMPACT_LAYOUT}).first() is not None
             conn.rollback()
-        if compact and before <= schema.COMPACT_SCHEMA_VERSION:
-            # the compact layout (SQLite, PostgreSQL) is its own schema 2; no step applies yet
-            return MigrationReport(display, before, before, (), False)
+        if compact:
+            return _upgrade_compact(engine, dialect_name, display, before, compact_target,
+                                    progress)
         if not existed:
             # Creation is the backends' job (the same code path as runlog.open).
             open_backend(location, create=True).close()
-            return MigrationReport(display, 0, SCHEMA_VERSION, (), True)
+            with engine.connect() as conn:  # the layout's version (compact: 3)
+                created = _read_version(conn)
+            return MigrationReport(display, 0, created, (), True)
         if before > newest:
             raise SchemaVersionError(
                 f"{display} uses runlog schema {before}, newer than this runlog "
@@ -172,6 +185,39 @@ def migrate(
         return MigrationReport(display, before, after, tuple(applied), False)
     finally:
         engine.dispose()
+
+
+COMPACT_BARE = Migration(
+    version=BARE_SCHEMA_VERSION,
+    description="compact layout: token rows without their JSON quotes (layout code 7); "
+                "no row changes, runlog before schema 3 refuses the store",
+    sql={"sqlite": (), "postgresql": ()})
+"""The compact layout's one step (module docstring): the version bump alone."""
+
+
+def _upgrade_compact(engine: Engine, dialect_name: str, display: str, before: int,
+                     target: int | None, progress: Callable[[Migration], None] | None
+                     ) -> MigrationReport:
+    """:func:`migrate` of a compact store: 2 -> 3 by bumping the version, in one
+    transaction that re-reads it (another host may have done it meanwhile)."""
+    if before > BARE_SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{display} uses runlog schema {before} (compact layout), newer than this "
+            f"runlog understands ({BARE_SCHEMA_VERSION}); upgrade runlog-engine")
+    if before >= BARE_SCHEMA_VERSION or (target is not None and target < BARE_SCHEMA_VERSION):
+        return MigrationReport(display, before, before, (), False)
+    if progress is not None:
+        progress(COMPACT_BARE)
+    with engine.begin() as conn:
+        if dialect_name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema()"
+                              " || '\\:runlog-ddl'))"))
+        applied = _read_version(conn) < BARE_SCHEMA_VERSION
+        if applied:
+            conn.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"),
+                         {"v": str(BARE_SCHEMA_VERSION)})
+    return MigrationReport(display, before, BARE_SCHEMA_VERSION,
+                           (COMPACT_BARE,) if applied else (), False)
 
 
 def _has_store(conn: Connection, dialect_name: str) -> bool:

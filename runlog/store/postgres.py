@@ -470,7 +470,7 @@ class _CompactBatch:
     """
 
     def __init__(self, batch: Sequence[Pending], keys: dict[str, tuple[int, int, bytes | None,
-                 int]], templates: dict[str, tuple[int, bytes]]) -> None:
+                 int]], templates: dict[str, tuple[int, bytes]], bare: bool = False) -> None:
         self.n = len(batch)
         self.new: dict[str, tuple[int, int, bytes | None, int]] = {}
         self.new_templates: dict[str, tuple[int, bytes]] = {}
@@ -492,7 +492,7 @@ class _CompactBatch:
                     None, b"[]", b"{}")
                 header: bytes | None = layout.run_header(
                     run_id, parent_id, trace_id, name, run_type, tags, metadata)
-                code, body = split(kind, raw, time_us, header)
+                code, body = split(kind, raw, time_us, header, bare)
                 if code == layout.WHOLE:
                     header = None
                 key, tkey, start_us = -pos, trace_key(trace_id), time_us
@@ -518,9 +518,9 @@ class _CompactBatch:
                         else:  # the template is in this batch: SQL prefixes its seq
                             code, body, tref = layout.TEMPLATED, parts[1], -current[0]
                     else:
-                        code, body = split(kind, raw, time_us, header)
-                else:
-                    code, body = split_known(kind, raw, time_us, header, parts)
+                        code, body = split(kind, raw, time_us, header, bare)
+                else:  # (bare: a store at schema 3 stores a string token as code 7)
+                    code, body = split_known(kind, raw, time_us, header, parts, bare)
                 if code == layout.STREAM:  # a token with a chunk: a template's?
                     current = self.new_templates.get(run_id) or templates.get(run_id)
                     token = (layout.fit_template(code, body, current[1])
@@ -626,7 +626,10 @@ class PostgresBackend(Backend):
                              f"{layout!r} (check $RUNLOG_PG_LAYOUT)")
         self._new_layout = layout
         self.compact = False
-        """The store uses the compact layout (schema 2); set when opened."""
+        """The store uses the compact layout (schema 2 or 3); set when opened."""
+        self.bare = False
+        """The store is at schema 3 (``layout.BARE_SCHEMA_VERSION``): its writer stores
+        tokens that are JSON strings as code 7, without their quotes; set when opened."""
         self._keys: dict[str, tuple[int, int, bytes | None, int]] = {}
         """run id -> (run key, trace key, header, start time), for the writer (compact)."""
         self._templates: dict[str, tuple[int, bytes]] = {}
@@ -807,12 +810,15 @@ class PostgresBackend(Backend):
                                       "WHERE key IN ('schema_version', 'layout')").fetchall())
             version = int(facts.get("schema_version", 0))
             self.compact = facts.get("layout") == schema.COMPACT_LAYOUT
-            understood = schema.COMPACT_SCHEMA_VERSION if self.compact else SCHEMA_VERSION
+            understood = layout.BARE_SCHEMA_VERSION if self.compact else SCHEMA_VERSION
+            # a compact store at 2 opens, reads and is written as before (code-5 tokens)
+            oldest = schema.COMPACT_SCHEMA_VERSION if self.compact else SCHEMA_VERSION
+            self.bare = self.compact and version >= layout.BARE_SCHEMA_VERSION
             if version > understood:
                 raise SchemaVersionError(
                     f"{self.location} uses runlog schema {version}, newer than this "
                     f"runlog understands ({understood}); upgrade runlog-engine")
-            if version < understood:
+            if version < oldest:
                 raise SchemaVersionError(
                     f"{self.location} uses runlog schema {version}, older than this "
                     f"runlog ({understood}); run `runlog migrate --db URL` first")
@@ -835,12 +841,12 @@ class PostgresBackend(Backend):
         conn.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', %s), ('created_at', %s) "
             "ON CONFLICT (key) DO NOTHING",
-            (str(schema.COMPACT_SCHEMA_VERSION if compact else SCHEMA_VERSION),
+            (str(layout.BARE_SCHEMA_VERSION if compact else SCHEMA_VERSION),
              str(now_micros())))
         if compact:
             conn.execute("INSERT INTO meta (key, value) VALUES ('layout', %s) "
                          "ON CONFLICT (key) DO NOTHING", (schema.COMPACT_LAYOUT,))
-        self.compact = compact
+        self.compact = self.bare = compact
 
     # -- writing ---------------------------------------------------------------
     def append(self, batch: Sequence[Pending], writer: WriterInfo,
@@ -946,7 +952,7 @@ class PostgresBackend(Backend):
         missing = {p.run_id for p in batch if p.kind != "start"} - self._keys.keys()
         if missing:
             self._load_keys(conn, missing)
-        return _CompactBatch(batch, self._keys, self._templates)
+        return _CompactBatch(batch, self._keys, self._templates, self.bare)
 
     def _append_compact_on(self, conn: psycopg.Connection[Any], b: _CompactBatch,
                            writer: WriterInfo) -> int:
@@ -1075,7 +1081,11 @@ class PostgresBackend(Backend):
     def _check_compact_columns(self, trace_id: str | None) -> tuple[int, str] | None:
         """The compact layout's copies: each row's keys, time and code against the
         envelope it joins back to and its runs row (ids, name, type, start), and each
-        run's keys (the run key is its start's seq, the trace key its id's hash)."""
+        run's keys (the run key is its start's seq, the trace key its id's hash), and no
+        code-7 row in a store below schema 3 (the version as it is now: a migration may
+        have raised it since this backend opened the store)."""
+        bare = int(self._fetch("SELECT value FROM meta WHERE key = 'schema_version'")[0][0]
+                   ) >= layout.BARE_SCHEMA_VERSION
         after = 0
         while True:
             rows = self._fetch(
@@ -1099,6 +1109,10 @@ class PostgresBackend(Backend):
                     return seq, f"seq {seq}: its run's trace key is not its trace id's"
                 if key != start_seq:
                     return seq, f"seq {seq}: its run's key is not its start's seq"
+                if code == layout.BARE_TOKEN and not bare:
+                    return seq, (f"seq {seq}: a code-7 row (a token without its quotes) in "
+                                 f"a store at schema {layout.BARE_SCHEMA_VERSION - 1}, "
+                                 "which runlog before schema 3 misreads as a whole envelope")
                 kind = layout.KIND_OF_CODE.get(code)
                 if kind is None:  # a whole envelope: its kind is its own
                     try:

@@ -108,9 +108,11 @@ tried in turn for each row); a query over more is joined in Python."""
 
 _RAW = operator.itemgetter(1)
 _TEMPLATED = operator.itemgetter(2)
-_JOINED_CODES = (layout.TOKEN, layout.OUTPUT, layout.STREAM, layout.START, layout.END)
+_JOINED_CODES = (layout.BARE_TOKEN, layout.TOKEN, layout.OUTPUT, layout.STREAM, layout.START,
+                 layout.END)
 """The codes the SQL join handles, the most frequent first (a ``CASE`` tries them in
-turn); code 6 needs its template row and is joined in Python."""
+turn: code 7 in a store at schema 3, code 5 at 2); code 6 needs its template row and is
+joined in Python."""
 
 
 def _joined_sql(runs: Sequence[tuple[int, bytes | None, int]]) -> tuple[str, list[Any]]:
@@ -266,7 +268,10 @@ class SQLiteBackend(Backend):
                              "(check $RUNLOG_SQLITE_LAYOUT)")
         self._new_layout = layout
         self.compact = False
-        """The store uses the compact layout (schema 2); set when opened."""
+        """The store uses the compact layout (schema 2 or 3); set when opened."""
+        self.bare = False
+        """The store is at schema 3 (``layout.BARE_SCHEMA_VERSION``): its writer stores
+        tokens that are JSON strings as code 7, without their quotes; set when opened."""
         self._keys: dict[str, tuple[int, int, bytes | None, int]] = {}
         """run id -> (run key, trace key, header, start time) of runs this process wrote
         or looked up (compact layout; a run's keys, header and start never change)."""
@@ -442,13 +447,13 @@ class SQLiteBackend(Backend):
             c.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?), "
                 "('created_at', ?) ON CONFLICT(key) DO NOTHING",
-                (str(schema.COMPACT_SCHEMA_VERSION if compact else SCHEMA_VERSION),
+                (str(layout.BARE_SCHEMA_VERSION if compact else SCHEMA_VERSION),
                  str(now_micros())),
             )
             if compact:
                 c.execute("INSERT INTO meta (key, value) VALUES ('layout', ?) "
                           "ON CONFLICT(key) DO NOTHING", (schema.COMPACT_LAYOUT,))
-        self.compact = compact
+        self.compact = self.bare = compact
 
     def _add_one_start_index(self) -> None:
         """Give a store made before the index existed its one-start-per-run-id index.
@@ -486,7 +491,9 @@ class SQLiteBackend(Backend):
             "SELECT key, value FROM meta WHERE key IN ('schema_version', 'layout')"))
         version = int(rows.get("schema_version", 0))
         self.compact = rows.get("layout") == schema.COMPACT_LAYOUT
-        understood = schema.COMPACT_SCHEMA_VERSION if self.compact else SCHEMA_VERSION
+        # a compact store at 2 opens, reads and is written as before (code 5 tokens)
+        understood = layout.BARE_SCHEMA_VERSION if self.compact else SCHEMA_VERSION
+        self.bare = self.compact and version >= layout.BARE_SCHEMA_VERSION
         if version > understood:
             raise SchemaVersionError(
                 f"{self.path} uses runlog schema {version}, newer than this runlog "
@@ -599,6 +606,9 @@ class SQLiteBackend(Backend):
             stream_heads = self._stream_heads
             generic_stream = layout.STREAM
             templated, hole = layout.TEMPLATED, layout.HOLE
+            # schema 3: a token given as code 5 is stored as code 7, without its quotes
+            token_code = layout.TOKEN if self.bare else -1
+            bare_code, bare = layout.BARE_TOKEN, self.bare
             row_limit = 6 * _ROWS_PER_INSERT
             for pos, (run_id, trace_id, kind, name, run_type, time_us, raw, digest,
                       run_row, parts) in enumerate(batch):
@@ -607,7 +617,7 @@ class SQLiteBackend(Backend):
                     parent_id, tags, metadata = cast(tuple[Any, Any, Any], run_row)
                     header: bytes | None = layout.run_header(
                         run_id, parent_id, trace_id, name, run_type, tags, metadata)
-                    code, body = split(kind, raw, time_us, header)
+                    code, body = split(kind, raw, time_us, header, bare)
                     if code == layout.WHOLE:
                         header = None
                     trace_key = self._trace_key(c, trace_id, traces, key)
@@ -647,12 +657,22 @@ class SQLiteBackend(Backend):
                                         shead, time_us, current[1].replace(hole, body))):
                                 body = b"%d%b" % (current[0], body)
                             else:
-                                code, body = split(kind, raw, time_us, header)
+                                code, body = split(kind, raw, time_us, header, bare)
                         elif (fixed := stream_fixed.get(code)) is None or raw != (
                                 b"%b%d%b%b%b" % (shead, time_us, fixed[0], body, fixed[1])):
-                            code, body = split(kind, raw, time_us, header)
+                            code, body = split(kind, raw, time_us, header, bare)
+                        elif code == token_code:
+                            # the recorder's token is a JSON string when its encoding
+                            # begins and ends with a quote (a str's; a list's or a tagged
+                            # value's does not): the same bytes without them (indexing,
+                            # not slicing, to test: a slice object per test costs ~250
+                            # instructions under callgrind, in the GIL)
+                            if len(body) > 1 and body[0] == 34 == body[-1]:
+                                code, body = bare_code, body[1:-1]
+                        elif code == bare_code and not bare:  # never the recorder's
+                            code, body = split(kind, raw, time_us, header, bare)
                     else:
-                        code, body = split(kind, raw, time_us, header)
+                        code, body = split(kind, raw, time_us, header, bare)
                     if code == generic_stream:  # a token with a chunk: a template's?
                         current = new_templates.get(run_key) or templates.get(run_key)
                         token = (layout.fit_template(code, body, current[1])
@@ -1082,7 +1102,12 @@ class SQLiteBackend(Backend):
 
     def _check_compact_columns(self, trace_id: str | None) -> tuple[int, str] | None:
         """The compact layout's copies: each row's run and trace keys, time and kind
-        against the envelope it joins back to (and its runs row's ids, name, type)."""
+        against the envelope it joins back to (and its runs row's ids, name, type), and
+        no code-7 row in a store below schema 3 (the version as it is now: a migration
+        may have raised it since this backend opened the store)."""
+        with self._read_txn(raw_bytes=False) as conn:
+            bare = int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'"
+                                    ).fetchone()[0]) >= layout.BARE_SCHEMA_VERSION
         after = 0
         while True:
             with self._read_txn(raw_bytes=True) as conn:
@@ -1106,6 +1131,10 @@ class SQLiteBackend(Backend):
                 if trace_key != run_trace_key:
                     return seq, (f"seq {seq}: the events table's trace key ({trace_key}) is "
                                  f"not its run's ({run_trace_key})")
+                if code == layout.BARE_TOKEN and not bare:
+                    return seq, (f"seq {seq}: a code-7 row (a token without its quotes) in "
+                                 f"a store at schema {layout.BARE_SCHEMA_VERSION - 1}, "
+                                 "which runlog before schema 3 misreads as a whole envelope")
                 raw = joined.get(seq) or layout.join(code, body, time_us, header)
                 kind = layout.KIND_OF_CODE.get(code)
                 columns = (trace.decode(), run_id.decode(), kind, name.decode(),
