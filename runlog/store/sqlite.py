@@ -908,7 +908,9 @@ class SQLiteBackend(Backend):
             elif any(map(operator.is_not, map(_TEMPLATED, rows), repeat(None))):
                 rows = self._fill_templated(conn, rows)
                 untemplated.difference_update(r[0] for r in runs)
-            elif len(untemplated) < _KEY_CACHE:
+            else:
+                if len(untemplated) > _KEY_CACHE:
+                    untemplated.clear()
                 untemplated.update(r[0] for r in runs)
             missing = [r[0] for r in rows if r[1] is None] if None in map(_RAW, rows) else []
             fixes: dict[int, bytes] = {}
