@@ -277,9 +277,13 @@ class Store:
         read = self.backend.read
         while True:
             page, high = read(q)
+            done = len(page) < q.limit  # everything up to the page's snapshot was read
             yield page
-            if len(page) < q.limit:  # everything up to the page's snapshot was read
+            if done:
                 return
+            # not held while the next page is made: the garbage collector would
+            # traverse (and promote) the events the caller is done with
+            del page
             q = replace(q, after=high)
 
     def events(

@@ -23,8 +23,9 @@ import datetime as dt
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter as _attrgetter
 from time import time_ns as _time_ns
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from runlog import codec
 from runlog.errors import EncodingError
@@ -275,46 +276,63 @@ def make_envelope(
 class Event:
     """One committed event, immutable, read back exactly as it was stored.
 
-    Only ``seq`` and ``raw`` are held; the other fields are parsed from ``raw`` on first
-    access, so replaying or exporting bytes never pays for decoding them. Every public
-    field is a read-only property (assigning one raises ``AttributeError``).
+    Only ``seq``, ``raw`` and ``digest`` are held; the other fields are parsed from
+    ``raw`` on first access, so replaying or exporting bytes never pays for decoding
+    them. Every public field is a read-only property (assigning one raises
+    ``AttributeError``).
     """
 
+    # _env and _data stay unset until first parsed: two stores fewer per event made
+    # (a replay makes one per row), and nothing of the parse cache is pickled or copied
     __slots__ = ("_data", "_digest", "_env", "_raw", "_seq")
+    _seq: int
+    _raw: bytes
+    _digest: bytes | None
+    _env: dict[str, Any]
+    _data: Any
 
     def __init__(self, seq: int, raw: bytes, digest: bytes | None = None) -> None:
         self._seq = seq
         self._raw = raw
         self._digest = digest
-        self._env: dict[str, Any] | None = None
-        self._data: Any = _UNSET
 
     # -- envelope access ---------------------------------------------------------
     @property
     def envelope(self) -> dict[str, Any]:
         """The parsed JSON object (tags *not* decoded); cached."""
-        env = self._env
-        if env is None:
-            env = codec.loads_plain(self._raw)
-            if type(env) is not dict or env.get("kind") not in _KIND_PREFIX:
-                raise EncodingError(f"event {self._seq} is not a runlog envelope")
-            self._env = env
+        try:
+            return self._env
+        except AttributeError:
+            pass
+        env = codec.loads_plain(self._raw)
+        if type(env) is not dict or env.get("kind") not in _KIND_PREFIX:
+            raise EncodingError(f"event {self._seq} is not a runlog envelope")
+        self._env = env
         return env
 
-    @property
-    def seq(self) -> int:
-        """Global position, gap-free and in commit order, assigned by the store."""
-        return self._seq
+    if TYPE_CHECKING:
+        @property
+        def seq(self) -> int:
+            """Global position, gap-free and in commit order, assigned by the store."""
 
-    @property
-    def raw(self) -> bytes:
-        """The exact bytes stored (and streamed to live readers)."""
-        return self._raw
+        @property
+        def raw(self) -> bytes:
+            """The exact bytes stored (and streamed to live readers)."""
 
-    @property
-    def digest(self) -> bytes | None:
-        """Hash-chain digest of this event (None when read from a source without one)."""
-        return self._digest
+        @property
+        def digest(self) -> bytes | None:
+            """Hash-chain digest of this event (None when read from a source without
+            one)."""
+    else:
+        # C-level getters (an attrgetter of the slot, no Python frame): a replay reads
+        # one of these per event, and a Python property function costs more than the
+        # slot read itself
+        seq = property(_attrgetter("_seq"), doc=(
+            "Global position, gap-free and in commit order, assigned by the store."))
+        raw = property(_attrgetter("_raw"), doc=(
+            "The exact bytes stored (and streamed to live readers)."))
+        digest = property(_attrgetter("_digest"), doc=(
+            "Hash-chain digest of this event (None when read from a source without one)."))
 
     @property
     def kind(self) -> EventKind:
@@ -369,9 +387,12 @@ class Event:
     @property
     def data(self) -> Any:
         """start: the inputs; stream: the chunk; end: the outputs (maybe partial on error)."""
-        if self._data is _UNSET:
-            self._data = _maybe_untag(self.envelope["data"])
-        return self._data
+        try:
+            return self._data
+        except AttributeError:
+            pass
+        data = self._data = _maybe_untag(self.envelope["data"])
+        return data
 
     @property
     def error(self) -> ErrorInfo | None:
@@ -406,9 +427,6 @@ class Event:
             )
         except Exception:
             return f"Event(seq={self._seq}, raw={self._raw[:60]!r})"
-
-
-_UNSET: Any = object()
 
 
 def _maybe_untag(v: Any) -> Any:

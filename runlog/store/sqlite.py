@@ -115,7 +115,8 @@ turn: code 7 in a store at schema 3, code 5 at 2); code 6 needs its template row
 joined in Python."""
 
 
-def _joined_sql(runs: Sequence[tuple[int, bytes | None, int]]) -> tuple[str, list[Any]]:
+def _joined_sql(runs: Sequence[tuple[int, bytes | None, int]], *, templated_column: bool = True
+                ) -> tuple[str, list[Any]]:
     """The SQL expression of a page's envelopes given its runs ``(run key, header, start
     time)``, and its parameters: :func:`runlog.store.layout.join` in SQL, i.e.
     ``head || (time + start) || fixed text || body || fixed text`` by the row's run
@@ -124,7 +125,9 @@ def _joined_sql(runs: Sequence[tuple[int, bytes | None, int]]) -> tuple[str, lis
     :meth:`SQLiteBackend._fill_templated` puts into its template; NULL for anything
     else, which Python joins from the five columns). Each head and start is a
     bound parameter: the SQL text depends only on the number of runs (and which have
-    no header), so SQLite's statement cache keeps it."""
+    no header), so SQLite's statement cache keeps it. Without ``templated_column`` the
+    expression is the envelope alone and a code-6 row's is NULL (joined in Python): for
+    pages expected to hold none, as the third column costs each row ~1k instructions."""
     whens: list[str] = []
     out: list[Any] = []
     headed: list[int] = []
@@ -140,14 +143,16 @@ def _joined_sql(runs: Sequence[tuple[int, bytes | None, int]]) -> tuple[str, lis
             codes.append(f"WHEN {code} THEN {' || '.join(parts)}")
             out.extend((head, start))
             out.extend(text for text in (before, after) if text)
-        # code 6: the head and time; the body goes in the next column (_fill_templated)
-        codes.append(f"WHEN {layout.TEMPLATED} THEN ? || (e.time + ?)")
-        out.extend((layout.head("stream", header), start))
+        if templated_column:  # code 6: the head and time; the body in the next column
+            codes.append(f"WHEN {layout.TEMPLATED} THEN ? || (e.time + ?)")
+            out.extend((layout.head("stream", header), start))
         whens.append(f"WHEN ? THEN CASE e.code WHEN {layout.WHOLE} THEN e.body "
                      f"{' '.join(codes)} END")
         headed.append(key)
     templated = (f"CASE WHEN e.code = {layout.TEMPLATED} AND e.run_key IN "
                  f"({', '.join('?' * len(headed))}) THEN e.body END" if headed else "NULL")
+    if not templated_column:
+        return (f"CASE e.run_key {' '.join(whens)} END" if whens else "NULL"), out
     if not whens:
         return "NULL, NULL", []
     return f"CASE e.run_key {' '.join(whens)} END, {templated}", out + headed
@@ -289,6 +294,9 @@ class SQLiteBackend(Backend):
         this process (compact layout, code 6 in :mod:`runlog.store.layout`)."""
         self._read_templates: dict[int, bytes | None] = {}
         """template row seq -> its template, for reads."""
+        self._untemplated: set[Any] = set()
+        """Run keys whose last page read held no code-6 row: their next page is read
+        without the code-6 body column (:meth:`_select_joined`)."""
         self.path = Path(path)
         self.location = str(self.path)
         self.url = f"sqlite:///{self.path}"
@@ -884,13 +892,26 @@ class SQLiteBackend(Backend):
                     f"WHERE run_id IN ({','.join('?' * len(ids))})", ids).fetchall()
             if len(runs) > _JOINED_RUNS:
                 return None
-            case, case_params = _joined_sql(runs)
+            # two columns when the runs' last pages held no code-6 row (a guess: a code-6
+            # row then comes back NULL and is joined below, and the next page has three)
+            untemplated = self._untemplated
+            two = (make is not None and not q.digests
+                   and all(r[0] in untemplated for r in runs))
+            case, case_params = _joined_sql(runs, templated_column=not two)
             high = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
             rows = conn.execute(f"SELECT e.seq, {case}{', e.digest' if q.digests else ''}"
                                 f"{tail}", case_params + params).fetchall()
-            # (seq, envelope, code-6 body[, digest]): the body NULL but in code-6 rows
-            if any(map(operator.is_not, map(_TEMPLATED, rows), repeat(None))):
+            # (seq, envelope, code-6 body[, digest]): the body NULL but in code-6 rows;
+            # (seq, envelope) if two
+            if two:
+                pass
+            elif any(map(operator.is_not, map(_TEMPLATED, rows), repeat(None))):
                 rows = self._fill_templated(conn, rows)
+                untemplated.difference_update(r[0] for r in runs)
+            else:
+                if len(untemplated) > _KEY_CACHE:
+                    untemplated.clear()
+                untemplated.update(r[0] for r in runs)
             missing = [r[0] for r in rows if r[1] is None] if None in map(_RAW, rows) else []
             fixes: dict[int, bytes] = {}
             if missing:  # code 6 (or not joinable by the SQL): the five columns
@@ -901,6 +922,7 @@ class SQLiteBackend(Backend):
                         "SELECT seq, run_key, time, code, body FROM events WHERE seq IN "
                         f"({','.join('?' * len(part))}) ORDER BY seq", part).fetchall()
                 self._load_headers(conn, {r[1] for r in five})
+                untemplated.difference_update(r[1] for r in five if r[3] == layout.TEMPLATED)
                 fixes = {seq: raw for seq, raw, _ in self._join_templated(five, False)}
         except sqlite3.OperationalError:
             raise  # busy, locked, I/O: not a damaged file
