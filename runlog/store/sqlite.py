@@ -84,24 +84,6 @@ _INSERT_EVENT = (
 _ROWS_PER_INSERT = 1000  # 8 columns x 1000 rows stays under SQLite's 32766 variables
 
 
-def _pieces(values: list[Any], width: int) -> Iterator[tuple[int, list[Any]]]:
-    """The multi-row INSERTs a batch's flat row ``values`` (``width`` per row) are
-    written in: ``(rows, values)`` with ``rows`` a power of two, largest first.
-
-    SQLite parses a statement's text anew unless it is in the connection's statement
-    cache, and parsing a multi-row ``VALUES`` costs about 5 k instructions per row
-    (callgrind). Paced batches hold any number of events, so one statement per batch
-    was nearly always a new text, parsed for each batch: ~5 k instructions per event of
-    a streamed token's 34 k in the writer thread. Ten texts per table stay cached; a
-    batch takes at most ten statements (one GIL hand-over each, not one per row)."""
-    n, lo = len(values) // width, 0
-    while n:
-        rows = 1 << (n.bit_length() - 1)
-        hi = lo + rows * width
-        yield rows, values if lo == 0 and rows == n else values[lo:hi]
-        lo, n = hi, n - rows
-
-
 @functools.lru_cache(maxsize=64)
 def _insert_sql(rows: int) -> str:
     """A multi-row INSERT for ``rows`` events (cached per row count).
@@ -567,8 +549,7 @@ class SQLiteBackend(Backend):
                 # whole batch instead of once per row, and a busy producer thread no
                 # longer starves it (see docs/storage.md, "The write path").
                 for flat in params:
-                    for rows, values in _pieces(flat, 8):
-                        last = c.execute(_insert_sql(rows), values).lastrowid
+                    last = c.execute(_insert_sql(len(flat) // 8), flat).lastrowid
             except sqlite3.IntegrityError as e:
                 raise AppendOnlyError(f"could not append to {self.path}: {e}") from e
             if last is None:  # pragma: no cover - sqlite3 always reports it for INSERT
@@ -704,8 +685,7 @@ class SQLiteBackend(Backend):
                     part = run_rows[i:i + 13 * _ROWS_PER_INSERT]
                     c.execute(_insert_runs_compact_sql(len(part) // 13), part)
                 for flat in params:
-                    for rows, values in _pieces(flat, 6):
-                        last = c.execute(_insert_compact_sql(rows), values).lastrowid
+                    last = c.execute(_insert_compact_sql(len(flat) // 6), flat).lastrowid
             except sqlite3.IntegrityError as e:
                 raise AppendOnlyError(f"could not append to {self.path}: {e}") from e
             if last is None:  # pragma: no cover - sqlite3 always reports it for INSERT
