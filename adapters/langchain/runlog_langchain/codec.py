@@ -89,13 +89,18 @@ class _Template(NamedTuple):
                         tuple[type, ...]], ...]
     slots: tuple[str, ...]  # the fields spliced in, in the order they are written
     parts: tuple[bytes, ...]  # the bytes around them: len(slots) + 1
+    # the same in the codec's ``$rl:lc`` tag (encode_chunk): one splice per chunk, not
+    # a splice and then a %-format of the ~300 bytes into the tag
+    tagged: tuple[bytes, ...]
 
 
 _templates: dict[type, _Template] = {}
 _KEPT = (str, int, bool, type(None))
 
 
-def _fill(t: _Template, obj: Any) -> bytes | None:
+def _fill(t: _Template, obj: Any, parts: tuple[bytes, ...] | None = None) -> bytes | None:
+    """``obj``'s bytes from its template ``t`` (``t.parts``, or the ``parts`` given:
+    ``t.tagged``), or None when it does not match."""
     d = obj.__dict__
     if tuple(d) != t.keys:
         return None
@@ -109,7 +114,8 @@ def _fill(t: _Template, obj: Any) -> bytes | None:
                 return None
     except Exception:
         return None
-    parts = t.parts
+    if parts is None:
+        parts = t.parts
     if len(parts) == 2:  # the usual case: one text field
         v = d[t.slots[0]]
         if type(v) is not str:
@@ -131,7 +137,8 @@ def _fill(t: _Template, obj: Any) -> bytes | None:
     return b"".join(out)
 
 
-_LC_TAG = b'{"' + codec.TAG_PREFIX.encode() + b'lc":%b}'
+_LC_OPEN = b'{"' + codec.TAG_PREFIX.encode() + b'lc":'  # the tag around dumpd's bytes
+_LC_CLOSE = b"}"
 
 
 def encode_chunk(obj: Any) -> bytes | None:
@@ -149,8 +156,7 @@ def encode_chunk(obj: Any) -> bytes | None:
     reg = codec.registration(cls)
     if reg is None or reg[1] is not _encode_lc or reg[0] != "lc":
         return None
-    raw = _fill(t, obj)
-    return None if raw is None else _LC_TAG % raw
+    return _fill(t, obj, t.tagged)
 
 
 def _remember(cls: type, obj: Any, d: dict[str, Any], raw: bytes) -> None:
@@ -205,8 +211,11 @@ def _remember(cls: type, obj: Any, d: dict[str, Any], raw: bytes) -> None:
     values = pick(obj.__dict__)
     checks = tuple((get, items, tuple(type(v) for _, v in items))
                    for get, items in zip(getters, got, strict=True))
+    tagged = [*parts]
+    tagged[0] = _LC_OPEN + tagged[0]
+    tagged[-1] += _LC_CLOSE
     t = _Template(tuple(obj.__dict__), pick, values, tuple(map(type, values)), checks,
-                  tuple(order), tuple(parts))
+                  tuple(order), tuple(parts), tuple(tagged))
     if _fill(t, obj) == raw:  # the template must give the very bytes of the walk
         _templates[cls] = t
 

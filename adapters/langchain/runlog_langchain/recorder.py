@@ -434,17 +434,18 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
             t = now_micros()
         # the run of the previous token, by identity: LangChain passes its run manager's
         # own UUID object with every token, and hashing a UUID is a Python-level call
+        # The run checked when it is looked up, not per token: a refused id resets the
+        # remembered run (_refuse), and a run that ended since refuses the token in
+        # Run._put, which is then not counted as a failure (as the check did before).
         last_id, last = self._last_token_run
         if run_id is last_id and last is not None:
             run = last
         else:
             found = self._runs.get(run_id)
-            if found is None:
+            if found is None or found.ended or (self._refused and run_id in self._refused):
                 return
             run = found
             self._last_token_run = (run_id, run)
-        if run.ended or (self._refused and run_id in self._refused):
-            return
         try:
             if isinstance(chunk, ChatGenerationChunk):
                 message = chunk.message
@@ -454,7 +455,8 @@ class Recorder(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
             else:
                 run.token(token, chunk, time=t)
         except Exception as e:
-            self._failed("a token", e)
+            if not run.ended:  # a token after its run's end is not recorded, quietly
+                self._failed("a token", e)
 
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID,
                         tags: list[str] | None = None, metadata: dict[str, Any] | None = None,

@@ -119,3 +119,23 @@ def test_the_token_cache_follows_the_run(tmp_path: Path) -> None:
         tokens = [e.data["token"] for e in store.events(str(rid)) if e.channel == "token"]
         assert tokens == [f"{rid.hex[:4]}{i}" for i in range(3)]
     store.close()
+
+
+def test_a_token_after_its_run_ended_elsewhere_is_no_failure(tmp_path: Path) -> None:
+    """The remembered run is not re-checked per token: a run ended through an equal but
+    distinct run-id object (the remembered one is kept) refuses the next token in
+    ``Run._put``, which is dropped quietly, as the per-token check dropped it."""
+    store = runlog.open(tmp_path / "s.db")
+    rec = Recorder(store)
+    rid = uuid.uuid4()
+    rec.on_chat_model_start({"name": "m"}, [[]], run_id=rid)
+    msg = AIMessageChunk(content="a", id=f"lc_run--{rid}")
+    rec.on_llm_new_token("a", chunk=ChatGenerationChunk(message=msg), run_id=rid)
+    rec.on_llm_end(lc_recorder.LLMResult(generations=[[]]), run_id=uuid.UUID(str(rid)))
+    assert rec._last_token_run[0] is rid  # still remembered: only identity resets it
+    rec.on_llm_new_token("late", chunk=ChatGenerationChunk(message=msg), run_id=rid)
+    rec.on_llm_new_token("later", run_id=rid)
+    store.flush()
+    assert rec.failures == 0, rec.last_error
+    assert [e.data["token"] for e in store.events(str(rid)) if e.channel == "token"] == ["a"]
+    store.close()
