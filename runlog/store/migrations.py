@@ -170,9 +170,7 @@ def migrate(
             if progress is not None:
                 progress(m)
             with engine.begin() as conn:
-                if dialect_name == "postgresql":
-                    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema()"
-                                      " || '\\:runlog-ddl'))"))
+                _lock_ddl(conn, dialect_name)
                 if _read_version(conn) >= m.version:  # someone else applied it meanwhile
                     continue
                 for stmt in m.sql[dialect_name]:
@@ -209,15 +207,21 @@ def _upgrade_compact(engine: Engine, dialect_name: str, display: str, before: in
     if progress is not None:
         progress(COMPACT_BARE)
     with engine.begin() as conn:
-        if dialect_name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema()"
-                              " || '\\:runlog-ddl'))"))
+        _lock_ddl(conn, dialect_name)
         applied = _read_version(conn) < BARE_SCHEMA_VERSION
         if applied:
             conn.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"),
                          {"v": str(BARE_SCHEMA_VERSION)})
     return MigrationReport(display, before, BARE_SCHEMA_VERSION,
                            (COMPACT_BARE,) if applied else (), False)
+
+
+def _lock_ddl(conn: Connection, dialect_name: str) -> None:
+    """PostgreSQL: one migrating host per schema at a time (a transaction-scoped
+    advisory lock, released by the step's commit); SQLite's write lock does this."""
+    if dialect_name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema()"
+                          " || '\\:runlog-ddl'))"))
 
 
 def _has_store(conn: Connection, dialect_name: str) -> bool:
