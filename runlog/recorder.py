@@ -41,7 +41,6 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast
 
 import anyio.to_thread
-import orjson
 import sniffio
 
 from runlog import codec
@@ -91,7 +90,6 @@ _TEMPLATED_CODE = layout.TEMPLATED
 _TOKEN_DATA = b',"channel":"token","data":{"token":'
 _CHUNK_KEY, _NULL_CHUNK = b',"chunk":', b',"chunk":null}}'
 _join = b"".join
-_dumps = orjson.dumps
 _NO_INPUTS: Any = object()
 _MIN_US = TIME_MIN
 _MAX_US = TIME_MAX
@@ -402,15 +400,8 @@ class Run:
         # the envelope of make_envelope(..., channel="token") around the encoding of
         # {"token": token, "chunk": chunk}, assembled in one join: this runs per token.
         # (bytes.join sizes the result once; a %-format of the ~600 bytes grows its
-        # buffer as it goes, 4x the cost.) A str token is what codec.encode writes for
-        # one, without the call; a lone surrogate goes to the codec, which tags it.
-        if type(token) is str:
-            try:
-                text = _dumps(token)
-            except orjson.JSONEncodeError:
-                text = codec.encode(token)
-        else:
-            text = codec.encode(token)
+        # buffer as it goes, 4x the cost.)
+        text = codec.encode(token)
         if chunk is None:  # the compact layout keeps just the token (layout code 5 or 7)
             self._put("stream", _join((self._stream_head, b"%d" % t, _TOKEN_DATA, text,
                                        _NULL_CHUNK)), t, None, False, (_TOKEN_CODE, text))

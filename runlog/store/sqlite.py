@@ -907,15 +907,14 @@ class SQLiteBackend(Backend):
                                 f"{tail}", case_params + params).fetchall()
             # (seq, envelope, code-6 body[, digest]): the body NULL but in code-6 rows;
             # (seq, envelope) if two
-            if two:
-                pass
-            elif any(map(operator.is_not, map(_TEMPLATED, rows), repeat(None))):
-                rows = self._fill_templated(conn, rows)
-                untemplated.difference_update(r[0] for r in runs)
-            else:
-                if len(untemplated) > _KEY_CACHE:
-                    untemplated.clear()
-                untemplated.update(r[0] for r in runs)
+            if not two:
+                if any(map(operator.is_not, map(_TEMPLATED, rows), repeat(None))):
+                    rows = self._fill_templated(conn, rows)
+                    untemplated.difference_update(r[0] for r in runs)
+                else:
+                    if len(untemplated) > _KEY_CACHE:
+                        untemplated.clear()
+                    untemplated.update(r[0] for r in runs)
             missing = [r[0] for r in rows if r[1] is None] if None in map(_RAW, rows) else []
             fixes: dict[int, bytes] = {}
             if missing:  # code 6 (or not joinable by the SQL): the five columns
